@@ -1,0 +1,374 @@
+//! `MemoryCache`: the embedded, zero-setup cache, on moka.
+//!
+//! Every operation is synchronous and cheap, so the binding calls it on the JS
+//! thread directly: an async napi call would cost a thread hop (~30 µs), many
+//! times the work itself.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use moka::ops::compute::Op;
+use moka::policy::{EvictionPolicy, Expiry};
+use moka::sync::Cache;
+
+use super::range::lrange;
+use crate::error::CacheError;
+use crate::json;
+
+/// Options of [`MemoryCache`], already validated.
+#[derive(Debug, Clone)]
+pub struct MemoryCacheConfig {
+    /// Default time to live of a key, refreshed by every write to it.
+    /// `None` disables expiry.
+    pub ttl: Option<Duration>,
+    /// How many keys the cache holds before it evicts the least recently used.
+    pub max_size: u64,
+}
+
+impl Default for MemoryCacheConfig {
+    fn default() -> Self {
+        MemoryCacheConfig {
+            ttl: Some(Duration::from_millis(300_000)),
+            max_size: 1000,
+        }
+    }
+}
+
+impl MemoryCacheConfig {
+    /// Builds a config from the JS option values, naming the option at fault.
+    pub fn from_options(ttl_ms: Option<f64>, max_size: Option<f64>) -> Result<Self, CacheError> {
+        let defaults = MemoryCacheConfig::default();
+        let ttl = match ttl_ms {
+            None => defaults.ttl,
+            Some(ms) => ttl_from_ms("ttlMs", ms)?,
+        };
+        let max_size = match max_size {
+            None => defaults.max_size,
+            Some(n) if n.is_finite() && n >= 1.0 && n.fract() == 0.0 && n <= u32::MAX as f64 => n as u64,
+            Some(n) => {
+                return Err(CacheError::invalid_option(
+                    "maxSize",
+                    format!("must be a positive integer, got {n}"),
+                ))
+            }
+        };
+        Ok(MemoryCacheConfig { ttl, max_size })
+    }
+}
+
+/// A TTL in milliseconds as JS gives it: `0` means no expiry.
+pub fn ttl_from_ms(option: &'static str, ms: f64) -> Result<Option<Duration>, CacheError> {
+    if !ms.is_finite() || ms < 0.0 {
+        return Err(CacheError::invalid_option(
+            option,
+            format!("must be a finite number >= 0, got {ms}"),
+        ));
+    }
+    Ok((ms > 0.0).then(|| Duration::from_secs_f64(ms / 1000.0)))
+}
+
+type List = Vec<Box<str>>;
+
+#[derive(Clone)]
+enum Data {
+    Value(Arc<str>),
+    List(Arc<Mutex<List>>),
+    Counter(Arc<AtomicI64>),
+}
+
+impl Data {
+    fn kind(&self) -> &'static str {
+        match self {
+            Data::Value(_) => "a value",
+            Data::List(_) => "a list",
+            Data::Counter(_) => "a counter",
+        }
+    }
+}
+
+/// What moka stores per key: the data and the TTL its last write asked for.
+#[derive(Clone)]
+struct Slot {
+    data: Data,
+    ttl: Option<Duration>,
+}
+
+/// Each write sets the key's expiry to the TTL it asked for; reads leave it.
+///
+/// Pushes and increments on an existing key mutate the shared list or counter
+/// in place, so for moka they are reads: [`MemoryCache::get_for_write`] flags
+/// such a read on this thread and `expire_after_read` (which moka calls
+/// synchronously inside `get`) refreshes the TTL. That keeps the hot path at one
+/// lock-free lookup instead of a keyed compute-and-insert, which cost 3x more.
+struct WriteRefreshesTtl;
+
+thread_local! {
+    static READ_IS_WRITE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Expiry<String, Slot> for WriteRefreshesTtl {
+    fn expire_after_create(&self, _: &String, slot: &Slot, _: Instant) -> Option<Duration> {
+        slot.ttl
+    }
+    fn expire_after_update(&self, _: &String, slot: &Slot, _: Instant, _: Option<Duration>) -> Option<Duration> {
+        slot.ttl
+    }
+    fn expire_after_read(
+        &self,
+        _: &String,
+        slot: &Slot,
+        _: Instant,
+        remaining: Option<Duration>,
+        _: Instant,
+    ) -> Option<Duration> {
+        let mutable = matches!(slot.data, Data::List(_) | Data::Counter(_));
+        if mutable && READ_IS_WRITE.with(|flag| flag.get()) {
+            slot.ttl
+        } else {
+            remaining
+        }
+    }
+}
+
+/// The in-memory cache. Cloning shares the same store.
+#[derive(Clone)]
+pub struct MemoryCache {
+    entries: Cache<String, Slot>,
+    ttl: Option<Duration>,
+}
+
+impl MemoryCache {
+    pub fn new(config: MemoryCacheConfig) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(config.max_size)
+            // TinyLFU may refuse to admit a new key; a cache of run state must
+            // keep the newest keys, so plain LRU.
+            .eviction_policy(EvictionPolicy::lru())
+            .expire_after(WriteRefreshesTtl)
+            .build();
+        MemoryCache {
+            entries,
+            ttl: config.ttl,
+        }
+    }
+
+    /// The value at `key` as JSON text: a value, a list as an array, a counter
+    /// as a number. `None` when absent or expired.
+    pub fn get(&self, key: &str) -> Option<String> {
+        Some(match self.entries.get(key)?.data {
+            Data::Value(text) => text.to_string(),
+            Data::List(list) => json::array(lock(&list).iter().map(|s| &**s)),
+            Data::Counter(n) => n.load(Ordering::SeqCst).to_string(),
+        })
+    }
+
+    /// Stores `json` at `key`, replacing whatever was there. `ttl`: `None` uses
+    /// the default; `Some(None)` never expires.
+    pub fn set(&self, key: &str, json: &str, ttl: Option<Option<Duration>>) {
+        let slot = Slot {
+            data: Data::Value(Arc::from(json)),
+            ttl: ttl.unwrap_or(self.ttl),
+        };
+        let is_new = !self.entries.contains_key(key);
+        self.entries.insert(key.to_owned(), slot);
+        if is_new {
+            self.enforce_capacity();
+        }
+    }
+
+    pub fn delete(&self, key: &str) {
+        self.entries.invalidate(key);
+    }
+
+    pub fn clear(&self) {
+        self.entries.invalidate_all();
+        self.entries.run_pending_tasks();
+    }
+
+    pub fn list_push(&self, key: &str, json: &str) -> Result<(), CacheError> {
+        self.with_list(key, |list| {
+            list.push(json.into());
+            Ok(())
+        })
+    }
+
+    pub fn list_length(&self, key: &str) -> Result<usize, CacheError> {
+        match self.entries.get(key).map(|slot| slot.data) {
+            None => Ok(0),
+            Some(Data::List(list)) => Ok(lock(&list).len()),
+            Some(other) => Err(wrong_type(key, "a list", &other)),
+        }
+    }
+
+    /// `LRANGE key from to` as the text of a JSON array.
+    pub fn list_from_to(&self, key: &str, from: i64, to: i64) -> Result<String, CacheError> {
+        match self.entries.get(key).map(|slot| slot.data) {
+            None => Ok("[]".to_owned()),
+            Some(Data::List(list)) => {
+                let list = lock(&list);
+                Ok(json::array(list[lrange(list.len(), from, to)].iter().map(|s| &**s)))
+            }
+            Some(other) => Err(wrong_type(key, "a list", &other)),
+        }
+    }
+
+    /// Adds one to the counter at `key` (0 when absent) and returns the result.
+    /// A value holding an integer counts as a counter, as in Redis.
+    pub fn increment(&self, key: &str) -> Result<i64, CacheError> {
+        let (result, created) = self.increment_holding(key);
+        if created {
+            self.enforce_capacity();
+        }
+        result
+    }
+
+    /// [`Self::increment`] without the capacity check, which must not run while
+    /// a caller holds another key. Also says whether the counter was created.
+    fn increment_holding(&self, key: &str) -> (Result<i64, CacheError>, bool) {
+        if let Some(Data::Counter(n)) = self.get_for_write(key) {
+            return (Ok(n.fetch_add(1, Ordering::SeqCst) + 1), false);
+        }
+        // Absent, or a value to convert: compute under the key's lock so that
+        // concurrent first increments create one counter.
+        let mut result = Err(CacheError::Closed);
+        let mut created = false;
+        self.entries.entry_by_ref(key).and_compute_with(|existing| {
+            let counter = match existing.map(|e| e.into_value().data) {
+                None => {
+                    created = true;
+                    Arc::new(AtomicI64::new(0))
+                }
+                Some(Data::Counter(n)) => n,
+                Some(Data::Value(text)) => match text.trim().parse::<i64>() {
+                    Ok(n) => Arc::new(AtomicI64::new(n)),
+                    Err(_) => {
+                        result = Err(CacheError::WrongType {
+                            key: key.to_owned(),
+                            expected: "an integer",
+                            found: "a non-integer value",
+                        });
+                        return Op::Nop;
+                    }
+                },
+                Some(other) => {
+                    result = Err(wrong_type(key, "an integer", &other));
+                    return Op::Nop;
+                }
+            };
+            result = Ok(counter.fetch_add(1, Ordering::SeqCst) + 1);
+            Op::Put(Slot {
+                data: Data::Counter(counter),
+                ttl: self.ttl,
+            })
+        });
+        (result, created)
+    }
+
+    /// Atomically allocates the next 0-based index from `counter_key`, stores
+    /// `object_json` with `index` set to it at the end of `list_key`, and
+    /// returns the index. Pushes to one list are serialised, so list order is
+    /// index order.
+    pub fn list_push_indexed(&self, list_key: &str, counter_key: &str, object_json: &str) -> Result<i64, CacheError> {
+        if list_key == counter_key {
+            return Err(CacheError::InvalidValue(
+                "listPushIndexed needs two different keys for the list and its counter".into(),
+            ));
+        }
+        let body = json::without_index(object_json)?;
+        let mut counter_created = false;
+        let pushed = self.with_list(list_key, |list| {
+            let (next, created) = self.increment_holding(counter_key);
+            counter_created = created;
+            let index = next? - 1;
+            list.push(json::with_index(&body, index).into_boxed_str());
+            Ok(index)
+        });
+        if counter_created {
+            self.enforce_capacity();
+        }
+        pushed
+    }
+
+    /// Runs `f` on the list at `key` (created when absent) while holding the
+    /// key, then refreshes the key's TTL. When `f` fails nothing is stored.
+    fn with_list<R>(&self, key: &str, f: impl FnOnce(&mut List) -> Result<R, CacheError>) -> Result<R, CacheError> {
+        match self.get_for_write(key) {
+            Some(Data::List(list)) => return f(&mut lock(&list)),
+            Some(other) => return Err(wrong_type(key, "a list", &other)),
+            None => {}
+        }
+        // Absent: create it under the key's lock, so concurrent first pushes
+        // share one list.
+        let mut outcome = None;
+        let mut created = false;
+        self.entries.entry_by_ref(key).and_compute_with(|existing| {
+            let list = match existing.map(|e| e.into_value().data) {
+                None => {
+                    created = true;
+                    Arc::new(Mutex::new(List::new()))
+                }
+                Some(Data::List(list)) => list,
+                Some(other) => {
+                    outcome = Some(Err(wrong_type(key, "a list", &other)));
+                    return Op::Nop;
+                }
+            };
+            let result = f(&mut lock(&list));
+            let op = match result {
+                Ok(_) => Op::Put(Slot {
+                    data: Data::List(list),
+                    ttl: self.ttl,
+                }),
+                Err(_) => Op::Nop,
+            };
+            outcome = Some(result);
+            op
+        });
+        if created {
+            self.enforce_capacity();
+        }
+        outcome.expect("compute closure always runs")
+    }
+
+    /// Looks `key` up for an in-place write, refreshing its TTL if it is a list
+    /// or a counter (see [`WriteRefreshesTtl`]).
+    fn get_for_write(&self, key: &str) -> Option<Data> {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                READ_IS_WRITE.with(|flag| flag.set(false));
+            }
+        }
+        READ_IS_WRITE.with(|flag| flag.set(true));
+        let _reset = Reset;
+        self.entries.get(key).map(|slot| slot.data)
+    }
+
+    /// moka applies evictions lazily; a new key must not leave the cache above
+    /// `max_size` for whoever reads next, so apply them now. Only new keys pay
+    /// for this, not pushes to existing lists.
+    fn enforce_capacity(&self) {
+        self.entries.run_pending_tasks();
+    }
+
+    /// Number of live keys (after pending maintenance). For tests and stats.
+    pub fn key_count(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+}
+
+fn lock(list: &Mutex<List>) -> MutexGuard<'_, List> {
+    // A panic while holding the lock cannot leave a list half-written (push is
+    // the only mutation), so a poisoned lock is safe to reuse.
+    list.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn wrong_type(key: &str, expected: &'static str, found: &Data) -> CacheError {
+    CacheError::WrongType {
+        key: key.to_owned(),
+        expected,
+        found: found.kind(),
+    }
+}

@@ -1,0 +1,137 @@
+//! JSON text helpers.
+//!
+//! Values are kept as the JSON text JavaScript produced, so the only JSON work
+//! on the hot path is splicing `"index":N` into an object, which is done on the
+//! text itself (the same trick as Mastra's Redis script). Re-encoding through
+//! `serde_json::Value` would reorder keys and cost far more.
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::fmt;
+
+use crate::error::CacheError;
+
+/// The object text without an `index` property, ready for [`with_index`] or
+/// for the Redis script that splices the index server-side.
+///
+/// `text` must be a JSON object. The common case (no `index` key anywhere in the
+/// text) is a borrow; otherwise the object is rewritten without its top-level
+/// `index`, keeping every other member and its exact text in order.
+pub fn without_index(text: &str) -> Result<std::borrow::Cow<'_, str>, CacheError> {
+    let trimmed = text.trim();
+    if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
+        return Err(not_an_object());
+    }
+    if !trimmed.contains("\"index\"") {
+        return Ok(std::borrow::Cow::Borrowed(trimmed));
+    }
+    let members = parse_members(trimmed)?;
+    let mut out = String::with_capacity(trimmed.len());
+    out.push('{');
+    for (key, raw) in members.iter().filter(|(key, _)| key != "index") {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        // Serialising a &str cannot fail.
+        out.push_str(&serde_json::to_string(key).expect("string serialises"));
+        out.push(':');
+        out.push_str(raw.get());
+    }
+    out.push('}');
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+/// `{"index":N,...}` from an object text that has no `index` member (the output
+/// of [`without_index`]). `index` goes first, as in Mastra's Redis cache.
+pub fn with_index(object: &str, index: i64) -> String {
+    let rest = &object[1..]; // everything after `{`, ending with `}`
+    let mut out = String::with_capacity(object.len() + 24);
+    out.push_str("{\"index\":");
+    out.push_str(&index.to_string());
+    if rest.trim_start() == "}" {
+        out.push('}');
+    } else {
+        out.push(',');
+        out.push_str(rest);
+    }
+    out
+}
+
+/// Joins stored JSON texts into the text of one JSON array.
+pub fn array<'a>(items: impl ExactSizeIterator<Item = &'a str> + Clone) -> String {
+    let len: usize = items.clone().map(str::len).sum::<usize>() + items.len() + 2;
+    let mut out = String::with_capacity(len);
+    out.push('[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out.push(']');
+    out
+}
+
+fn not_an_object() -> CacheError {
+    CacheError::InvalidValue("listPushIndexed needs a JSON object value, to set `index` on it".into())
+}
+
+/// The members of a JSON object, in order, each value kept as its exact text.
+fn parse_members(text: &str) -> Result<Vec<(String, Box<RawValue>)>, CacheError> {
+    struct Members;
+    impl<'de> Visitor<'de> for Members {
+        type Value = Vec<(String, Box<RawValue>)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+            while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let members = (&mut de).deserialize_map(Members).map_err(|_| not_an_object())?;
+    de.end().map_err(|_| not_an_object())?;
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn indexed(text: &str, index: i64) -> String {
+        with_index(&without_index(text).unwrap(), index)
+    }
+
+    #[test]
+    fn splices_index_first() {
+        assert_eq!(indexed(r#"{"a":1}"#, 7), r#"{"index":7,"a":1}"#);
+        assert_eq!(indexed("{}", 0), r#"{"index":0}"#);
+        assert_eq!(indexed(" { } ", 3), r#"{"index":3}"#);
+    }
+
+    #[test]
+    fn replaces_an_existing_index_and_keeps_member_text() {
+        let out = indexed(r#"{"x":1.50,"index":99,"y":{"index":1}}"#, 4);
+        assert_eq!(out, r#"{"index":4,"x":1.50,"y":{"index":1}}"#);
+        // Nested `index` alone keeps the fast path but is still correct.
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["index"], 4);
+    }
+
+    #[test]
+    fn rejects_non_objects() {
+        for text in ["[1]", "\"s\"", "1", "null", "{\"index\":1"] {
+            assert_eq!(without_index(text).unwrap_err().code(), "ERR_INVALID_VALUE", "{text}");
+        }
+    }
+
+    #[test]
+    fn joins_arrays() {
+        assert_eq!(array(["1", "{}", "\"a\""].into_iter()), r#"[1,{},"a"]"#);
+        assert_eq!(array(std::iter::empty::<&str>()), "[]");
+    }
+}

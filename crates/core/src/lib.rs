@@ -1,0 +1,14 @@
+//! Pure-Rust core of `durable-agent`.
+//!
+//! Nothing in this crate knows about Node or napi: the binding crate at the
+//! repository root adapts it to JavaScript. Values cross this API as JSON text,
+//! which is how they are stored (in memory and in Redis) and how they travel to
+//! JavaScript (one `JSON.parse` per call instead of one object built per field).
+
+pub mod cache;
+pub mod error;
+pub mod json;
+
+pub use cache::memory::{MemoryCache, MemoryCacheConfig};
+pub use cache::redis::{RedisCache, RedisCacheConfig, RedisTarget, TlsConfig};
+pub use error::{CacheError, ErrorCode};

@@ -1,0 +1,122 @@
+//! The Redis cache against a real server (`REDIS_URL`, else 127.0.0.1:6379).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use durable_agent_core::{RedisCache, RedisCacheConfig, RedisTarget};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A cache under a prefix of its own, so tests never see each other's keys.
+fn cache(ttl_seconds: f64) -> RedisCache {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let prefix = format!("test:core:{}:{nanos}:", std::process::id());
+    let config = RedisCacheConfig::from_options(
+        RedisTarget::Url(redis_url()),
+        None,
+        Some(prefix),
+        Some(ttl_seconds),
+        Some(2000.0),
+        Some(2000.0),
+    )
+    .unwrap();
+    RedisCache::new(config).unwrap()
+}
+
+#[tokio::test]
+async fn contract_round_trip() {
+    let c = cache(60.0);
+    c.set("v", r#"{"a":[1,2.5,null,true,"s"]}"#, None).await.unwrap();
+    assert_eq!(
+        c.get("v").await.unwrap().as_deref(),
+        Some(r#"{"a":[1,2.5,null,true,"s"]}"#)
+    );
+    assert_eq!(c.get("missing").await.unwrap(), None);
+    for v in ["\"a\"", "\"b\"", "\"c\""] {
+        c.list_push("l", v).await.unwrap();
+    }
+    assert_eq!(c.list_length("l").await.unwrap(), 3);
+    assert_eq!(c.list_from_to("l", 1, 2).await.unwrap(), r#"["b","c"]"#);
+    assert_eq!(c.list_from_to("l", -1, -1).await.unwrap(), r#"["c"]"#);
+    assert_eq!(c.get("l").await.unwrap().as_deref(), Some(r#"["a","b","c"]"#));
+    assert_eq!(c.increment("n").await.unwrap(), 1);
+    assert_eq!(c.increment("n").await.unwrap(), 2);
+    assert_eq!(c.get("n").await.unwrap().as_deref(), Some("2"));
+    let e = c.list_push("v", "1").await.unwrap_err();
+    assert_eq!(e.code(), "ERR_WRONG_TYPE");
+    c.delete("v").await.unwrap();
+    assert_eq!(c.get("v").await.unwrap(), None);
+    c.clear().await.unwrap();
+    assert_eq!(c.list_length("l").await.unwrap(), 0);
+    assert_eq!(c.get("n").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn list_push_indexed_is_atomic_under_concurrency() {
+    let c = cache(60.0);
+    let calls = (0..500).map(|i| {
+        let c = c.clone();
+        async move {
+            c.list_push_indexed("run", "run:counter", &format!(r#"{{"i":{i},"index":-5}}"#))
+                .await
+        }
+    });
+    let mut indices: Vec<i64> = futures::future::try_join_all(calls).await.unwrap();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..500).collect::<Vec<_>>());
+    let list: Vec<serde_json::Value> = serde_json::from_str(&c.list_from_to("run", 0, -1).await.unwrap()).unwrap();
+    let stored: Vec<i64> = list.iter().map(|v| v["index"].as_i64().unwrap()).collect();
+    assert_eq!(stored, (0..500).collect::<Vec<_>>());
+    assert_eq!(c.list_push_indexed("run", "run:counter", "{}").await.unwrap(), 500);
+    assert_eq!(c.list_from_to("run", -1, -1).await.unwrap(), r#"[{"index":500}]"#);
+    c.clear().await.unwrap();
+}
+
+#[tokio::test]
+async fn ttl_applies_to_every_write() {
+    let c = cache(1.0);
+    c.set("v", "1", None).await.unwrap();
+    c.list_push_indexed("l", "l:counter", "{}").await.unwrap();
+    c.set("forever", "1", Some(None)).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let gone = c.get("v").await.unwrap().is_none()
+            && c.list_length("l").await.unwrap() == 0
+            && c.get("l:counter").await.unwrap().is_none();
+        if gone {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "keys did not expire");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(c.get("forever").await.unwrap().as_deref(), Some("1"));
+    c.clear().await.unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_server_fails_fast_with_its_address() {
+    let config = RedisCacheConfig::from_options(
+        RedisTarget::Url("redis://127.0.0.1:1".into()),
+        None,
+        None,
+        None,
+        Some(1000.0),
+        Some(1000.0),
+    )
+    .unwrap();
+    let c = RedisCache::new(config).unwrap();
+    let start = Instant::now();
+    let err = c.get("k").await.unwrap_err();
+    assert_eq!(err.code(), "ERR_REDIS_UNAVAILABLE");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    assert!(start.elapsed() < Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn closed_cache_refuses_calls() {
+    let c = cache(60.0);
+    c.set("k", "1", None).await.unwrap();
+    c.close();
+    assert_eq!(c.get("k").await.unwrap_err().code(), "ERR_CACHE_CLOSED");
+}

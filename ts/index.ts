@@ -1,0 +1,15 @@
+/**
+ * durable-agent: resumable streams and durable agent runs for Mastra-style
+ * apps, on a Rust core. This module is the public entry point; `../index.js`
+ * is the generated native loader behind it.
+ */
+export { ErrorCodes, type CodedError, type ErrorCode } from './errors.js'
+export { InMemoryServerCache, type InMemoryServerCacheOptions } from './memory-cache.js'
+export {
+  RedisServerCache,
+  type RedisConnection,
+  type RedisServerCacheOptions,
+  type RedisTlsOptions,
+} from './redis-cache.js'
+export { nodeRedisPreset, upstashPreset, type RedisClient, type RedisClientAdapter } from './redis-client.js'
+export type { ServerCache } from './server-cache.js'

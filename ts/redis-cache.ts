@@ -1,0 +1,153 @@
+import { NativeRedisCache } from '../index.js'
+import { checkInteger, checkKey, checkOptions } from './args.js'
+import { coded, ErrorCodes, native, nativeAsync } from './errors.js'
+import { toJson } from './json.js'
+import { ClientBackend, type RedisBackend, type RedisClient, type RedisClientAdapter } from './redis-client.js'
+import type { ServerCache } from './server-cache.js'
+
+/** Where Redis is, for the native client. */
+export type RedisConnection =
+  | {
+      /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+      url: string
+      /** Extra TLS settings for a `rediss://` URL. */
+      tls?: RedisTlsOptions
+    }
+  | {
+      host?: string
+      port?: number
+      username?: string
+      password?: string
+      db?: number
+      /** `true`, or TLS settings, to connect with TLS. */
+      tls?: boolean | RedisTlsOptions
+    }
+
+export interface RedisTlsOptions {
+  /** PEM certificate(s) to trust instead of the public web roots (private CA, self-signed server). */
+  ca?: string
+}
+
+export interface RedisServerCacheOptions extends RedisClientAdapter {
+  /** Prepended to every key; scope tenants and apps with it. Default `'mastra:cache:'`. */
+  keyPrefix?: string
+  /** TTL set by every write, in seconds; `0` keeps keys until deleted. Default 300. */
+  ttlSeconds?: number
+  /** How long one attempt to (re)connect may take, in ms. Default 5000. Native mode only. */
+  connectTimeoutMs?: number
+  /** How long a command may wait for its reply, in ms. Default 5000. Native mode only. */
+  commandTimeoutMs?: number
+}
+
+/**
+ * The shared cache: many Node processes, one Redis (or a Cluster: a list and
+ * its counter always share a hash tag).
+ *
+ * - `new RedisServerCache({ url })` (or `{ host, port, ... }`): the native Rust
+ *   client, one multiplexed, auto-reconnecting connection. Recommended.
+ * - `new RedisServerCache({ client })`: drives a connected ioredis client (or
+ *   node-redis / Upstash with `nodeRedisPreset` / `upstashPreset`), for apps
+ *   that already hold one. Same keys and scripts; slower.
+ */
+export class RedisServerCache implements ServerCache {
+  readonly name = 'RedisServerCache'
+  readonly #backend: RedisBackend
+
+  constructor(connection: RedisConnection | { client: RedisClient }, options: RedisServerCacheOptions = {}) {
+    checkOptions(
+      options,
+      { keyPrefix: 'string', ttlSeconds: 'number', connectTimeoutMs: 'number', commandTimeoutMs: 'number' },
+      'RedisServerCache options',
+    )
+    if (connection === null || typeof connection !== 'object') {
+      throw coded(new TypeError('RedisServerCache needs { url }, { host, port, ... } or { client }'), ErrorCodes.INVALID_OPTION)
+    }
+    if ('client' in connection) {
+      if (connection.client === null || typeof connection.client !== 'object') {
+        throw coded(new TypeError('invalid option `client`: must be a connected Redis client'), ErrorCodes.INVALID_OPTION)
+      }
+      const ttlSeconds = options.ttlSeconds ?? 300
+      if (!Number.isFinite(ttlSeconds) || ttlSeconds < 0) {
+        throw coded(new RangeError(`invalid option \`ttlSeconds\`: must be a finite number >= 0, got ${ttlSeconds}`), ErrorCodes.INVALID_OPTION)
+      }
+      this.#backend = new ClientBackend(connection.client, options.keyPrefix ?? 'mastra:cache:', ttlSeconds, options)
+      return
+    }
+    checkOptions(
+      connection,
+      { url: 'string', host: 'string', port: 'number', username: 'string', password: 'string', db: 'number' },
+      'RedisServerCache connection',
+    )
+    const tls = (connection as { tls?: boolean | RedisTlsOptions }).tls
+    if (tls !== undefined && typeof tls !== 'boolean' && (tls === null || typeof tls !== 'object')) {
+      throw coded(new TypeError('invalid option `tls`: must be a boolean or { ca }'), ErrorCodes.INVALID_OPTION)
+    }
+    const ca = typeof tls === 'object' ? tls.ca : undefined
+    if ('url' in connection) {
+      this.#backend = native(() => new NativeRedisCache({ url: connection.url, ca }, options))
+    } else {
+      for (const name of ['port', 'db'] as const) {
+        const value = connection[name]
+        if (value !== undefined && !(Number.isInteger(value) && value >= 0)) {
+          throw coded(new RangeError(`invalid option \`${name}\`: must be a non-negative integer, got ${value}`), ErrorCodes.INVALID_OPTION)
+        }
+      }
+      this.#backend = native(() => new NativeRedisCache({ ...connection, tls: tls !== undefined && tls !== false, ca }, options))
+    }
+  }
+
+  /** The value at `key`, or `undefined` when absent or expired. A list reads as an array, a counter as a number. */
+  async get(key: string): Promise<unknown> {
+    const text = await nativeAsync(this.#backend.get(checkKey(key)))
+    return text === null ? undefined : JSON.parse(text)
+  }
+
+  /** Stores `value` (any JSON value). `ttlMs` overrides the default TTL; `0` never expires. */
+  async set(key: string, value: unknown, ttlMs?: number): Promise<void> {
+    const json = toJson(value, 'value')
+    await nativeAsync(this.#backend.set(checkKey(key), json, ttlMs))
+  }
+
+  async delete(key: string): Promise<void> {
+    await nativeAsync(this.#backend.delete(checkKey(key)))
+  }
+
+  /** Deletes every key under this cache's `keyPrefix`, and nothing else. */
+  async clear(): Promise<void> {
+    await nativeAsync(this.#backend.clear())
+  }
+
+  async listPush(key: string, value: unknown): Promise<void> {
+    const json = toJson(value, 'value')
+    await nativeAsync(this.#backend.listPush(checkKey(key), json))
+  }
+
+  async listLength(key: string): Promise<number> {
+    return nativeAsync(this.#backend.listLength(checkKey(key)))
+  }
+
+  /** Items `from`..`to`, both inclusive; negative indices count from the end (`LRANGE`). */
+  async listFromTo(key: string, from: number, to = -1): Promise<unknown[]> {
+    const text = await nativeAsync(
+      this.#backend.listFromTo(checkKey(key), checkInteger(from, 'from'), checkInteger(to, 'to')),
+    )
+    return JSON.parse(text) as unknown[]
+  }
+
+  async increment(key: string): Promise<number> {
+    return nativeAsync(this.#backend.increment(checkKey(key)))
+  }
+
+  /** One atomic round trip: next index, append with `index` set, refresh both TTLs. */
+  async listPushIndexed(listKey: string, counterKey: string, value: Record<string, unknown>): Promise<number> {
+    const json = toJson(value, 'value')
+    return nativeAsync(
+      this.#backend.listPushIndexed(checkKey(listKey, 'listKey'), checkKey(counterKey, 'counterKey'), json),
+    )
+  }
+
+  /** Releases the native connection so Node can exit; later calls reject with `ERR_CACHE_CLOSED`. A `{ client }` is left to its owner. */
+  async close(): Promise<void> {
+    this.#backend.close()
+  }
+}

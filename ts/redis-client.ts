@@ -1,0 +1,233 @@
+import { listPushIndexedScript, redisKey } from '../index.js'
+import { coded, ErrorCodes } from './errors.js'
+
+/**
+ * Compatibility mode: drive an already-connected JS Redis client (ioredis by
+ * default; node-redis and `@upstash/redis` through the presets), as
+ * `@mastra/redis` does. Same key layout and scripts as the native mode, so both
+ * modes can share one Redis. The native `{ url }` mode is faster: see README.
+ */
+
+/** The ioredis-style subset of a Redis client this mode calls. */
+export interface RedisClient {
+  get(key: string): Promise<unknown>
+  set(key: string, value: unknown, ...args: unknown[]): Promise<unknown>
+  llen(key: string): Promise<number>
+  rpush(key: string, ...values: unknown[]): Promise<number>
+  lrange(key: string, start: number, stop: number): Promise<unknown[]>
+  del(...keys: string[]): Promise<number>
+  expire(key: string, seconds: number): Promise<number | boolean>
+  scan(cursor: string | number, ...args: unknown[]): Promise<[string | number, string[]]>
+  incr(key: string): Promise<number>
+  /** Lua scripting; without it `listPushIndexed` is rejected rather than made non-atomic. */
+  eval?(...args: unknown[]): Promise<unknown>
+}
+
+/** How to call a client whose method names or argument shapes differ from ioredis (Mastra's option names). */
+export interface RedisClientAdapter {
+  evalScript?: (client: RedisClient, script: string, keys: string[], args: string[]) => Promise<unknown>
+  setWithExpiry?: (client: RedisClient, key: string, value: unknown, seconds: number) => Promise<unknown>
+  scanKeys?: (
+    client: RedisClient,
+    cursor: string | number,
+    pattern: string,
+    count: number,
+  ) => Promise<[string | number, string[]]>
+  getListLength?: (client: RedisClient, key: string) => Promise<number>
+  pushToList?: (client: RedisClient, key: string, value: unknown) => Promise<number>
+  getListRange?: (client: RedisClient, key: string, start: number, stop: number) => Promise<unknown[]>
+  /** Deletes several keys in one call (node-redis takes an array, not varargs). */
+  deleteKeys?: (client: RedisClient, keys: string[]) => Promise<unknown>
+}
+
+type Required_ = Required<RedisClientAdapter>
+
+const ioredisAdapter: Required_ = {
+  evalScript: (client, script, keys, args) => evalOf(client)(script, keys.length, ...keys, ...args),
+  setWithExpiry: (client, key, value, seconds) => client.set(key, value, 'EX', seconds),
+  scanKeys: (client, cursor, pattern, count) => client.scan(cursor, 'MATCH', pattern, 'COUNT', count),
+  getListLength: (client, key) => client.llen(key),
+  pushToList: (client, key, value) => client.rpush(key, value),
+  getListRange: (client, key, start, stop) => client.lrange(key, start, stop),
+  deleteKeys: (client, keys) => client.del(...keys),
+}
+
+/** For `@upstash/redis` clients. */
+export const upstashPreset: Pick<RedisClientAdapter, 'setWithExpiry' | 'scanKeys' | 'evalScript'> = {
+  setWithExpiry: (client, key, value, seconds) => client.set(key, value, { ex: seconds }),
+  scanKeys: (client, cursor, pattern, count) => client.scan(cursor, { match: pattern, count }),
+  evalScript: (client, script, keys, args) => evalOf(client)(script, keys, args),
+}
+
+/** For node-redis (`redis` on npm) v4+ clients. */
+export const nodeRedisPreset: Required_ = {
+  setWithExpiry: (client, key, value, seconds) => client.set(key, value, { EX: seconds }),
+  scanKeys: async (client, cursor, pattern, count) => {
+    const reply = (await client.scan(String(cursor), { MATCH: pattern, COUNT: count })) as unknown as
+      | { cursor: string | number; keys: string[] }
+      | [string | number, string[]]
+    return Array.isArray(reply) ? reply : [reply.cursor, reply.keys]
+  },
+  getListLength: (client, key) => (client as unknown as NodeRedisLists).lLen(key),
+  pushToList: (client, key, value) => (client as unknown as NodeRedisLists).rPush(key, value),
+  getListRange: (client, key, start, stop) => (client as unknown as NodeRedisLists).lRange(key, start, stop),
+  deleteKeys: (client, keys) => (client as unknown as NodeRedisLists).del(keys),
+  evalScript: (client, script, keys, args) => evalOf(client)(script, { keys, arguments: args }),
+}
+
+interface NodeRedisLists {
+  lLen(key: string): Promise<number>
+  rPush(key: string, value: unknown): Promise<number>
+  lRange(key: string, start: number, stop: number): Promise<unknown[]>
+  del(keys: string[]): Promise<number>
+}
+
+function evalOf(client: RedisClient): (...args: unknown[]) => Promise<unknown> {
+  if (typeof client.eval !== 'function') {
+    throw coded(
+      new Error('this Redis client has no eval(): listPushIndexed needs Lua scripting to stay atomic'),
+      ErrorCodes.REDIS,
+    )
+  }
+  return client.eval.bind(client)
+}
+
+/** The string-level operations both Redis modes provide. */
+export interface RedisBackend {
+  get(key: string): Promise<string | null>
+  set(key: string, json: string, ttlMs?: number | null): Promise<void>
+  delete(key: string): Promise<void>
+  clear(): Promise<void>
+  listPush(key: string, json: string): Promise<void>
+  listLength(key: string): Promise<number>
+  listFromTo(key: string, from: number, to: number): Promise<string>
+  increment(key: string): Promise<number>
+  listPushIndexed(listKey: string, counterKey: string, json: string): Promise<number>
+  close(): void
+}
+
+export class ClientBackend implements RedisBackend {
+  readonly #client: RedisClient
+  readonly #prefix: string
+  readonly #ttlSeconds: number
+  readonly #adapter: Required_
+  readonly #script = listPushIndexedScript()
+
+  constructor(client: RedisClient, prefix: string, ttlSeconds: number, adapter: RedisClientAdapter) {
+    this.#client = client
+    this.#prefix = prefix
+    this.#ttlSeconds = ttlSeconds
+    this.#adapter = { ...ioredisAdapter, ...adapter }
+  }
+
+  #key(key: string): string {
+    return redisKey(this.#prefix, key)
+  }
+
+  async get(key: string): Promise<string | null> {
+    try {
+      return text(await this.#client.get(this.#key(key)))
+    } catch (error) {
+      if (!isWrongType(error)) throw classify(error)
+      return this.listFromTo(key, 0, -1)
+    }
+  }
+
+  async set(key: string, json: string, ttlMs?: number | null): Promise<void> {
+    // Mastra's adapters take whole seconds; round up so a key never expires early.
+    const seconds = ttlMs == null ? this.#ttlSeconds : Math.ceil(ttlMs / 1000)
+    await guard(
+      seconds > 0 ? this.#adapter.setWithExpiry(this.#client, this.#key(key), json, seconds) : this.#client.set(this.#key(key), json),
+    )
+  }
+
+  async delete(key: string): Promise<void> {
+    await guard(this.#client.del(this.#key(key)))
+  }
+
+  async clear(): Promise<void> {
+    const pattern = `${this.#prefix.replace(/[*?[\]\\]/g, '\\$&')}*`
+    let cursor: string | number = '0'
+    do {
+      const [next, keys]: [string | number, string[]] = await guard(this.#adapter.scanKeys(this.#client, cursor, pattern, 1000))
+      if (keys.length > 0) await guard(this.#adapter.deleteKeys(this.#client, keys))
+      cursor = next
+    } while (String(cursor) !== '0')
+  }
+
+  async listPush(key: string, json: string): Promise<void> {
+    const k = this.#key(key)
+    await guard(this.#adapter.pushToList(this.#client, k, json))
+    if (this.#ttlSeconds > 0) await guard(this.#client.expire(k, this.#ttlSeconds))
+  }
+
+  async listLength(key: string): Promise<number> {
+    return Number(await guard(this.#adapter.getListLength(this.#client, this.#key(key))))
+  }
+
+  async listFromTo(key: string, from: number, to: number): Promise<string> {
+    const items = await guard(this.#adapter.getListRange(this.#client, this.#key(key), from, to))
+    return `[${items.map((item) => text(item)).join(',')}]`
+  }
+
+  async increment(key: string): Promise<number> {
+    const k = this.#key(key)
+    const n = Number(await guard(this.#client.incr(k)))
+    if (this.#ttlSeconds > 0) await guard(this.#client.expire(k, this.#ttlSeconds))
+    return n
+  }
+
+  async listPushIndexed(listKey: string, counterKey: string, json: string): Promise<number> {
+    const body = withoutIndex(json)
+    const args = [body, String(this.#ttlSeconds * 1000)]
+    const keys = [this.#key(listKey), this.#key(counterKey)]
+    return Number(await guard(this.#adapter.evalScript(this.#client, this.#script, keys, args)))
+  }
+
+  /** The client belongs to the caller, who closes it. */
+  close(): void {}
+}
+
+/** Object text without a top-level `index` (the script adds it). */
+function withoutIndex(json: string): string {
+  if (!json.startsWith('{')) {
+    throw coded(new Error('listPushIndexed needs a JSON object value, to set `index` on it'), ErrorCodes.INVALID_VALUE)
+  }
+  if (!json.includes('"index"')) return json
+  const { index: _index, ...rest } = JSON.parse(json) as Record<string, unknown>
+  return JSON.stringify(rest)
+}
+
+/** Stored JSON text; some clients (Upstash) parse replies themselves. */
+function text(value: unknown): string | null {
+  if (value === null || value === undefined) return null
+  return typeof value === 'string' ? value : JSON.stringify(value)
+}
+
+function isWrongType(error: unknown): boolean {
+  return error instanceof Error && error.message.includes('WRONGTYPE')
+}
+
+async function guard<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call
+  } catch (error) {
+    throw classify(error)
+  }
+}
+
+/** Gives a JS client's error one of our codes, keeping it as `cause`. */
+function classify(error: unknown): Error {
+  if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('ERR_')) {
+    return error
+  }
+  const message = error instanceof Error ? error.message : String(error)
+  const code = /WRONGTYPE/.test(message)
+    ? ErrorCodes.WRONG_TYPE
+    : /WRONGPASS|NOAUTH|NOPERM/.test(message)
+      ? ErrorCodes.REDIS_AUTH
+      : /ECONNREFUSED|ECONNRESET|ENOTFOUND|EPIPE|closed|Connection is closed|not connected/i.test(message)
+        ? ErrorCodes.REDIS_UNAVAILABLE
+        : ErrorCodes.REDIS
+  return coded(new Error(`Redis client failed: ${message}`, { cause: error }), code)
+}
