@@ -27,19 +27,28 @@ export declare class NativeMemoryCache {
   keyCount(): number
 }
 
+/**
+ * Every operation takes a request id and returns at once; its outcome
+ * arrives through the completion bridge (see `bridge.rs`) under that id.
+ */
 export declare class NativeRedisCache {
-  constructor(target: NativeRedisTarget, options: NativeRedisOptions)
+  constructor(target: NativeRedisTarget, options: NativeRedisOptions, onReady: () => void)
   /** `host:port` of the server (no credentials). */
   get addr(): string
-  get(key: string): Promise<string | null>
-  set(key: string, json: string, ttlMs?: number | undefined | null): Promise<void>
-  delete(key: string): Promise<void>
-  clear(): Promise<void>
-  listPush(key: string, json: string): Promise<void>
-  listLength(key: string): Promise<number>
-  listFromTo(key: string, from: number, to: number): Promise<string>
-  increment(key: string): Promise<number>
-  listPushIndexed(listKey: string, counterKey: string, json: string): Promise<number>
+  /** The results finished since the last call, as one JSON batch, or `null`. */
+  takeCompletions(): string | null
+  /** Keeps Node alive while calls are in flight. */
+  hold(): void
+  release(): void
+  get(id: number, key: string): void
+  set(id: number, key: string, json: string, ttlMs?: number | undefined | null): void
+  delete(id: number, key: string): void
+  clear(id: number): void
+  listPush(id: number, key: string, json: string): void
+  listLength(id: number, key: string): void
+  listFromTo(id: number, key: string, from: number, to: number): void
+  increment(id: number, key: string): void
+  listPushIndexed(id: number, listKey: string, counterKey: string, json: string): void
   close(): void
 }
 

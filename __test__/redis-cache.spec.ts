@@ -117,6 +117,21 @@ describe('RedisServerCache: keys and TTL', () => {
   })
 })
 
+describe('RedisServerCache: data written by another program', () => {
+  it('reads a value that is not JSON back as a string, without spoiling the calls around it', async () => {
+    const prefix = uniquePrefix('foreign')
+    const cache = new RedisServerCache({ url: REDIS_URL }, { keyPrefix: prefix })
+    await raw.set(`${prefix}{plain}`, 'not {json')
+    await raw.rpush(`${prefix}{mixed}`, '{"ok":1}', 'oops', '[2]')
+    const [plain, mixed, missing] = await Promise.all([cache.get('plain'), cache.listFromTo('mixed', 0), cache.get('nope')])
+    expect(plain).toBe('not {json')
+    expect(mixed).toEqual([{ ok: 1 }, 'oops', [2]])
+    expect(missing).toBeUndefined()
+    await cache.clear()
+    await cache.close()
+  })
+})
+
 describe('RedisServerCache: options', () => {
   it.each([
     [{ url: 'http://localhost:6379' }, {}, 'url'],

@@ -1,12 +1,13 @@
-//! `NativeRedisCache`: the Redis cache. Every call is async (it waits on the
-//! network); concurrent calls share one pipelined connection.
+//! `NativeRedisCache`: the Redis cache. Calls run on tokio and share one
+//! pipelined connection; results return through the completion bridge.
 
 use durable_agent_core::cache::memory::ttl_from_ms;
 use durable_agent_core::cache::redis::{physical_key, LIST_PUSH_INDEXED_SCRIPT};
 use durable_agent_core::{RedisCache, RedisCacheConfig, RedisTarget, TlsConfig};
-use napi::Result;
+use napi::{Env, Result};
 use napi_derive::napi;
 
+use crate::bridge::{Bridge, OnReady, Reply};
 use crate::error::IntoNapi;
 
 /// Where Redis is: `url`, or `host` and friends.
@@ -32,15 +33,22 @@ pub struct NativeRedisOptions {
     pub command_timeout_ms: Option<f64>,
 }
 
+/// Every operation takes a request id and returns at once; its outcome
+/// arrives through the completion bridge (see `bridge.rs`) under that id.
 #[napi]
 pub struct NativeRedisCache {
     cache: RedisCache,
+    bridge: Bridge,
 }
 
 #[napi]
 impl NativeRedisCache {
-    #[napi(constructor, catch_unwind)]
-    pub fn new(target: NativeRedisTarget, options: NativeRedisOptions) -> Result<Self> {
+    #[napi(
+        constructor,
+        catch_unwind,
+        ts_args_type = "target: NativeRedisTarget, options: NativeRedisOptions, onReady: () => void"
+    )]
+    pub fn new(target: NativeRedisTarget, options: NativeRedisOptions, on_ready: OnReady) -> Result<Self> {
         let tls = target.ca.map(|pem| TlsConfig {
             ca_pem: Some(pem.into_bytes()),
         });
@@ -71,6 +79,7 @@ impl NativeRedisCache {
         .into_napi()?;
         Ok(NativeRedisCache {
             cache: RedisCache::new(config).into_napi()?,
+            bridge: Bridge::new(on_ready),
         })
     }
 
@@ -80,53 +89,101 @@ impl NativeRedisCache {
         self.cache.addr().to_owned()
     }
 
-    #[napi]
-    pub async fn get(&self, key: String) -> Result<Option<String>> {
-        self.cache.get(&key).await.into_napi()
+    /// The results finished since the last call, as one JSON batch, or `null`.
+    #[napi(catch_unwind)]
+    pub fn take_completions(&self) -> Option<String> {
+        self.bridge.take()
     }
 
-    #[napi]
-    pub async fn set(&self, key: String, json: String, ttl_ms: Option<f64>) -> Result<()> {
+    /// Keeps Node alive while calls are in flight.
+    #[napi(catch_unwind)]
+    pub fn hold(&self, env: Env) -> Result<()> {
+        self.bridge.hold(&env)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn release(&self, env: Env) -> Result<()> {
+        self.bridge.release(&env)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn get(&self, id: u32, key: String) {
+        let cache = self.cache.clone();
+        self.bridge.spawn(id, async move {
+            Ok(match cache.get(&key).await? {
+                Some(json) => Reply::Json(json),
+                None => Reply::Absent,
+            })
+        });
+    }
+
+    #[napi(catch_unwind)]
+    pub fn set(&self, id: u32, key: String, json: String, ttl_ms: Option<f64>) -> Result<()> {
         let ttl = ttl_ms.map(|ms| ttl_from_ms("ttlMs", ms)).transpose().into_napi()?;
-        self.cache.set(&key, &json, ttl).await.into_napi()
+        let cache = self.cache.clone();
+        self.bridge.spawn(
+            id,
+            async move { cache.set(&key, &json, ttl).await.map(|()| Reply::Unit) },
+        );
+        Ok(())
     }
 
-    #[napi]
-    pub async fn delete(&self, key: String) -> Result<()> {
-        self.cache.delete(&key).await.into_napi()
+    #[napi(catch_unwind)]
+    pub fn delete(&self, id: u32, key: String) {
+        let cache = self.cache.clone();
+        self.bridge
+            .spawn(id, async move { cache.delete(&key).await.map(|()| Reply::Unit) });
     }
 
-    #[napi]
-    pub async fn clear(&self) -> Result<()> {
-        self.cache.clear().await.into_napi()
+    #[napi(catch_unwind)]
+    pub fn clear(&self, id: u32) {
+        let cache = self.cache.clone();
+        self.bridge
+            .spawn(id, async move { cache.clear().await.map(|()| Reply::Unit) });
     }
 
-    #[napi]
-    pub async fn list_push(&self, key: String, json: String) -> Result<()> {
-        self.cache.list_push(&key, &json).await.into_napi()
+    #[napi(catch_unwind)]
+    pub fn list_push(&self, id: u32, key: String, json: String) {
+        let cache = self.cache.clone();
+        self.bridge.spawn(
+            id,
+            async move { cache.list_push(&key, &json).await.map(|()| Reply::Unit) },
+        );
     }
 
-    #[napi]
-    pub async fn list_length(&self, key: String) -> Result<u32> {
-        self.cache.list_length(&key).await.map(|n| n as u32).into_napi()
+    #[napi(catch_unwind)]
+    pub fn list_length(&self, id: u32, key: String) {
+        let cache = self.cache.clone();
+        self.bridge.spawn(id, async move {
+            cache.list_length(&key).await.map(|n| Reply::Number(n as i64))
+        });
     }
 
-    #[napi]
-    pub async fn list_from_to(&self, key: String, from: i64, to: i64) -> Result<String> {
-        self.cache.list_from_to(&key, from, to).await.into_napi()
+    #[napi(catch_unwind)]
+    pub fn list_from_to(&self, id: u32, key: String, from: i64, to: i64) {
+        let cache = self.cache.clone();
+        self.bridge.spawn(
+            id,
+            async move { cache.list_from_to(&key, from, to).await.map(Reply::Json) },
+        );
     }
 
-    #[napi]
-    pub async fn increment(&self, key: String) -> Result<i64> {
-        self.cache.increment(&key).await.into_napi()
+    #[napi(catch_unwind)]
+    pub fn increment(&self, id: u32, key: String) {
+        let cache = self.cache.clone();
+        self.bridge
+            .spawn(id, async move { cache.increment(&key).await.map(Reply::Number) });
     }
 
-    #[napi]
-    pub async fn list_push_indexed(&self, list_key: String, counter_key: String, json: String) -> Result<i64> {
-        self.cache
-            .list_push_indexed(&list_key, &counter_key, &json)
-            .await
-            .into_napi()
+    #[napi(catch_unwind)]
+    pub fn list_push_indexed(&self, id: u32, list_key: String, counter_key: String, json: String) {
+        let cache = self.cache.clone();
+        self.bridge.spawn(id, async move {
+            cache
+                .list_push_indexed(&list_key, &counter_key, &json)
+                .await
+                .map(Reply::Number)
+        });
     }
 
     #[napi(catch_unwind)]

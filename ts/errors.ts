@@ -68,12 +68,3 @@ export function native<T>(call: () => T): T {
     throw fromNative(error)
   }
 }
-
-/** Awaits a native promise, translating its rejection. */
-export async function nativeAsync<T>(call: Promise<T>): Promise<T> {
-  try {
-    return await call
-  } catch (error) {
-    throw fromNative(error)
-  }
-}

@@ -1,8 +1,8 @@
-import { NativeRedisCache } from '../index.js'
 import { checkInteger, checkKey, checkOptions } from './args.js'
-import { coded, ErrorCodes, native, nativeAsync } from './errors.js'
+import { coded, ErrorCodes } from './errors.js'
 import { toJson } from './json.js'
 import { ClientBackend, type RedisBackend, type RedisClient, type RedisClientAdapter } from './redis-client.js'
+import { NativeBackend } from './redis-native.js'
 import type { ServerCache } from './server-cache.js'
 
 /** Where Redis is, for the native client. */
@@ -84,7 +84,7 @@ export class RedisServerCache implements ServerCache {
     }
     const ca = typeof tls === 'object' ? tls.ca : undefined
     if ('url' in connection) {
-      this.#backend = native(() => new NativeRedisCache({ url: connection.url, ca }, options))
+      this.#backend = new NativeBackend({ url: connection.url, ca }, options)
     } else {
       for (const name of ['port', 'db'] as const) {
         const value = connection[name]
@@ -92,58 +92,52 @@ export class RedisServerCache implements ServerCache {
           throw coded(new RangeError(`invalid option \`${name}\`: must be a non-negative integer, got ${value}`), ErrorCodes.INVALID_OPTION)
         }
       }
-      this.#backend = native(() => new NativeRedisCache({ ...connection, tls: tls !== undefined && tls !== false, ca }, options))
+      this.#backend = new NativeBackend({ ...connection, tls: tls !== undefined && tls !== false, ca }, options)
     }
   }
 
   /** The value at `key`, or `undefined` when absent or expired. A list reads as an array, a counter as a number. */
   async get(key: string): Promise<unknown> {
-    const text = await nativeAsync(this.#backend.get(checkKey(key)))
-    return text === null ? undefined : JSON.parse(text)
+    return this.#backend.get(checkKey(key))
   }
 
   /** Stores `value` (any JSON value). `ttlMs` overrides the default TTL; `0` never expires. */
   async set(key: string, value: unknown, ttlMs?: number): Promise<void> {
     const json = toJson(value, 'value')
-    await nativeAsync(this.#backend.set(checkKey(key), json, ttlMs))
+    await this.#backend.set(checkKey(key), json, ttlMs)
   }
 
   async delete(key: string): Promise<void> {
-    await nativeAsync(this.#backend.delete(checkKey(key)))
+    await this.#backend.delete(checkKey(key))
   }
 
   /** Deletes every key under this cache's `keyPrefix`, and nothing else. */
   async clear(): Promise<void> {
-    await nativeAsync(this.#backend.clear())
+    await this.#backend.clear()
   }
 
   async listPush(key: string, value: unknown): Promise<void> {
     const json = toJson(value, 'value')
-    await nativeAsync(this.#backend.listPush(checkKey(key), json))
+    await this.#backend.listPush(checkKey(key), json)
   }
 
   async listLength(key: string): Promise<number> {
-    return nativeAsync(this.#backend.listLength(checkKey(key)))
+    return this.#backend.listLength(checkKey(key))
   }
 
   /** Items `from`..`to`, both inclusive; negative indices count from the end (`LRANGE`). */
   async listFromTo(key: string, from: number, to = -1): Promise<unknown[]> {
-    const text = await nativeAsync(
-      this.#backend.listFromTo(checkKey(key), checkInteger(from, 'from'), checkInteger(to, 'to')),
-    )
-    return JSON.parse(text) as unknown[]
+    return this.#backend.listFromTo(checkKey(key), checkInteger(from, 'from'), checkInteger(to, 'to'))
   }
 
   async increment(key: string): Promise<number> {
-    return nativeAsync(this.#backend.increment(checkKey(key)))
+    return this.#backend.increment(checkKey(key))
   }
 
   /** One atomic round trip: next index, append with `index` set, refresh both TTLs. */
   async listPushIndexed(listKey: string, counterKey: string, value: Record<string, unknown>): Promise<number> {
     const json = toJson(value, 'value')
-    return nativeAsync(
-      this.#backend.listPushIndexed(checkKey(listKey, 'listKey'), checkKey(counterKey, 'counterKey'), json),
-    )
+    return this.#backend.listPushIndexed(checkKey(listKey, 'listKey'), checkKey(counterKey, 'counterKey'), json)
   }
 
   /** Releases the native connection so Node can exit; later calls reject with `ERR_CACHE_CLOSED`. A `{ client }` is left to its owner. */

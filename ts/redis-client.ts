@@ -92,15 +92,15 @@ function evalOf(client: RedisClient): (...args: unknown[]) => Promise<unknown> {
   return client.eval.bind(client)
 }
 
-/** The string-level operations both Redis modes provide. */
+/** What both Redis modes provide: JSON text in, parsed values out. */
 export interface RedisBackend {
-  get(key: string): Promise<string | null>
-  set(key: string, json: string, ttlMs?: number | null): Promise<void>
+  get(key: string): Promise<unknown>
+  set(key: string, json: string, ttlMs?: number): Promise<void>
   delete(key: string): Promise<void>
   clear(): Promise<void>
   listPush(key: string, json: string): Promise<void>
   listLength(key: string): Promise<number>
-  listFromTo(key: string, from: number, to: number): Promise<string>
+  listFromTo(key: string, from: number, to: number): Promise<unknown[]>
   increment(key: string): Promise<number>
   listPushIndexed(listKey: string, counterKey: string, json: string): Promise<number>
   close(): void
@@ -124,16 +124,16 @@ export class ClientBackend implements RedisBackend {
     return redisKey(this.#prefix, key)
   }
 
-  async get(key: string): Promise<string | null> {
+  async get(key: string): Promise<unknown> {
     try {
-      return text(await this.#client.get(this.#key(key)))
+      return parse(await this.#client.get(this.#key(key)))
     } catch (error) {
       if (!isWrongType(error)) throw classify(error)
       return this.listFromTo(key, 0, -1)
     }
   }
 
-  async set(key: string, json: string, ttlMs?: number | null): Promise<void> {
+  async set(key: string, json: string, ttlMs?: number): Promise<void> {
     // Mastra's adapters take whole seconds; round up so a key never expires early.
     const seconds = ttlMs == null ? this.#ttlSeconds : Math.ceil(ttlMs / 1000)
     await guard(
@@ -165,9 +165,9 @@ export class ClientBackend implements RedisBackend {
     return Number(await guard(this.#adapter.getListLength(this.#client, this.#key(key))))
   }
 
-  async listFromTo(key: string, from: number, to: number): Promise<string> {
+  async listFromTo(key: string, from: number, to: number): Promise<unknown[]> {
     const items = await guard(this.#adapter.getListRange(this.#client, this.#key(key), from, to))
-    return `[${items.map((item) => text(item)).join(',')}]`
+    return items.map(parse)
   }
 
   async increment(key: string): Promise<number> {
@@ -198,10 +198,19 @@ function withoutIndex(json: string): string {
   return JSON.stringify(rest)
 }
 
-/** Stored JSON text; some clients (Upstash) parse replies themselves. */
-function text(value: unknown): string | null {
-  if (value === null || value === undefined) return null
-  return typeof value === 'string' ? value : JSON.stringify(value)
+/**
+ * A stored value, parsed. Some clients (Upstash) parse replies themselves; a
+ * string that is not JSON (written by something else) reads as that string,
+ * as in the native mode and in Mastra.
+ */
+function parse(value: unknown): unknown {
+  if (value === null || value === undefined) return undefined
+  if (typeof value !== 'string') return value
+  try {
+    return JSON.parse(value)
+  } catch {
+    return value
+  }
 }
 
 function isWrongType(error: unknown): boolean {

@@ -257,16 +257,15 @@ impl RedisCache {
         physical_key(&self.inner.key_prefix, key)
     }
 
+    /// The value at `key` as JSON text (a list as an array), `None` when absent.
+    /// Always valid JSON (see [`json::valid_or_quoted`]).
     pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
         let k = self.key(key);
         let got: Result<Option<String>, CacheError> = self.run(key, redis::cmd("GET").arg(&k)).await;
         match got {
             // A list reads as one JSON array, as in the in-memory cache.
-            Err(CacheError::WrongType { .. }) => {
-                let items: Vec<String> = self.run(key, redis::cmd("LRANGE").arg(&k).arg(0).arg(-1)).await?;
-                Ok(Some(json::array(items.iter().map(String::as_str))))
-            }
-            other => other,
+            Err(CacheError::WrongType { .. }) => self.list_from_to(key, 0, -1).await.map(Some),
+            other => Ok(other?.map(json::valid_or_quoted)),
         }
     }
 
@@ -325,10 +324,12 @@ impl RedisCache {
     }
 
     /// `LRANGE key from to` as the text of a JSON array.
+    /// Every item is valid JSON (see [`json::valid_or_quoted`]).
     pub async fn list_from_to(&self, key: &str, from: i64, to: i64) -> Result<String, CacheError> {
         let items: Vec<String> = self
             .run(key, redis::cmd("LRANGE").arg(self.key(key)).arg(from).arg(to))
             .await?;
+        let items: Vec<String> = items.into_iter().map(json::valid_or_quoted).collect();
         Ok(json::array(items.iter().map(String::as_str)))
     }
 

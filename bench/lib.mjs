@@ -1,0 +1,199 @@
+// Shared helpers for the benchmark sections: the event every section stores,
+// timing, statistics, number formatting and table printing. No dependencies.
+import { randomUUID } from 'node:crypto'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+
+export const now = () => performance.now()
+
+// ---------------------------------------------------------------------------
+// The event: shaped like what Mastra's CachingPubSub hands to
+// `listPushIndexed` (`{ ...event, id: randomUUID(), createdAt: new Date() }`),
+// about 180 bytes of JSON. The text is built with `join`, so every event owns a
+// fresh flat string, as a decoded LLM chunk would (no shared substrings that
+// would make retained objects look cheaper than they are).
+// ---------------------------------------------------------------------------
+
+const WORDS = (
+  'the a of to and in is it that for on with as was at by an be this from or are not but have ' +
+  'stream token agent model chunk reply text tool call step run data cache redis node rust fast'
+).split(' ')
+
+/** One Mastra-shaped `chunk` event of a run. */
+export function makeEvent(runId = randomUUID()) {
+  const words = []
+  let length = -1
+  while (length < 13) {
+    const word = WORDS[(Math.random() * WORDS.length) | 0]
+    words.push(word)
+    length += word.length + 1
+  }
+  return {
+    id: randomUUID(),
+    type: 'chunk',
+    runId,
+    data: { text: words.join(' ') },
+    createdAt: new Date(),
+  }
+}
+
+/** `n` events of one run (one shared `runId`, like one agent stream). */
+export function makeEvents(n, runId = randomUUID()) {
+  const events = new Array(n)
+  for (let i = 0; i < n; i++) events[i] = makeEvent(runId)
+  return events
+}
+
+/** JSON length statistics of `events`. */
+export function eventSize(events) {
+  return stats(events.map((event) => JSON.stringify(event).length))
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and measurement.
+// ---------------------------------------------------------------------------
+
+/** `{ median, min, max, mean, n, samples }` of numeric samples. */
+export function stats(samples) {
+  const sorted = [...samples].sort((a, b) => a - b)
+  const n = sorted.length
+  const mid = n >> 1
+  const median = n === 0 ? NaN : n % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+  const mean = sorted.reduce((sum, x) => sum + x, 0) / n
+  return { median, min: sorted[0], max: sorted[n - 1], mean, n, samples }
+}
+
+/** `stats` of `f(sample)` for each sample, e.g. to turn ms/call into calls/s. */
+export function mapStats(s, f) {
+  return stats(s.samples.map(f))
+}
+
+let gcFn
+/** A full GC, when one can be had (`--expose-gc`, or enabled at runtime). */
+export function gc() {
+  if (gcFn === undefined) {
+    try {
+      setFlagsFromString('--expose-gc')
+      gcFn = globalThis.gc ?? runInNewContext('gc')
+    } catch {
+      gcFn = null
+    }
+  }
+  if (gcFn) gcFn()
+}
+
+/**
+ * Runs each implementation's `rep(i)` once untimed (warm-up), then `reps`
+ * times, rotating which implementation goes first so drift (CPU boost,
+ * Redis state) does not favour one. `rep` returns one sample (a number).
+ * Returns `{ [impl]: stats }`.
+ */
+export async function compare(impls, { reps, warmup = true, onRep } = {}) {
+  const names = Object.keys(impls)
+  if (warmup) {
+    for (const name of names) await impls[name](-1)
+  }
+  const samples = Object.fromEntries(names.map((name) => [name, []]))
+  for (let r = 0; r < reps; r++) {
+    for (let k = 0; k < names.length; k++) {
+      const name = names[(r + k) % names.length]
+      gc()
+      samples[name].push(await impls[name](r))
+    }
+    onRep?.(r)
+  }
+  return Object.fromEntries(names.map((name) => [name, stats(samples[name])]))
+}
+
+/** Awaits `op(i)` for i in 0..n, one after the other. Returns ops/s. */
+export async function sequential(n, op) {
+  const start = now()
+  for (let i = 0; i < n; i++) await op(i)
+  return n / ((now() - start) / 1000)
+}
+
+/** Runs `op(i)` for i in 0..n with `concurrency` calls outstanding at all times. Returns ops/s. */
+export async function inFlight(n, concurrency, op) {
+  let next = 0
+  const worker = async () => {
+    while (next < n) await op(next++)
+  }
+  const start = now()
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker))
+  return n / ((now() - start) / 1000)
+}
+
+/** Calls `op()` until `budgetMs` has passed and at least `minCalls` were made. Returns ms per call. */
+export async function msPerCall(op, { budgetMs, minCalls = 3 }) {
+  let calls = 0
+  const start = now()
+  let elapsed = 0
+  do {
+    await op()
+    calls++
+    elapsed = now() - start
+  } while (elapsed < budgetMs || calls < minCalls)
+  return elapsed / calls
+}
+
+// ---------------------------------------------------------------------------
+// Formatting.
+// ---------------------------------------------------------------------------
+
+/** 3 significant digits, with k/M suffixes for large values: 1.23M, 45.6k, 789, 0.0123. */
+export function fmt(value) {
+  if (value === undefined || value === null || Number.isNaN(value)) return 'n/a'
+  const abs = Math.abs(value)
+  if (abs >= 1e6) return `${sig(value / 1e6)}M`
+  if (abs >= 1e4) return `${sig(value / 1e3)}k`
+  if (abs >= 1000) return Math.round(value).toString()
+  return sig(value)
+}
+
+function sig(value) {
+  const abs = Math.abs(value)
+  if (abs === 0) return '0'
+  const digits = abs >= 100 ? 0 : abs >= 10 ? 1 : abs >= 1 ? 2 : Math.min(6, 2 - Math.floor(Math.log10(abs)))
+  return value.toFixed(digits)
+}
+
+/** `median (min..max)`. */
+export function fmtStats(s) {
+  if (!s) return ''
+  if (s.n === 1) return fmt(s.median)
+  return `${fmt(s.median)} (${fmt(s.min)}..${fmt(s.max)})`
+}
+
+export function fmtRatio(ratio) {
+  if (ratio === undefined || ratio === null || !Number.isFinite(ratio)) return ''
+  return `${ratio >= 10 ? ratio.toFixed(1) : ratio >= 0.1 ? ratio.toFixed(2) : ratio.toPrecision(2)}x`
+}
+
+/**
+ * Prints rows (arrays of cells) as an aligned table. `align` is one of 'l'/'r'
+ * per column. The first row is the header.
+ */
+export function table(rows, align = []) {
+  const widths = []
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, String(cell).length)))
+  const line = (row) =>
+    row
+      .map((cell, i) => (align[i] === 'r' ? String(cell).padStart(widths[i]) : String(cell).padEnd(widths[i])))
+      .join('  ')
+      .trimEnd()
+  const [header, ...body] = rows
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n')
+}
+
+// ---------------------------------------------------------------------------
+// Targets.
+// ---------------------------------------------------------------------------
+
+/**
+ * A target on a number: `{ text, pass, value, threshold, op }`. `op` is
+ * '>=' or '<='. `text` says what is compared, e.g. 'ratio >= 1'.
+ */
+export function target(value, op, threshold, text) {
+  const pass = Number.isFinite(value) && (op === '>=' ? value >= threshold : value <= threshold)
+  return { text, op, value, threshold, pass }
+}

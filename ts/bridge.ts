@@ -1,0 +1,80 @@
+import { coded, ErrorCodes, fromNative } from './errors.js'
+
+/**
+ * The JS half of the completion bridge (see `src/bridge.rs`): JS creates the
+ * promise, the native side reports results in batches, one `JSON.parse` each.
+ */
+export interface BridgedNative {
+  takeCompletions(): string | null
+  hold(): void
+  release(): void
+}
+
+interface Pending {
+  resolve(value: unknown): void
+  reject(error: unknown): void
+}
+
+type Entry = [id: number, kind: 'v' | 'n' | 'u' | 'a' | 'e', value?: unknown]
+
+export class Bridge {
+  readonly #pending = new Map<number, Pending>()
+  #lastId = 0
+  #native: BridgedNative | undefined
+
+  /** Pass to the native constructor: called when a batch has results. */
+  readonly onReady = (): void => this.#drain()
+
+  attach(native: BridgedNative): void {
+    this.#native = native
+  }
+
+  /** Runs `submit(id)` (a synchronous native call) and settles with the outcome reported for `id`. */
+  call<T>(submit: (id: number) => void): Promise<T> {
+    const native = this.#native!
+    const id = (this.#lastId = (this.#lastId + 1) >>> 0)
+    return new Promise<T>((resolve, reject) => {
+      try {
+        submit(id)
+      } catch (error) {
+        reject(fromNative(error))
+        return
+      }
+      if (this.#pending.size === 0) native.hold()
+      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject })
+    })
+  }
+
+  #drain(): void {
+    const native = this.#native
+    if (!native) return
+    const batch = native.takeCompletions()
+    if (batch === null) return
+    let entries: Entry[]
+    try {
+      entries = JSON.parse(batch) as Entry[]
+    } catch (error) {
+      // The native side only embeds valid JSON, so this is a bug. Fail every
+      // call in flight loudly rather than leave any hanging or crash Node.
+      this.#failAll(coded(new Error(`corrupt completion batch: ${(error as Error).message}`), ErrorCodes.INTERNAL))
+      return
+    }
+    for (const [id, kind, value] of entries) {
+      const pending = this.#pending.get(id)
+      if (!pending) continue
+      this.#pending.delete(id)
+      if (kind === 'e') pending.reject(fromNative(new Error(value as string)))
+      else if (kind === 'v' || kind === 'n') pending.resolve(value)
+      else pending.resolve(undefined)
+    }
+    if (this.#pending.size === 0) native.release()
+  }
+
+  #failAll(error: Error): void {
+    const pending = [...this.#pending.values()]
+    this.#pending.clear()
+    this.#native?.release()
+    for (const { reject } of pending) reject(error)
+  }
+}
+
