@@ -54,6 +54,10 @@ pub enum CacheError {
         source: redis::RedisError,
     },
 
+    /// A reader asked for events that retention (TTL or `maxEvents`) dropped.
+    #[error("topic `{topic}`: offset {offset} is no longer retained (the oldest retained event is {first})")]
+    OffsetExpired { topic: String, offset: u64, first: u64 },
+
     /// `close()` was called; the cache accepts no more calls.
     #[error("the cache is closed")]
     Closed,
@@ -70,6 +74,7 @@ impl CacheError {
             CacheError::Auth { .. } => "ERR_REDIS_AUTH",
             CacheError::Timeout { .. } => "ERR_REDIS_TIMEOUT",
             CacheError::Redis { .. } => "ERR_REDIS",
+            CacheError::OffsetExpired { .. } => "ERR_OFFSET_EXPIRED",
             CacheError::Closed => "ERR_CACHE_CLOSED",
         }
     }

@@ -8,7 +8,12 @@
 pub mod cache;
 pub mod error;
 pub mod json;
+pub mod log;
+pub mod pubsub;
+pub mod signal;
 
 pub use cache::memory::{MemoryCache, MemoryCacheConfig};
 pub use cache::redis::{RedisCache, RedisCacheConfig, RedisTarget, TlsConfig};
 pub use error::{CacheError, ErrorCode};
+pub use log::{Page, Retention};
+pub use pubsub::{Store, Subscription};

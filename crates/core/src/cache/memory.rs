@@ -15,6 +15,8 @@ use moka::sync::Cache;
 use super::range::lrange;
 use crate::error::CacheError;
 use crate::json;
+use crate::log::{EventLog, Page, Retention};
+use crate::signal::Signals;
 
 /// Options of [`MemoryCache`], already validated.
 #[derive(Debug, Clone)]
@@ -75,6 +77,7 @@ enum Data {
     Value(Arc<str>),
     List(Arc<Mutex<List>>),
     Counter(Arc<AtomicI64>),
+    Log(Arc<Mutex<EventLog>>),
 }
 
 impl Data {
@@ -83,7 +86,41 @@ impl Data {
             Data::Value(_) => "a value",
             Data::List(_) => "a list",
             Data::Counter(_) => "a counter",
+            Data::Log(_) => "a topic log",
         }
+    }
+}
+
+/// Data that writers change in place behind a mutex (lists and topic logs).
+trait Shared: Default + Send + 'static {
+    const KIND: &'static str;
+    fn view(data: &Data) -> Option<&Arc<Mutex<Self>>>;
+    fn wrap(shared: Arc<Mutex<Self>>) -> Data;
+}
+
+impl Shared for List {
+    const KIND: &'static str = "a list";
+    fn view(data: &Data) -> Option<&Arc<Mutex<Self>>> {
+        match data {
+            Data::List(list) => Some(list),
+            _ => None,
+        }
+    }
+    fn wrap(shared: Arc<Mutex<Self>>) -> Data {
+        Data::List(shared)
+    }
+}
+
+impl Shared for EventLog {
+    const KIND: &'static str = "a topic log";
+    fn view(data: &Data) -> Option<&Arc<Mutex<Self>>> {
+        match data {
+            Data::Log(log) => Some(log),
+            _ => None,
+        }
+    }
+    fn wrap(shared: Arc<Mutex<Self>>) -> Data {
+        Data::Log(shared)
     }
 }
 
@@ -122,7 +159,7 @@ impl Expiry<String, Slot> for WriteRefreshesTtl {
         remaining: Option<Duration>,
         _: Instant,
     ) -> Option<Duration> {
-        let mutable = matches!(slot.data, Data::List(_) | Data::Counter(_));
+        let mutable = matches!(slot.data, Data::List(_) | Data::Counter(_) | Data::Log(_));
         if mutable && READ_IS_WRITE.with(|flag| flag.get()) {
             slot.ttl
         } else {
@@ -136,6 +173,7 @@ impl Expiry<String, Slot> for WriteRefreshesTtl {
 pub struct MemoryCache {
     entries: Cache<String, Slot>,
     ttl: Option<Duration>,
+    signals: Arc<Signals>,
 }
 
 impl MemoryCache {
@@ -150,6 +188,7 @@ impl MemoryCache {
         MemoryCache {
             entries,
             ttl: config.ttl,
+            signals: Arc::default(),
         }
     }
 
@@ -160,6 +199,9 @@ impl MemoryCache {
             Data::Value(text) => text.to_string(),
             Data::List(list) => json::array(lock(&list).iter().map(|s| &**s)),
             Data::Counter(n) => n.load(Ordering::SeqCst).to_string(),
+            Data::Log(log) => lock(&log)
+                .read(key, 0, usize::MAX)
+                .map_or_else(|_| "[]".to_owned(), |p| p.events),
         })
     }
 
@@ -187,7 +229,7 @@ impl MemoryCache {
     }
 
     pub fn list_push(&self, key: &str, json: &str) -> Result<(), CacheError> {
-        self.with_list(key, |list| {
+        self.with_shared(key, self.ttl, |list: &mut List| {
             list.push(json.into());
             Ok(())
         })
@@ -277,7 +319,7 @@ impl MemoryCache {
         }
         let body = json::without_index(object_json)?;
         let mut counter_created = false;
-        let pushed = self.with_list(list_key, |list| {
+        let pushed = self.with_shared(list_key, self.ttl, |list: &mut List| {
             let (next, created) = self.increment_holding(counter_key);
             counter_created = created;
             let index = next? - 1;
@@ -290,35 +332,44 @@ impl MemoryCache {
         pushed
     }
 
-    /// Runs `f` on the list at `key` (created when absent) while holding the
-    /// key, then refreshes the key's TTL. When `f` fails nothing is stored.
-    fn with_list<R>(&self, key: &str, f: impl FnOnce(&mut List) -> Result<R, CacheError>) -> Result<R, CacheError> {
-        match self.get_for_write(key) {
-            Some(Data::List(list)) => return f(&mut lock(&list)),
-            Some(other) => return Err(wrong_type(key, "a list", &other)),
-            None => {}
+    /// Runs `f` on the list or log at `key` (created when absent), then
+    /// refreshes the key's TTL to `ttl`. When `f` fails nothing is stored.
+    fn with_shared<T: Shared, R>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        f: impl FnOnce(&mut T) -> Result<R, CacheError>,
+    ) -> Result<R, CacheError> {
+        if let Some(data) = self.get_for_write(key) {
+            return match T::view(&data) {
+                Some(shared) => f(&mut lock(shared)),
+                None => Err(wrong_type(key, T::KIND, &data)),
+            };
         }
-        // Absent: create it under the key's lock, so concurrent first pushes
-        // share one list.
+        // Absent: create it under the key's lock, so concurrent first writers
+        // share one.
         let mut outcome = None;
         let mut created = false;
         self.entries.entry_by_ref(key).and_compute_with(|existing| {
-            let list = match existing.map(|e| e.into_value().data) {
+            let data = existing.map(|e| e.into_value().data);
+            let shared = match &data {
                 None => {
                     created = true;
-                    Arc::new(Mutex::new(List::new()))
+                    Arc::new(Mutex::new(T::default()))
                 }
-                Some(Data::List(list)) => list,
-                Some(other) => {
-                    outcome = Some(Err(wrong_type(key, "a list", &other)));
-                    return Op::Nop;
-                }
+                Some(data) => match T::view(data) {
+                    Some(shared) => shared.clone(),
+                    None => {
+                        outcome = Some(Err(wrong_type(key, T::KIND, data)));
+                        return Op::Nop;
+                    }
+                },
             };
-            let result = f(&mut lock(&list));
+            let result = f(&mut lock(&shared));
             let op = match result {
                 Ok(_) => Op::Put(Slot {
-                    data: Data::List(list),
-                    ttl: self.ttl,
+                    data: T::wrap(shared),
+                    ttl,
                 }),
                 Err(_) => Op::Nop,
             };
@@ -329,6 +380,41 @@ impl MemoryCache {
             self.enforce_capacity();
         }
         outcome.expect("compute closure always runs")
+    }
+
+    /// Appends an event (a JSON object; its `index` is set here) to the topic
+    /// log at `key`, wakes the topic's readers, and returns the index.
+    pub fn log_append(&self, key: &str, object_json: &str, retention: &Retention) -> Result<u64, CacheError> {
+        let body = json::without_index(object_json)?;
+        let ttl = retention.ttl.unwrap_or(self.ttl);
+        let index = self.with_shared(key, ttl, |log: &mut EventLog| {
+            Ok(log.append(&body, retention.max_events))
+        })?;
+        self.signals.notify(key);
+        Ok(index)
+    }
+
+    /// Up to `max` events of the topic log at `key` from index `from`.
+    pub fn log_read(&self, key: &str, from: u64, max: usize) -> Result<Page, CacheError> {
+        match self.entries.get(key).map(|slot| slot.data) {
+            None => Ok(Page::empty(from)),
+            Some(Data::Log(log)) => lock(&log).read(key, from, max),
+            Some(other) => Err(wrong_type(key, "a topic log", &other)),
+        }
+    }
+
+    /// The index the next event of the log at `key` will get (0 when absent).
+    pub fn log_next_index(&self, key: &str) -> Result<u64, CacheError> {
+        match self.entries.get(key).map(|slot| slot.data) {
+            None => Ok(0),
+            Some(Data::Log(log)) => Ok(lock(&log).next_index()),
+            Some(other) => Err(wrong_type(key, "a topic log", &other)),
+        }
+    }
+
+    /// Wake-ups for the readers of this cache's topic logs.
+    pub fn signals(&self) -> &Arc<Signals> {
+        &self.signals
     }
 
     /// Looks `key` up for an in-place write, refreshing its TTL if it is a list
@@ -359,10 +445,10 @@ impl MemoryCache {
     }
 }
 
-fn lock(list: &Mutex<List>) -> MutexGuard<'_, List> {
-    // A panic while holding the lock cannot leave a list half-written (push is
-    // the only mutation), so a poisoned lock is safe to reuse.
-    list.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T>(shared: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a list or log half-written
+    // (each mutation is one push, then trims), so a poisoned lock is safe to reuse.
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn wrong_type(key: &str, expected: &'static str, found: &Data) -> CacheError {

@@ -18,6 +18,9 @@ use redis::{
 use super::memory::ttl_from_ms;
 use crate::error::CacheError;
 use crate::json;
+use crate::signal::Signals;
+
+mod log;
 
 /// Where Redis is.
 #[derive(Debug, Clone)]
@@ -181,7 +184,7 @@ return i
 
 enum Connection {
     /// Created on the first call, inside the async runtime it needs.
-    NotStarted(Box<Client>),
+    NotStarted,
     Open(ConnectionManager),
     Closed,
 }
@@ -193,7 +196,11 @@ pub struct RedisCache {
 }
 
 struct Inner {
+    client: Client,
     connection: Mutex<Connection>,
+    /// Wake-ups for this process's readers of topic logs (see `log.rs`).
+    signals: Arc<Signals>,
+    tailer: log::TailerSlot,
     /// `host:port` for error messages; never the credentials.
     addr: String,
     key_prefix: String,
@@ -232,7 +239,10 @@ impl RedisCache {
         .map_err(|e| CacheError::invalid_option("tls", e.to_string()))?;
         Ok(RedisCache {
             inner: Arc::new(Inner {
-                connection: Mutex::new(Connection::NotStarted(Box::new(client))),
+                client,
+                connection: Mutex::new(Connection::NotStarted),
+                signals: Arc::default(),
+                tailer: log::TailerSlot::default(),
                 addr,
                 key_prefix: config.key_prefix,
                 ttl_ms: config.ttl.map_or(0, |ttl| ttl.as_millis() as u64),
@@ -370,6 +380,12 @@ impl RedisCache {
     /// calls in flight finish.
     pub fn close(&self) {
         *self.inner.connection.lock().unwrap_or_else(|p| p.into_inner()) = Connection::Closed;
+        self.inner.tailer.stop();
+    }
+
+    /// Wake-ups for this process's readers of topic logs.
+    pub fn signals(&self) -> &Arc<Signals> {
+        &self.inner.signals
     }
 
     fn expire_in(&self, pipe: &mut redis::Pipeline, key: &str) {
@@ -412,7 +428,7 @@ impl RedisCache {
         match &*state {
             Connection::Open(manager) => Ok(manager.clone()),
             Connection::Closed => Err(CacheError::Closed),
-            Connection::NotStarted(client) => {
+            Connection::NotStarted => {
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.inner.connect_timeout))
                     .set_response_timeout(Some(self.inner.command_timeout))
@@ -420,7 +436,7 @@ impl RedisCache {
                     // within the connect timeout instead of waiting out a
                     // backoff schedule; the next call tries again.
                     .set_number_of_retries(0);
-                let manager = ConnectionManager::new_lazy_with_config((**client).clone(), config)
+                let manager = ConnectionManager::new_lazy_with_config(self.inner.client.clone(), config)
                     .map_err(|e| self.classify("", e))?;
                 *state = Connection::Open(manager.clone());
                 Ok(manager)

@@ -1,0 +1,301 @@
+//! Topic logs on Redis Streams, and the tailer that wakes this process's
+//! readers when another process appends.
+//!
+//! A topic is one stream. `XADD key 0-* ...` lets Redis pick the id `0-<n>`
+//! with `n` one past the last: the index is `n - 1`, allocated atomically by
+//! Redis itself in one command, gap-free, and kept across trimming (a stream
+//! remembers its last id). History and live reads are the same query
+//! (`XRANGE` from an index), so there is no buffer-and-deduplicate handoff.
+//! One stream is one key, so a topic never spans Cluster slots.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+use tokio::sync::Notify;
+
+use super::{Inner, RedisCache};
+use crate::error::CacheError;
+use crate::json;
+use crate::log::{Page, Retention};
+
+/// The stream field holding the event's JSON text (without `index`).
+const FIELD: &str = "e";
+/// How long one blocking read of the tailer waits before it looks again.
+const TAIL_BLOCK_MS: u64 = 2_000;
+
+/// Stream entries as XRANGE returns them: id, then field/value pairs.
+type Entries = Vec<(String, Vec<(String, String)>)>;
+
+impl RedisCache {
+    /// Appends an event (a JSON object; `index` is set from the stream id),
+    /// refreshes the topic's TTL, and returns the index. One round trip.
+    pub async fn log_append(&self, key: &str, object_json: &str, retention: &Retention) -> Result<u64, CacheError> {
+        let body = json::without_index(object_json)?;
+        let k = self.key(key);
+        let mut pipe = redis::pipe();
+        let xadd = pipe.cmd("XADD").arg(&k);
+        if let Some(max) = retention.max_events {
+            xadd.arg("MAXLEN").arg("=").arg(max);
+        }
+        xadd.arg("0-*").arg(FIELD).arg(&*body);
+        let ttl_ms = retention
+            .ttl
+            .map_or(self.inner.ttl_ms, |ttl| ttl.map_or(0, |d| d.as_millis().max(1) as u64));
+        if ttl_ms > 0 {
+            pipe.cmd("PEXPIRE").arg(&k).arg(ttl_ms).ignore();
+        }
+        let (id,): (String,) = self.run_pipe(key, &pipe).await?;
+        self.inner.signals.notify(key);
+        index_of(&id)
+    }
+
+    /// Up to `max` events of the topic at `key` from index `from`.
+    pub async fn log_read(&self, key: &str, from: u64, max: usize) -> Result<Page, CacheError> {
+        let entries: Entries = self
+            .run(
+                key,
+                redis::cmd("XRANGE")
+                    .arg(self.key(key))
+                    .arg(format!("0-{}", from + 1))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(max),
+            )
+            .await?;
+        let Some((first_id, _)) = entries.first() else {
+            return Ok(Page::empty(from));
+        };
+        let first = index_of(first_id)?;
+        if first > from {
+            return Err(CacheError::OffsetExpired {
+                topic: key.to_owned(),
+                offset: from,
+                first,
+            });
+        }
+        let mut events = Vec::with_capacity(entries.len());
+        let mut next = from;
+        for (id, fields) in &entries {
+            let index = index_of(id)?;
+            let body = fields
+                .iter()
+                .find(|(f, _)| f == FIELD)
+                .map_or("{}", |(_, v)| v.as_str());
+            events.push(event_text(body, index));
+            next = index + 1;
+        }
+        Ok(Page {
+            count: events.len(),
+            events: json::array(events.iter().map(String::as_str)),
+            next,
+        })
+    }
+
+    /// The index the next event of the topic at `key` will get (0 when absent).
+    pub async fn log_next_index(&self, key: &str) -> Result<u64, CacheError> {
+        let last: Entries = self
+            .run(
+                key,
+                redis::cmd("XREVRANGE")
+                    .arg(self.key(key))
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1),
+            )
+            .await?;
+        match last.first() {
+            Some((id, _)) => Ok(index_of(id)? + 1),
+            None => Ok(0),
+        }
+    }
+
+    /// Makes sure this process hears of appends to `key` made elsewhere, from
+    /// index `from` on: a reader that found nothing at `from` calls this before
+    /// it waits (see `pubsub::Subscription`). The tailer follows every key that
+    /// has a reader here.
+    pub fn follow(&self, key: &str, from: u64) {
+        self.inner.tailer.follow(&self.inner, key, from);
+    }
+}
+
+/// `0-<n>` is index `n - 1`.
+fn index_of(id: &str) -> Result<u64, CacheError> {
+    id.strip_prefix("0-")
+        .and_then(|n| n.parse::<u64>().ok())
+        .and_then(|n| n.checked_sub(1))
+        .ok_or_else(|| CacheError::InvalidValue(format!("stream entry id `{id}` was not written by durable-agent")))
+}
+
+/// The event as JSON text with its index. Stored bodies are our own objects;
+/// anything else (written by another program) is kept as `value`.
+fn event_text(body: &str, index: u64) -> String {
+    match json::without_index(body) {
+        Ok(object) if serde_json::from_str::<serde::de::IgnoredAny>(&object).is_ok() => {
+            json::with_index(&object, index as i64)
+        }
+        _ => format!(
+            "{{\"index\":{index},\"value\":{}}}",
+            json::valid_or_quoted(body.to_owned())
+        ),
+    }
+}
+
+/// The tailer of one cache: started with the first followed key, stopped by
+/// `close()`.
+#[derive(Default)]
+pub(super) struct TailerSlot {
+    state: Mutex<TailerState>,
+    changed: Arc<Notify>,
+    stopped: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct TailerState {
+    running: bool,
+    /// Keys followed, with the stream id to read after.
+    keys: HashMap<String, String>,
+    /// The tailer connection's `CLIENT ID`, to interrupt its blocking read.
+    client_id: Option<i64>,
+}
+
+impl TailerSlot {
+    fn follow(&self, inner: &Arc<Inner>, key: &str, from: u64) {
+        let (start, interrupt) = {
+            let mut state = lock(&self.state);
+            let added = !state.keys.contains_key(key);
+            if added {
+                // Entries with index >= from have ids after `0-<from>`. A key
+                // already followed is at or before that point already: its
+                // reader found nothing past `from`, so the tailer has seen
+                // nothing past it either.
+                state.keys.insert(key.to_owned(), format!("0-{from}"));
+            }
+            let start = !state.running;
+            state.running = true;
+            (start, added.then_some(state.client_id).flatten())
+        };
+        if start {
+            tokio::spawn(tail(Arc::downgrade(inner)));
+        }
+        self.changed.notify_one();
+        if let Some(client_id) = interrupt {
+            // Cut the blocking read short so the new key is included now.
+            let cache = RedisCache { inner: inner.clone() };
+            tokio::spawn(async move {
+                let _: Result<i64, _> = cache.run("", redis::cmd("CLIENT").arg("UNBLOCK").arg(client_id)).await;
+            });
+        }
+    }
+
+    pub(super) fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+}
+
+/// The tailer: one connection of its own (a blocking read would stall the
+/// shared one), reading every followed stream after the last id it saw, and
+/// waking that key's readers when something new arrived. It holds the cache
+/// weakly, and ends when the cache is closed or dropped.
+async fn tail(inner: Weak<Inner>) {
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(cache) = inner.upgrade().map(|inner| RedisCache { inner }) else {
+            return;
+        };
+        let slot = &cache.inner.tailer;
+        if slot.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        // Keys without readers any more are dropped from the read.
+        let readers = cache.inner.signals.keys();
+        let followed: Vec<(String, String)> = {
+            let mut state = lock(&slot.state);
+            state.keys.retain(|key, _| readers.contains(key));
+            state.keys.iter().map(|(k, id)| (k.clone(), id.clone())).collect()
+        };
+        if followed.is_empty() {
+            let changed = slot.changed.clone();
+            drop(cache);
+            let _ = tokio::time::timeout(Duration::from_millis(TAIL_BLOCK_MS), changed.notified()).await;
+            continue;
+        }
+        if conn.is_none() {
+            match connect(&cache).await {
+                Ok((c, id)) => {
+                    lock(&slot.state).client_id = Some(id);
+                    conn = Some(c);
+                    backoff = Duration::from_millis(50);
+                    // Appends may have happened while we were away: readers look again.
+                    for (key, _) in &followed {
+                        cache.inner.signals.notify(key);
+                    }
+                }
+                Err(_) => {
+                    drop(cache);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(TAIL_BLOCK_MS)
+            .arg("STREAMS");
+        for (key, _) in &followed {
+            cmd.arg(cache.key(key));
+        }
+        for (_, id) in &followed {
+            cmd.arg(id);
+        }
+        let by_physical: HashMap<String, &str> = followed.iter().map(|(k, _)| (cache.key(k), k.as_str())).collect();
+        drop(cache);
+        let reply: Result<Option<Vec<(String, Entries)>>, _> = cmd.query_async(c).await;
+        let Some(cache) = inner.upgrade().map(|inner| RedisCache { inner }) else {
+            return;
+        };
+        match reply {
+            Ok(streams) => {
+                let mut state = lock(&cache.inner.tailer.state);
+                for (physical, entries) in streams.unwrap_or_default() {
+                    let (Some(key), Some((last, _))) = (by_physical.get(&physical), entries.last()) else {
+                        continue;
+                    };
+                    if let Some(seen) = state.keys.get_mut(*key) {
+                        *seen = last.clone();
+                    }
+                    cache.inner.signals.notify(key);
+                }
+            }
+            Err(_) => conn = None, // unblocked, or the connection failed: rebuild
+        }
+    }
+}
+
+async fn connect(cache: &RedisCache) -> Result<(MultiplexedConnection, i64), redis::RedisError> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(cache.inner.connect_timeout))
+        // The blocking read answers after up to TAIL_BLOCK_MS.
+        .set_response_timeout(Some(Duration::from_millis(TAIL_BLOCK_MS) + cache.inner.command_timeout));
+    let mut conn = cache
+        .inner
+        .client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await?;
+    Ok((conn, id))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

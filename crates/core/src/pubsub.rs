@@ -1,0 +1,138 @@
+//! Resumable topic streams over either cache: publish to a topic log, read it
+//! from any index, and wait for what comes next.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::cache::memory::MemoryCache;
+use crate::cache::redis::RedisCache;
+use crate::error::CacheError;
+use crate::log::{Page, Retention};
+use crate::signal::{Signal, Signals};
+
+/// Where topic logs live: in this process, or in Redis for many.
+#[derive(Clone)]
+pub enum Store {
+    Memory(MemoryCache),
+    Redis(RedisCache),
+}
+
+impl Store {
+    fn signals(&self) -> &Arc<Signals> {
+        match self {
+            Store::Memory(cache) => cache.signals(),
+            Store::Redis(cache) => cache.signals(),
+        }
+    }
+
+    /// Appends an event and returns its index, once it is stored.
+    pub async fn append(&self, key: &str, object_json: &str, retention: &Retention) -> Result<u64, CacheError> {
+        match self {
+            Store::Memory(cache) => cache.log_append(key, object_json, retention),
+            Store::Redis(cache) => cache.log_append(key, object_json, retention).await,
+        }
+    }
+
+    /// Up to `max` events from index `from`.
+    pub async fn read(&self, key: &str, from: u64, max: usize) -> Result<Page, CacheError> {
+        match self {
+            Store::Memory(cache) => cache.log_read(key, from, max),
+            Store::Redis(cache) => cache.log_read(key, from, max).await,
+        }
+    }
+
+    /// [`Self::read`] when it can answer without waiting (in memory).
+    pub fn read_now(&self, key: &str, from: u64, max: usize) -> Option<Result<Page, CacheError>> {
+        match self {
+            Store::Memory(cache) => Some(cache.log_read(key, from, max)),
+            Store::Redis(_) => None,
+        }
+    }
+
+    /// The index the next event of the topic will get.
+    pub async fn next_index(&self, key: &str) -> Result<u64, CacheError> {
+        match self {
+            Store::Memory(cache) => cache.log_next_index(key),
+            Store::Redis(cache) => cache.log_next_index(key).await,
+        }
+    }
+
+    /// Deletes the topic: its events and its index (the next publish gets 0).
+    pub async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        match self {
+            Store::Memory(cache) => {
+                cache.delete(key);
+                Ok(())
+            }
+            Store::Redis(cache) => cache.delete(key).await,
+        }
+    }
+}
+
+/// A reader's position in one topic. Reads never skip or repeat an event:
+/// each page starts where the previous one ended.
+pub struct Subscription {
+    store: Store,
+    key: String,
+    next: u64,
+    /// Held so the topic's signal lives while this reader does.
+    _signal: Arc<Signal>,
+    seen: watch::Receiver<u64>,
+    /// Whether the tailer already follows this key for us (Redis).
+    following: bool,
+}
+
+impl Subscription {
+    /// A reader of the topic at `key` starting at index `from`.
+    pub fn new(store: Store, key: String, from: u64) -> Self {
+        let signal = store.signals().get(&key);
+        let seen = signal.subscribe();
+        Subscription {
+            store,
+            key,
+            next: from,
+            _signal: signal,
+            seen,
+            following: false,
+        }
+    }
+
+    /// The index of the next event this reader will get.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// The next page if one is ready without waiting (in memory), `None`
+    /// otherwise: then call [`Self::next`].
+    pub fn try_next(&mut self, max: usize) -> Result<Option<Page>, CacheError> {
+        self.seen.borrow_and_update();
+        match self.store.read_now(&self.key, self.next, max) {
+            Some(Ok(page)) if page.count > 0 => {
+                self.next = page.next;
+                Ok(Some(page))
+            }
+            Some(Err(e)) => Err(e),
+            _ => Ok(None),
+        }
+    }
+
+    /// The next page, waiting for events when the reader has caught up.
+    pub async fn next(&mut self, max: usize) -> Result<Page, CacheError> {
+        loop {
+            // Seen before reading: an append after the read wakes us.
+            self.seen.borrow_and_update();
+            let page = self.store.read(&self.key, self.next, max).await?;
+            if page.count > 0 {
+                self.next = page.next;
+                return Ok(page);
+            }
+            if let (Store::Redis(cache), false) = (&self.store, self.following) {
+                cache.follow(&self.key, self.next);
+                self.following = true;
+            }
+            // The sender lives in `_signal`, so this only ends by a change.
+            let _ = self.seen.changed().await;
+        }
+    }
+}

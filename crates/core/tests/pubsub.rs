@@ -1,0 +1,157 @@
+//! Topic streams: every reader sees every event once, in order, from any
+//! offset, with concurrent publishers, in memory and across Redis clients that
+//! share nothing but the server (as two processes would).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use durable_agent_core::{
+    MemoryCache, MemoryCacheConfig, RedisCache, RedisCacheConfig, RedisTarget, Retention, Store, Subscription,
+};
+
+fn redis(prefix: &str) -> RedisCache {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let config = RedisCacheConfig::from_options(
+        RedisTarget::Url(url),
+        None,
+        Some(prefix.to_owned()),
+        Some(60.0),
+        None,
+        None,
+    )
+    .unwrap();
+    RedisCache::new(config).unwrap()
+}
+
+fn unique_prefix() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("test:pubsub:{}:{nanos}:", std::process::id())
+}
+
+fn memory() -> Store {
+    Store::Memory(MemoryCache::new(MemoryCacheConfig::default()))
+}
+
+/// Reads `count` events from `from` and returns their `n` fields, checking
+/// each event's `index`.
+async fn read_all(mut sub: Subscription, count: usize) -> Vec<u64> {
+    let start = sub.position();
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let page = tokio::time::timeout(Duration::from_secs(10), sub.next(64))
+            .await
+            .expect("events arrive")
+            .unwrap();
+        let events: Vec<serde_json::Value> = serde_json::from_str(&page.events).unwrap();
+        for event in events {
+            assert_eq!(
+                event["index"].as_u64().unwrap(),
+                start + seen.len() as u64,
+                "gap-free, in order"
+            );
+            seen.push(event["n"].as_u64().unwrap());
+        }
+    }
+    seen
+}
+
+async fn concurrent_publishers_and_readers(publisher_store: Store, reader_store: Store) {
+    let key = "pubsub:agent.stream.run";
+    let retention = Retention::default();
+    // Some history first, then readers at offsets 0 and 5, then more events
+    // from 4 concurrent publishers.
+    for n in 0..10u64 {
+        publisher_store
+            .append(key, &format!(r#"{{"n":{n}}}"#), &retention)
+            .await
+            .unwrap();
+    }
+    let from_zero = tokio::spawn(read_all(
+        Subscription::new(reader_store.clone(), key.to_owned(), 0),
+        210,
+    ));
+    let from_five = tokio::spawn(read_all(
+        Subscription::new(reader_store.clone(), key.to_owned(), 5),
+        205,
+    ));
+    let publishers: Vec<_> = (0..4u64)
+        .map(|p| {
+            let store = publisher_store.clone();
+            tokio::spawn(async move {
+                for i in 0..50u64 {
+                    let n = 10 + p * 50 + i;
+                    store
+                        .append(key, &format!(r#"{{"n":{n}}}"#), &Retention::default())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let all = from_zero.await.unwrap();
+    let tail = from_five.await.unwrap();
+    // Exactly once: the 210 distinct events, and the offset-5 reader saw the same sequence from 5.
+    let mut sorted = all.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..210).collect::<Vec<_>>());
+    assert_eq!(tail, all[5..].to_vec());
+    // Per publisher, its own events stay in its publish order.
+    for p in 0..4u64 {
+        let mine: Vec<u64> = all
+            .iter()
+            .copied()
+            .filter(|n| (10 + p * 50..10 + p * 50 + 50).contains(n))
+            .collect();
+        assert!(mine.windows(2).all(|w| w[0] < w[1]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_readers_see_every_event_once_in_order() {
+    let store = memory();
+    concurrent_publishers_and_readers(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_readers_on_another_client_see_every_event_once_in_order() {
+    let prefix = unique_prefix();
+    let publisher = redis(&prefix);
+    let reader = redis(&prefix); // its own connections, signals and tailer
+    concurrent_publishers_and_readers(Store::Redis(publisher.clone()), Store::Redis(reader.clone())).await;
+    publisher.clear().await.unwrap();
+    publisher.close();
+    reader.close();
+}
+
+async fn retention_reports_expired_offsets(store: Store) {
+    let key = "pubsub:retained";
+    let retention = Retention {
+        ttl: None,
+        max_events: Some(3),
+    };
+    for n in 0..10 {
+        store.append(key, &format!(r#"{{"n":{n}}}"#), &retention).await.unwrap();
+    }
+    let err = store.read(key, 2, 10).await.unwrap_err();
+    assert_eq!(err.code(), "ERR_OFFSET_EXPIRED");
+    let page = store.read(key, 7, 10).await.unwrap();
+    assert_eq!((page.count, page.next), (3, 10));
+    assert_eq!(store.next_index(key).await.unwrap(), 10);
+    store.delete(key).await.unwrap();
+    assert_eq!(store.next_index(key).await.unwrap(), 0);
+    assert_eq!(store.append(key, "{}", &retention).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn memory_retention_reports_expired_offsets() {
+    retention_reports_expired_offsets(memory()).await;
+}
+
+#[tokio::test]
+async fn redis_retention_reports_expired_offsets() {
+    let cache = redis(&unique_prefix());
+    retention_reports_expired_offsets(Store::Redis(cache.clone())).await;
+    cache.clear().await.unwrap();
+}
