@@ -27,6 +27,31 @@ export declare class NativeMemoryCache {
   keyCount(): number
 }
 
+export declare class NativePubSub {
+  static inMemory(cache: NativeMemoryCache, options: NativePubSubOptions, onReady: () => void): NativePubSub
+  static onRedis(cache: NativeRedisCache, options: NativePubSubOptions, onReady: () => void): NativePubSub
+  /** Whether publishing and ready reads answer synchronously (in memory). */
+  get synchronous(): boolean
+  /** In memory: stores the event and returns its index at once. */
+  publishNow(topic: string, json: string): number
+  /** Stores the event; reports its index. */
+  publish(id: number, topic: string, json: string): void
+  /**
+   * Reports every retained event from `offset` (absent: from the oldest
+   * retained one) as one JSON array.
+   */
+  history(id: number, topic: string, offset?: number | undefined | null): void
+  /** Reports the index the topic's next event will get. */
+  nextIndex(id: number, topic: string): void
+  /** Deletes the topic's events and index. */
+  clearTopic(id: number, topic: string): void
+  /** A reader of `topic` from index `offset` (absent: from the oldest retained event). */
+  subscribe(topic: string, offset?: number | undefined | null): NativeSubscription
+  takeCompletions(): string | null
+  hold(): void
+  release(): void
+}
+
 /**
  * Every operation takes a request id and returns at once; its outcome
  * arrives through the completion bridge (see `bridge.rs`) under that id.
@@ -52,6 +77,19 @@ export declare class NativeRedisCache {
   close(): void
 }
 
+/** One reader's position in a topic. Pages never overlap and never skip. */
+export declare class NativeSubscription {
+  /** The next page (a JSON array) if events are ready now, else `null`. */
+  tryNext(max: number): string | null
+  /**
+   * Reports the next page, waiting for events if needed; reports no value
+   * once closed.
+   */
+  next(id: number, max: number): void
+  /** Ends the reader: a pending `next` reports no value, later ones too. */
+  close(): void
+}
+
 /** See [`debug_panic_sync`]. */
 export declare function debugPanicAsync(): Promise<void>
 
@@ -63,6 +101,15 @@ export declare function debugPanicSync(): void
 
 /** The Lua script behind `listPushIndexed`, for the JS-client mode. */
 export declare function listPushIndexedScript(): string
+
+export interface NativePubSubOptions {
+  /** Prepended to topic names to form their keys in the cache. */
+  keyPrefix: string
+  /** Topic TTL in ms, refreshed by every publish; 0 = never; absent = the cache's default. */
+  ttlMs?: number
+  /** Keep at most this many of a topic's newest events. */
+  maxEvents?: number
+}
 
 export interface NativeRedisOptions {
   keyPrefix?: string

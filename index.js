@@ -836,7 +836,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeMemoryCache = nativeBinding.NativeMemoryCache
+module.exports.NativePubSub = nativeBinding.NativePubSub
 module.exports.NativeRedisCache = nativeBinding.NativeRedisCache
+module.exports.NativeSubscription = nativeBinding.NativeSubscription
 module.exports.debugPanicAsync = nativeBinding.debugPanicAsync
 module.exports.debugPanicSync = nativeBinding.debugPanicSync
 module.exports.listPushIndexedScript = nativeBinding.listPushIndexedScript

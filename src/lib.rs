@@ -10,9 +10,11 @@
 mod bridge;
 mod error;
 mod memory_cache;
+mod pubsub;
 mod redis_cache;
 
 pub use memory_cache::NativeMemoryCache;
+pub use pubsub::{NativePubSub, NativeSubscription};
 pub use redis_cache::{list_push_indexed_script, redis_key, NativeRedisCache};
 
 /// Panics on purpose, so tests can prove a Rust panic reaches JS as an `Error`

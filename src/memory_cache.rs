@@ -13,6 +13,12 @@ pub struct NativeMemoryCache {
     cache: MemoryCache,
 }
 
+impl NativeMemoryCache {
+    pub fn cache(&self) -> &MemoryCache {
+        &self.cache
+    }
+}
+
 #[napi]
 impl NativeMemoryCache {
     #[napi(constructor, catch_unwind)]

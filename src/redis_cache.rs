@@ -41,6 +41,12 @@ pub struct NativeRedisCache {
     bridge: Bridge,
 }
 
+impl NativeRedisCache {
+    pub fn cache(&self) -> &RedisCache {
+        &self.cache
+    }
+}
+
 #[napi]
 impl NativeRedisCache {
     #[napi(

@@ -16,7 +16,7 @@ export function checkInteger(value: unknown, name: string): number {
   return value
 }
 
-type Kind = 'string' | 'number' | 'boolean' | 'object'
+type Kind = 'string' | 'number' | 'boolean' | 'object' | 'function'
 
 /** Throws `ERR_INVALID_OPTION` naming the first option whose type is wrong. */
 export function checkOptions(options: unknown, kinds: Record<string, Kind>, what: string): void {

@@ -13,12 +13,15 @@ export interface BridgedNative {
 interface Pending {
   resolve(value: unknown): void
   reject(error: unknown): void
+  keepAlive: boolean
 }
 
 type Entry = [id: number, kind: 'v' | 'n' | 'u' | 'a' | 'e', value?: unknown]
 
 export class Bridge {
   readonly #pending = new Map<number, Pending>()
+  /** Pending calls that keep Node alive (see `call`). */
+  #holding = 0
   #lastId = 0
   #native: BridgedNative | undefined
 
@@ -29,8 +32,13 @@ export class Bridge {
     this.#native = native
   }
 
-  /** Runs `submit(id)` (a synchronous native call) and settles with the outcome reported for `id`. */
-  call<T>(submit: (id: number) => void): Promise<T> {
+  /**
+   * Runs `submit(id)` (a synchronous native call) and settles with the outcome
+   * reported for `id`. While it is pending Node stays alive, unless
+   * `keepAlive` is false (a callback subscription waiting for events, which,
+   * like an event listener, must not hold the process open).
+   */
+  call<T>(submit: (id: number) => void, keepAlive = true): Promise<T> {
     const native = this.#native!
     const id = (this.#lastId = (this.#lastId + 1) >>> 0)
     return new Promise<T>((resolve, reject) => {
@@ -40,8 +48,8 @@ export class Bridge {
         reject(fromNative(error))
         return
       }
-      if (this.#pending.size === 0) native.hold()
-      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject })
+      if (keepAlive && this.#holding++ === 0) native.hold()
+      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, keepAlive })
     })
   }
 
@@ -63,17 +71,18 @@ export class Bridge {
       const pending = this.#pending.get(id)
       if (!pending) continue
       this.#pending.delete(id)
+      if (pending.keepAlive && --this.#holding === 0) native.release()
       if (kind === 'e') pending.reject(fromNative(new Error(value as string)))
       else if (kind === 'v' || kind === 'n') pending.resolve(value)
       else pending.resolve(undefined)
     }
-    if (this.#pending.size === 0) native.release()
   }
 
   #failAll(error: Error): void {
     const pending = [...this.#pending.values()]
     this.#pending.clear()
-    this.#native?.release()
+    if (this.#holding > 0) this.#native?.release()
+    this.#holding = 0
     for (const { reject } of pending) reject(error)
   }
 }

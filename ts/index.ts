@@ -6,6 +6,16 @@
 export { ErrorCodes, type CodedError, type ErrorCode } from './errors.js'
 export { InMemoryServerCache, type InMemoryServerCacheOptions } from './memory-cache.js'
 export {
+  CachingPubSub,
+  withCaching,
+  type CachingPubSubOptions,
+  type EventCallback,
+  type InnerPubSub,
+  type PublishedEvent,
+  type PubSubEvent,
+  type SubscribeOptions,
+} from './pubsub.js'
+export {
   RedisServerCache,
   type RedisConnection,
   type RedisServerCacheOptions,

@@ -2,6 +2,7 @@ import { NativeMemoryCache } from '../index.js'
 import { checkInteger, checkKey, checkOptions } from './args.js'
 import { native } from './errors.js'
 import { toJson } from './json.js'
+import { nativeCaches } from './internal.js'
 import type { ServerCache } from './server-cache.js'
 
 export interface InMemoryServerCacheOptions {
@@ -25,6 +26,7 @@ export class InMemoryServerCache implements ServerCache {
   constructor(options: InMemoryServerCacheOptions = {}) {
     checkOptions(options, { ttlMs: 'number', maxSize: 'number' }, 'InMemoryServerCache options')
     this.#native = native(() => new NativeMemoryCache(options.ttlMs, options.maxSize))
+    nativeCaches.set(this, this.#native)
   }
 
   /** The value at `key`, or `undefined` when absent or expired. A list reads as an array, a counter as a number. */

@@ -3,6 +3,7 @@ import { coded, ErrorCodes } from './errors.js'
 import { toJson } from './json.js'
 import { ClientBackend, type RedisBackend, type RedisClient, type RedisClientAdapter } from './redis-client.js'
 import { NativeBackend } from './redis-native.js'
+import { nativeCaches } from './internal.js'
 import type { ServerCache } from './server-cache.js'
 
 /** Where Redis is, for the native client. */
@@ -83,8 +84,9 @@ export class RedisServerCache implements ServerCache {
       throw coded(new TypeError('invalid option `tls`: must be a boolean or { ca }'), ErrorCodes.INVALID_OPTION)
     }
     const ca = typeof tls === 'object' ? tls.ca : undefined
+    let backend: NativeBackend
     if ('url' in connection) {
-      this.#backend = new NativeBackend({ url: connection.url, ca }, options)
+      backend = new NativeBackend({ url: connection.url, ca }, options)
     } else {
       for (const name of ['port', 'db'] as const) {
         const value = connection[name]
@@ -92,8 +94,10 @@ export class RedisServerCache implements ServerCache {
           throw coded(new RangeError(`invalid option \`${name}\`: must be a non-negative integer, got ${value}`), ErrorCodes.INVALID_OPTION)
         }
       }
-      this.#backend = new NativeBackend({ ...connection, tls: tls !== undefined && tls !== false, ca }, options)
+      backend = new NativeBackend({ ...connection, tls: tls !== undefined && tls !== false, ca }, options)
     }
+    this.#backend = backend
+    nativeCaches.set(this, backend.native)
   }
 
   /** The value at `key`, or `undefined` when absent or expired. A list reads as an array, a counter as a number. */

@@ -13,6 +13,11 @@ export class NativeBackend implements RedisBackend {
     this.#bridge.attach(this.#native)
   }
 
+  /** The native cache, for `nativeCaches`. */
+  get native(): NativeRedisCache {
+    return this.#native
+  }
+
   get(key: string): Promise<unknown> {
     return this.#bridge.call((id) => this.#native.get(id, key))
   }

@@ -81,20 +81,44 @@ pub struct Subscription {
     seen: watch::Receiver<u64>,
     /// Whether the tailer already follows this key for us (Redis).
     following: bool,
+    /// Started "from the oldest retained event" and has read nothing yet: an
+    /// expired start moves up to the oldest retained event instead of failing.
+    /// Once reading, losing events to retention is an error.
+    earliest: bool,
 }
 
 impl Subscription {
-    /// A reader of the topic at `key` starting at index `from`.
-    pub fn new(store: Store, key: String, from: u64) -> Self {
+    /// A reader of the topic at `key` starting at index `from`, or at the
+    /// oldest retained event when `from` is `None`.
+    pub fn new(store: Store, key: String, from: Option<u64>) -> Self {
         let signal = store.signals().get(&key);
         let seen = signal.subscribe();
         Subscription {
             store,
             key,
-            next: from,
+            next: from.unwrap_or(0),
             _signal: signal,
             seen,
             following: false,
+            earliest: from.is_none(),
+        }
+    }
+
+    /// A read result, after moving an "earliest" start past expired events.
+    fn settle(&mut self, read: Result<Page, CacheError>) -> Result<Option<Page>, CacheError> {
+        match read {
+            Ok(page) if page.count > 0 => {
+                self.next = page.next;
+                self.earliest = false;
+                Ok(Some(page))
+            }
+            Ok(_) => Ok(None),
+            Err(CacheError::OffsetExpired { first, .. }) if self.earliest => {
+                self.next = first;
+                self.earliest = false;
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -106,14 +130,31 @@ impl Subscription {
     /// The next page if one is ready without waiting (in memory), `None`
     /// otherwise: then call [`Self::next`].
     pub fn try_next(&mut self, max: usize) -> Result<Option<Page>, CacheError> {
-        self.seen.borrow_and_update();
-        match self.store.read_now(&self.key, self.next, max) {
-            Some(Ok(page)) if page.count > 0 => {
-                self.next = page.next;
-                Ok(Some(page))
+        loop {
+            self.seen.borrow_and_update();
+            let Some(read) = self.store.read_now(&self.key, self.next, max) else {
+                return Ok(None);
+            };
+            let moved = self.earliest;
+            match self.settle(read)? {
+                Some(page) => return Ok(Some(page)),
+                // An expired "earliest" start moved: read again from there.
+                None if moved && !self.earliest => continue,
+                None => return Ok(None),
             }
-            Some(Err(e)) => Err(e),
-            _ => Ok(None),
+        }
+    }
+
+    /// The next page of what is stored now, `None` once caught up: never waits.
+    pub async fn read_available(&mut self, max: usize) -> Result<Option<Page>, CacheError> {
+        loop {
+            let moved = self.earliest;
+            let read = self.store.read(&self.key, self.next, max).await;
+            match self.settle(read)? {
+                Some(page) => return Ok(Some(page)),
+                None if moved && !self.earliest => continue,
+                None => return Ok(None),
+            }
         }
     }
 
@@ -122,10 +163,12 @@ impl Subscription {
         loop {
             // Seen before reading: an append after the read wakes us.
             self.seen.borrow_and_update();
-            let page = self.store.read(&self.key, self.next, max).await?;
-            if page.count > 0 {
-                self.next = page.next;
-                return Ok(page);
+            let moved = self.earliest;
+            let read = self.store.read(&self.key, self.next, max).await;
+            match self.settle(read)? {
+                Some(page) => return Ok(page),
+                None if moved && !self.earliest => continue,
+                None => {}
             }
             if let (Store::Redis(cache), false) = (&self.store, self.following) {
                 cache.follow(&self.key, self.next);

@@ -66,11 +66,11 @@ async fn concurrent_publishers_and_readers(publisher_store: Store, reader_store:
             .unwrap();
     }
     let from_zero = tokio::spawn(read_all(
-        Subscription::new(reader_store.clone(), key.to_owned(), 0),
+        Subscription::new(reader_store.clone(), key.to_owned(), Some(0)),
         210,
     ));
     let from_five = tokio::spawn(read_all(
-        Subscription::new(reader_store.clone(), key.to_owned(), 5),
+        Subscription::new(reader_store.clone(), key.to_owned(), Some(5)),
         205,
     ));
     let publishers: Vec<_> = (0..4u64)
@@ -139,6 +139,10 @@ async fn retention_reports_expired_offsets(store: Store) {
     let page = store.read(key, 7, 10).await.unwrap();
     assert_eq!((page.count, page.next), (3, 10));
     assert_eq!(store.next_index(key).await.unwrap(), 10);
+    // From the oldest retained event: no error, the 3 retained events.
+    let mut earliest = Subscription::new(store.clone(), key.to_owned(), None);
+    let page = earliest.next(100).await.unwrap();
+    assert_eq!((page.count, page.next), (3, 10));
     store.delete(key).await.unwrap();
     assert_eq!(store.next_index(key).await.unwrap(), 0);
     assert_eq!(store.append(key, "{}", &retention).await.unwrap(), 0);

@@ -1,0 +1,32 @@
+import { CachingPubSub, InMemoryServerCache, RedisServerCache, type CachingPubSubOptions } from '../dist/index.js'
+import { REDIS_URL, uniquePrefix } from './helpers.js'
+
+/** A CachingPubSub factory per backend; `done` clears and closes what it made. */
+export interface Backend {
+  name: string
+  make(options?: CachingPubSubOptions): { pubsub: CachingPubSub; done: () => Promise<void> }
+}
+
+export const backends: Backend[] = [
+  {
+    name: 'in memory',
+    make(options) {
+      return { pubsub: new CachingPubSub(null, new InMemoryServerCache({ maxSize: 100_000 }), options), done: async () => {} }
+    },
+  },
+  {
+    name: 'Redis',
+    make(options) {
+      const cache = new RedisServerCache({ url: REDIS_URL }, { keyPrefix: uniquePrefix('pubsub') })
+      return {
+        pubsub: new CachingPubSub(null, cache, options),
+        done: async () => {
+          await cache.clear()
+          await cache.close()
+        },
+      }
+    },
+  },
+]
+
+export const event = (n: number, runId = 'run-1') => ({ type: 'chunk', runId, data: { n } })

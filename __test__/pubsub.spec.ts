@@ -1,0 +1,235 @@
+import { EventEmitterPubSub } from '@mastra/core/events'
+import { describe, expect, it } from 'vitest'
+
+import { CachingPubSub, InMemoryServerCache, RedisServerCache, type PubSubEvent } from '../dist/index.js'
+import { eventually } from './helpers.js'
+import { backends, event } from './pubsub-backends.js'
+
+describe.each(backends)('CachingPubSub ($name)', (backend) => {
+  async function withPubSub(body: (pubsub: CachingPubSub) => Promise<void>, options?: Parameters<typeof backend.make>[0]) {
+    const { pubsub, done } = backend.make(options)
+    try {
+      await body(pubsub)
+    } finally {
+      await done()
+    }
+  }
+  const topic = 'agent.stream.run-1'
+  const ns = (events: PubSubEvent[]) => events.map((e) => (e.data as { n: number }).n)
+
+  it('gives a late subscriber the whole history in order', () =>
+    withPubSub(async (pubsub) => {
+      for (let n = 0; n < 3; n++) expect(await pubsub.publish(topic, event(n))).toBe(n)
+      const seen: PubSubEvent[] = []
+      await pubsub.subscribeWithReplay(topic, (e) => void seen.push(e))
+      // Mastra's contract: the history is delivered before the promise resolves.
+      expect(ns(seen)).toEqual([0, 1, 2])
+      expect(seen.map((e) => e.index)).toEqual([0, 1, 2])
+      const first = seen[0]!
+      expect(first).toMatchObject({ type: 'chunk', runId: 'run-1', index: 0 })
+      expect(typeof first.id).toBe('string')
+      expect(first.createdAt).toBeInstanceOf(Date)
+    }))
+
+  it('delivers cached events, then live ones, exactly once across the boundary', () =>
+    withPubSub(async (pubsub) => {
+      for (let n = 0; n < 2; n++) await pubsub.publish(topic, event(n))
+      const seen: PubSubEvent[] = []
+      await pubsub.subscribeWithReplay(topic, (e) => void seen.push(e))
+      for (let n = 2; n < 5; n++) await pubsub.publish(topic, event(n))
+      await eventually(() => seen.length >= 5)
+      expect(ns(seen)).toEqual([0, 1, 2, 3, 4])
+    }))
+
+  it('gives concurrent subscribers each the full history', () =>
+    withPubSub(async (pubsub) => {
+      for (let n = 0; n < 3; n++) await pubsub.publish(topic, event(n))
+      const a: PubSubEvent[] = []
+      const b: PubSubEvent[] = []
+      await Promise.all([
+        pubsub.subscribeWithReplay(topic, (e) => void a.push(e)),
+        pubsub.subscribeWithReplay(topic, (e) => void b.push(e)),
+      ])
+      await pubsub.publish(topic, event(3))
+      await eventually(() => a.length === 4 && b.length === 4)
+      expect(ns(a)).toEqual([0, 1, 2, 3])
+      expect(ns(b)).toEqual([0, 1, 2, 3])
+    }))
+
+  it('resumes after a disconnect from the last index seen, missing nothing', () =>
+    withPubSub(async (pubsub) => {
+      const seen: PubSubEvent[] = []
+      const cb = (e: PubSubEvent) => void seen.push(e)
+      await pubsub.subscribeWithReplay(topic, cb)
+      await pubsub.publish(topic, event(0))
+      await eventually(() => seen.length === 1)
+      await pubsub.unsubscribe(topic, cb)
+      await pubsub.publish(topic, event(1))
+      await pubsub.publish(topic, event(2))
+      expect(seen).toHaveLength(1)
+      const resumed: PubSubEvent[] = []
+      await pubsub.subscribeFromOffset(topic, seen.at(-1)!.index + 1, (e) => void resumed.push(e))
+      expect(ns(resumed)).toEqual([1, 2])
+      const full: PubSubEvent[] = []
+      await pubsub.subscribeWithReplay(topic, (e) => void full.push(e))
+      expect(ns(full)).toEqual([0, 1, 2])
+    }))
+
+  it('keeps topics isolated', () =>
+    withPubSub(async (pubsub) => {
+      await pubsub.publish('agent.stream.a', event(1, 'a'))
+      await pubsub.publish('agent.stream.b', event(2, 'b'))
+      await pubsub.publish('agent.stream.a', event(3, 'a'))
+      expect(ns(await pubsub.getHistory('agent.stream.a'))).toEqual([1, 3])
+      expect((await pubsub.getHistory('agent.stream.b')).map((e) => [e.runId, e.index])).toEqual([['b', 0]])
+    }))
+
+  it('clearTopic removes history and counter', () =>
+    withPubSub(async (pubsub) => {
+      await pubsub.publish(topic, event(0))
+      expect(await pubsub.getHistory(topic)).toHaveLength(1)
+      await pubsub.clearTopic(topic)
+      expect(await pubsub.getHistory(topic)).toEqual([])
+      expect(await pubsub.publish(topic, event(1))).toBe(0)
+    }))
+
+  it('for await: replays from an offset, follows live events, and break frees the subscription', () =>
+    withPubSub(async (pubsub) => {
+      for (let n = 0; n < 3; n++) await pubsub.publish(topic, event(n))
+      const got: number[] = []
+      const reading = (async () => {
+        for await (const e of pubsub.subscribeWithReplay(topic, { offset: 1 })) {
+          got.push(e.index)
+          if (got.length === 4) break
+        }
+      })()
+      for (let n = 3; n < 6; n++) await pubsub.publish(topic, event(n))
+      await reading
+      expect(got).toEqual([1, 2, 3, 4])
+    }))
+
+  it('for await: aborting the signal while waiting ends the loop with an AbortError', () =>
+    withPubSub(async (pubsub) => {
+      const controller = new AbortController()
+      const got: number[] = []
+      const reading = (async () => {
+        for await (const e of pubsub.subscribeWithReplay(topic, { signal: controller.signal })) got.push(e.index)
+      })()
+      await pubsub.publish(topic, event(0))
+      await eventually(() => got.length === 1)
+      controller.abort()
+      await expect(reading).rejects.toMatchObject({ name: 'AbortError' })
+      expect(got).toEqual([0])
+    }))
+
+  it('return() on a waiting iterator ends it', () =>
+    withPubSub(async (pubsub) => {
+      const iterator = pubsub.subscribeWithReplay(topic)
+      const pending = iterator.next()
+      // Nothing published: `next` waits. Closing through the signal path is
+      // covered above; here the consumer gives up after one event.
+      await pubsub.publish(topic, event(0))
+      expect((await pending).value?.index).toBe(0)
+      expect(await iterator.return!()).toEqual({ done: true, value: undefined })
+      expect((await iterator.next()).done).toBe(true)
+    }))
+
+  it('an offset past the end waits for that event', () =>
+    withPubSub(async (pubsub) => {
+      const got: number[] = []
+      await pubsub.subscribeFromOffset(topic, 2, (e) => void got.push(e.index))
+      await pubsub.publish(topic, event(0))
+      await pubsub.publish(topic, event(1))
+      await pubsub.publish(topic, event(2))
+      await eventually(() => got.length === 1)
+      expect(got).toEqual([2])
+    }))
+
+  it('retention.maxEvents bounds a topic; an older offset is ERR_OFFSET_EXPIRED, not a shorter history', () =>
+    withPubSub(
+      async (pubsub) => {
+        for (let n = 0; n < 10; n++) await pubsub.publish(topic, event(n))
+        expect((await pubsub.getHistory(topic)).length).toBeLessThanOrEqual(3)
+        expect(ns(await pubsub.getHistory(topic, 7))).toEqual([7, 8, 9])
+        await expect(pubsub.getHistory(topic, 5)).rejects.toMatchObject({ code: 'ERR_OFFSET_EXPIRED' })
+        const iterator = pubsub.subscribeWithReplay(topic, { offset: 0 })
+        await expect(iterator.next()).rejects.toMatchObject({ code: 'ERR_OFFSET_EXPIRED' })
+        await expect(pubsub.subscribeFromOffset(topic, 0, () => {})).rejects.toMatchObject({ code: 'ERR_OFFSET_EXPIRED' })
+        // Without an offset, replay starts at the oldest retained event.
+        const replayed: number[] = []
+        await pubsub.subscribeWithReplay(topic, (e) => void replayed.push(e.index))
+        expect(replayed).toEqual([7, 8, 9])
+      },
+      { retention: { maxEvents: 3 } },
+    ))
+
+  it('subscribe() delivers only events published after it', () =>
+    withPubSub(async (pubsub) => {
+      await pubsub.publish(topic, event(0))
+      const got: number[] = []
+      await pubsub.subscribe(topic, (e) => void got.push(e.index))
+      await pubsub.publish(topic, event(1))
+      await eventually(() => got.length === 1)
+      expect(got).toEqual([1])
+    }))
+
+  it('a subscriber that never reads does not slow or block publishers', () =>
+    withPubSub(async (pubsub) => {
+      const idle = pubsub.subscribeWithReplay(topic) // created, never pulled
+      for (let n = 0; n < 2_000; n++) await pubsub.publish(topic, event(n))
+      // Nothing buffered for it: it reads the stored log when it resumes.
+      const first = await idle.next()
+      expect(first.value?.index).toBe(0)
+      await idle.return!()
+    }))
+
+  it('rejects bad input with codes and stores nothing', () =>
+    withPubSub(async (pubsub) => {
+      await expect(pubsub.publish(topic, { type: 'x', runId: 'r', data: 10n })).rejects.toMatchObject({ code: 'ERR_NOT_JSON' })
+      await expect(pubsub.publish(topic, { type: 5 as never, runId: 'r' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
+      await expect(pubsub.publish(42 as never, event(0))).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
+      expect(() => pubsub.subscribeWithReplay(topic, { offset: -1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
+      await expect(pubsub.getHistory(topic, 1.5)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
+      expect(await pubsub.getHistory(topic)).toEqual([])
+    }))
+
+  it('callback errors go to onError, and delivery goes on', async () => {
+    const errors: string[] = []
+    await withPubSub(
+      async (pubsub) => {
+        const got: number[] = []
+        await pubsub.subscribeWithReplay(topic, (e) => {
+          got.push(e.index)
+          if (e.index === 0) throw new Error('boom')
+        })
+        await pubsub.publish(topic, event(0))
+        await pubsub.publish(topic, event(1))
+        await eventually(() => got.length === 2)
+        expect(errors).toEqual(['boom'])
+      },
+      { onError: (error) => void errors.push(error.message) },
+    )
+  })
+})
+
+describe('CachingPubSub with an inner bus', () => {
+  it('also publishes stored events, with their index, to the inner bus', async () => {
+    const inner = new EventEmitterPubSub()
+    const pubsub = new CachingPubSub(inner, new InMemoryServerCache())
+    const live: { index?: number; type: string }[] = []
+    await inner.subscribe('t', (e) => void live.push(e as never))
+    await pubsub.publish('t', event(0))
+    await pubsub.publish('t', event(1), { localOnly: true })
+    await eventually(() => live.length === 2)
+    expect(live.map((e) => e.index)).toEqual([0, undefined])
+    // The local-only event was not stored.
+    expect((await pubsub.getHistory('t')).map((e) => e.index)).toEqual([0])
+    expect(pubsub.getInner()).toBe(inner)
+  })
+
+  it('rejects a cache it cannot build topic logs in', () => {
+    expect(() => new CachingPubSub(null, {} as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
+    const clientMode = new RedisServerCache({ client: {} as never })
+    expect(() => new CachingPubSub(null, clientMode)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
+  })
+})

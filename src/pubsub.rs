@@ -1,0 +1,263 @@
+//! `NativePubSub` and `NativeSubscription`: topic logs and their readers over
+//! either cache. In memory, publishing and reading ready events are
+//! synchronous calls (no thread hop); waits and Redis work go through the
+//! completion bridge.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use durable_agent_core::cache::memory::ttl_from_ms;
+use durable_agent_core::{CacheError, Page, Retention, Store, Subscription};
+use napi::bindgen_prelude::ClassInstance;
+use napi::Result;
+use napi_derive::napi;
+use tokio::sync::Notify;
+
+use crate::bridge::{Bridge, OnReady, Reply};
+use crate::error::{to_napi, IntoNapi};
+use crate::memory_cache::NativeMemoryCache;
+use crate::redis_cache::NativeRedisCache;
+
+/// Events per page read from a store.
+const PAGE: usize = 1024;
+
+#[napi(object)]
+pub struct NativePubSubOptions {
+    /// Prepended to topic names to form their keys in the cache.
+    pub key_prefix: String,
+    /// Topic TTL in ms, refreshed by every publish; 0 = never; absent = the cache's default.
+    pub ttl_ms: Option<f64>,
+    /// Keep at most this many of a topic's newest events.
+    pub max_events: Option<f64>,
+}
+
+#[napi]
+pub struct NativePubSub {
+    store: Store,
+    prefix: String,
+    retention: Retention,
+    bridge: Bridge,
+}
+
+fn retention(options: &NativePubSubOptions) -> std::result::Result<Retention, CacheError> {
+    let ttl = options
+        .ttl_ms
+        .map(|ms| ttl_from_ms("retention.ttlMs", ms))
+        .transpose()?;
+    let max_events = match options.max_events {
+        None => None,
+        Some(n) if n.is_finite() && n >= 1.0 && n.fract() == 0.0 => Some(n as u64),
+        Some(n) => {
+            return Err(CacheError::InvalidOption {
+                option: "retention.maxEvents",
+                reason: format!("must be a positive integer, got {n}"),
+            })
+        }
+    };
+    Ok(Retention { ttl, max_events })
+}
+
+#[napi]
+impl NativePubSub {
+    #[napi(
+        factory,
+        catch_unwind,
+        ts_args_type = "cache: NativeMemoryCache, options: NativePubSubOptions, onReady: () => void"
+    )]
+    pub fn in_memory(
+        cache: ClassInstance<NativeMemoryCache>,
+        options: NativePubSubOptions,
+        on_ready: OnReady,
+    ) -> Result<Self> {
+        Self::create(Store::Memory(cache.cache().clone()), options, on_ready)
+    }
+
+    #[napi(
+        factory,
+        catch_unwind,
+        ts_args_type = "cache: NativeRedisCache, options: NativePubSubOptions, onReady: () => void"
+    )]
+    pub fn on_redis(
+        cache: ClassInstance<NativeRedisCache>,
+        options: NativePubSubOptions,
+        on_ready: OnReady,
+    ) -> Result<Self> {
+        Self::create(Store::Redis(cache.cache().clone()), options, on_ready)
+    }
+
+    fn create(store: Store, options: NativePubSubOptions, on_ready: OnReady) -> Result<Self> {
+        Ok(NativePubSub {
+            store,
+            retention: retention(&options).into_napi()?,
+            prefix: options.key_prefix,
+            bridge: Bridge::new(on_ready),
+        })
+    }
+
+    fn key(&self, topic: &str) -> String {
+        format!("{}{topic}", self.prefix)
+    }
+
+    /// Whether publishing and ready reads answer synchronously (in memory).
+    #[napi(getter)]
+    pub fn synchronous(&self) -> bool {
+        matches!(self.store, Store::Memory(_))
+    }
+
+    /// In memory: stores the event and returns its index at once.
+    #[napi(catch_unwind)]
+    pub fn publish_now(&self, topic: String, json: String) -> Result<i64> {
+        match &self.store {
+            Store::Memory(cache) => cache
+                .log_append(&self.key(&topic), &json, &self.retention)
+                .map(|i| i as i64)
+                .into_napi(),
+            Store::Redis(_) => Err(napi::Error::from_reason(
+                "[ERR_INTERNAL] publishNow needs the in-memory store",
+            )),
+        }
+    }
+
+    /// Stores the event; reports its index.
+    #[napi(catch_unwind)]
+    pub fn publish(&self, id: u32, topic: String, json: String) {
+        let (store, key, retention) = (self.store.clone(), self.key(&topic), self.retention);
+        self.bridge.spawn(id, async move {
+            store
+                .append(&key, &json, &retention)
+                .await
+                .map(|i| Reply::Number(i as i64))
+        });
+    }
+
+    /// Reports every retained event from `offset` (absent: from the oldest
+    /// retained one) as one JSON array.
+    #[napi(catch_unwind)]
+    pub fn history(&self, id: u32, topic: String, offset: Option<i64>) -> Result<()> {
+        let mut sub = Subscription::new(self.store.clone(), self.key(&topic), start(offset)?);
+        self.bridge.spawn(id, async move {
+            let mut pages: Vec<Page> = Vec::new();
+            while let Some(page) = sub.read_available(PAGE).await? {
+                pages.push(page);
+            }
+            Ok(Reply::Json(join_pages(&pages)))
+        });
+        Ok(())
+    }
+
+    /// Reports the index the topic's next event will get.
+    #[napi(catch_unwind)]
+    pub fn next_index(&self, id: u32, topic: String) {
+        let (store, key) = (self.store.clone(), self.key(&topic));
+        self.bridge.spawn(id, async move {
+            store.next_index(&key).await.map(|i| Reply::Number(i as i64))
+        });
+    }
+
+    /// Deletes the topic's events and index.
+    #[napi(catch_unwind)]
+    pub fn clear_topic(&self, id: u32, topic: String) {
+        let (store, key) = (self.store.clone(), self.key(&topic));
+        self.bridge
+            .spawn(id, async move { store.delete(&key).await.map(|()| Reply::Unit) });
+    }
+
+    /// A reader of `topic` from index `offset` (absent: from the oldest retained event).
+    #[napi(catch_unwind)]
+    pub fn subscribe(&self, topic: String, offset: Option<i64>) -> Result<NativeSubscription> {
+        let sub = Subscription::new(self.store.clone(), self.key(&topic), start(offset)?);
+        Ok(NativeSubscription {
+            inner: Arc::new(tokio::sync::Mutex::new(sub)),
+            bridge: self.bridge.clone(),
+            cancel: Arc::new(Notify::new()),
+            closed: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn take_completions(&self) -> Option<String> {
+        self.bridge.take()
+    }
+
+    #[napi(catch_unwind)]
+    pub fn hold(&self, env: napi::Env) -> Result<()> {
+        self.bridge.hold(&env)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn release(&self, env: napi::Env) -> Result<()> {
+        self.bridge.release(&env)
+    }
+}
+
+fn start(offset: Option<i64>) -> Result<Option<u64>> {
+    offset
+        .map(|o| {
+            u64::try_from(o).map_err(|_| to_napi(CacheError::InvalidValue(format!("offset must be >= 0, got {o}"))))
+        })
+        .transpose()
+}
+
+/// Concatenates pages' JSON arrays into one.
+fn join_pages(pages: &[Page]) -> String {
+    let inner = pages.iter().map(|p| &p.events[1..p.events.len() - 1]);
+    let mut out = String::with_capacity(pages.iter().map(|p| p.events.len()).sum::<usize>() + 2);
+    out.push('[');
+    for (i, part) in inner.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(part);
+    }
+    out.push(']');
+    out
+}
+
+/// One reader's position in a topic. Pages never overlap and never skip.
+#[napi]
+pub struct NativeSubscription {
+    inner: Arc<tokio::sync::Mutex<Subscription>>,
+    bridge: Bridge,
+    cancel: Arc<Notify>,
+    closed: Arc<AtomicBool>,
+}
+
+#[napi]
+impl NativeSubscription {
+    /// The next page (a JSON array) if events are ready now, else `null`.
+    #[napi(catch_unwind)]
+    pub fn try_next(&self, max: u32) -> Result<Option<String>> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        // A `next` in flight holds the lock; then nothing is ready here.
+        let Ok(mut sub) = self.inner.try_lock() else {
+            return Ok(None);
+        };
+        Ok(sub.try_next(max as usize).into_napi()?.map(|page| page.events))
+    }
+
+    /// Reports the next page, waiting for events if needed; reports no value
+    /// once closed.
+    #[napi(catch_unwind)]
+    pub fn next(&self, id: u32, max: u32) {
+        let (inner, cancel, closed) = (self.inner.clone(), self.cancel.clone(), self.closed.clone());
+        self.bridge.spawn(id, async move {
+            let mut sub = inner.lock().await;
+            if closed.load(Ordering::SeqCst) {
+                return Ok(Reply::Absent);
+            }
+            tokio::select! {
+              page = sub.next(max as usize) => page.map(|p| Reply::Json(p.events)),
+              () = cancel.notified() => Ok(Reply::Absent),
+            }
+        });
+    }
+
+    /// Ends the reader: a pending `next` reports no value, later ones too.
+    #[napi(catch_unwind)]
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.cancel.notify_one();
+    }
+}

@@ -1,0 +1,389 @@
+import { randomUUID } from 'node:crypto'
+
+import { NativeMemoryCache, NativePubSub, type NativeSubscription } from '../index.js'
+import { checkInteger, checkKey, checkOptions } from './args.js'
+import { Bridge } from './bridge.js'
+import { coded, ErrorCodes, native } from './errors.js'
+import { nativeCaches } from './internal.js'
+import { toJson } from './json.js'
+import type { InMemoryServerCache } from './memory-cache.js'
+import type { RedisServerCache } from './redis-cache.js'
+
+/** An event as subscribers receive it: Mastra's `Event`, with its index. */
+export interface PubSubEvent {
+  id: string
+  type: string
+  runId: string
+  // Mastra's Event types `data` as `any`; events carry whatever JSON the publisher gave.
+  data: unknown
+  createdAt: Date
+  /** 0-based, gap-free, in publish order per topic. */
+  index: number
+}
+
+/** What a publisher passes: `id` and `createdAt` are filled in when absent. */
+export interface PublishedEvent {
+  type: string
+  runId: string
+  data?: unknown
+  id?: string
+  createdAt?: Date
+}
+
+export type EventCallback = (event: PubSubEvent) => void | Promise<void>
+
+/** The methods of a Mastra `PubSub` (e.g. `EventEmitterPubSub`) that CachingPubSub calls on its inner bus. */
+export interface InnerPubSub {
+  publish(topic: string, event: PublishedEvent & { index?: number }, options?: { localOnly?: boolean }): Promise<void>
+  flush(): Promise<void>
+  clearTopic?(topic: string): Promise<void>
+}
+
+export interface CachingPubSubOptions {
+  /** Prepended to topic names to form their keys in the cache. Default `'pubsub:'`. */
+  keyPrefix?: string
+  /** How much of each topic to keep. */
+  retention?: {
+    /** TTL of a topic in ms, refreshed by every publish; 0 = never expires. Default: the cache's TTL. */
+    ttlMs?: number
+    /** Keep at most this many of a topic's newest events. Default: no limit. */
+    maxEvents?: number
+  }
+  /** Topics for which this returns false are not stored: their events go to the inner bus only. */
+  shouldCache?: (topic: string) => boolean
+  /**
+   * Errors of callback subscribers: a callback that throws, or a read that
+   * failed (Redis down: retried; an expired offset: the subscription ends).
+   * Default: rethrown as an uncaught exception, as a throwing listener would be.
+   */
+  onError?: (error: Error, topic: string) => void
+}
+
+export interface SubscribeOptions {
+  /** First index to receive. Default 0: the whole retained history. */
+  offset?: number
+  /** Aborting ends the iteration (with an `AbortError`) and frees the subscription. */
+  signal?: AbortSignal
+}
+
+/** Events per native page: one JSON.parse per this many events. */
+const BATCH = 256
+
+/**
+ * Resumable topic streams: every event is stored with a gap-free index before
+ * `publish` resolves, and any reader, in this process or (over Redis) another,
+ * gets every event once, in order, from any offset.
+ *
+ * `inner` is optional. Without it, delivery is native: in process, and across
+ * processes when `cache` is a `RedisServerCache`. With a Mastra `PubSub`
+ * (e.g. `EventEmitterPubSub`), stored events are also published to it, for
+ * the bus's own subscribers.
+ */
+export class CachingPubSub {
+  readonly supportsOffsets = true
+  readonly #inner: InnerPubSub | undefined
+  readonly #native: NativePubSub
+  readonly #bridge = new Bridge()
+  readonly #shouldCache: ((topic: string) => boolean) | undefined
+  readonly #onError: ((error: Error, topic: string) => void) | undefined
+  readonly #callbacks = new Map<string, Map<EventCallback, CallbackSubscription>>()
+
+  constructor(
+    inner: InnerPubSub | null | undefined,
+    cache: InMemoryServerCache | RedisServerCache,
+    options: CachingPubSubOptions = {},
+  ) {
+    checkOptions(options, { keyPrefix: 'string', retention: 'object', shouldCache: 'function', onError: 'function' }, 'CachingPubSub options')
+    checkOptions(options.retention, { ttlMs: 'number', maxEvents: 'number' }, 'retention')
+    if (inner != null && (typeof inner !== 'object' || typeof inner.publish !== 'function')) {
+      throw coded(new TypeError('inner must be a PubSub (with publish and flush) or null'), ErrorCodes.INVALID_OPTION)
+    }
+    const store = nativeCaches.get(cache)
+    if (!store) {
+      throw coded(
+        new TypeError('cache must be an InMemoryServerCache or a RedisServerCache in native ({ url }) mode'),
+        ErrorCodes.INVALID_OPTION,
+      )
+    }
+    const nativeOptions = {
+      keyPrefix: options.keyPrefix ?? 'pubsub:',
+      ttlMs: options.retention?.ttlMs,
+      maxEvents: options.retention?.maxEvents,
+    }
+    this.#native = native(() =>
+      store instanceof NativeMemoryCache
+        ? NativePubSub.inMemory(store, nativeOptions, this.#bridge.onReady)
+        : NativePubSub.onRedis(store, nativeOptions, this.#bridge.onReady),
+    )
+    this.#bridge.attach(this.#native)
+    this.#inner = inner ?? undefined
+    this.#shouldCache = options.shouldCache
+    this.#onError = options.onError
+  }
+
+  /**
+   * Stores the event and resolves with its index once it is stored (a store
+   * failure rejects). With `localOnly`, or a topic `shouldCache` refuses, the
+   * event is not stored and goes to the inner bus only; it resolves `undefined`.
+   */
+  async publish(topic: string, event: PublishedEvent, options?: { localOnly?: boolean }): Promise<number | undefined> {
+    checkKey(topic, 'topic')
+    if (event === null || typeof event !== 'object') {
+      throw coded(new TypeError('event must be an object'), ErrorCodes.INVALID_ARG)
+    }
+    checkKey(event.type, 'event.type')
+    checkKey(event.runId, 'event.runId')
+    if (options?.localOnly || (this.#shouldCache !== undefined && !this.#shouldCache(topic))) {
+      await this.#inner?.publish(topic, event, options)
+      return undefined
+    }
+    const stored = {
+      id: event.id ?? randomUUID(),
+      type: event.type,
+      runId: event.runId,
+      data: event.data,
+      createdAt: event.createdAt ?? new Date(),
+    }
+    const json = toJson(stored, 'event')
+    const nativePubSub = this.#native
+    const index = nativePubSub.synchronous
+      ? native(() => nativePubSub.publishNow(topic, json))
+      : await this.#bridge.call<number>((id) => nativePubSub.publish(id, topic, json))
+    await this.#inner?.publish(topic, { ...stored, index }, options)
+    return index
+  }
+
+  /**
+   * The stored events of `topic` from `offset`; without one, from the oldest
+   * retained event. An offset retention dropped rejects with
+   * `ERR_OFFSET_EXPIRED`, never with a silently shorter history.
+   */
+  async getHistory(topic: string, offset?: number): Promise<PubSubEvent[]> {
+    checkKey(topic, 'topic')
+    if (offset !== undefined) checkOffset(offset)
+    const events = await this.#bridge.call<PubSubEvent[]>((id) => this.#native.history(id, topic, offset))
+    return hydrate(events)
+  }
+
+  /**
+   * The events of `topic` from `offset` (default: the oldest retained), then
+   * live ones, as an async iterator:
+   * `for await (const event of pubsub.subscribeWithReplay(topic))`.
+   * `break`, `return()` or aborting `signal` ends it and frees the subscription.
+   */
+  subscribeWithReplay(topic: string, options?: SubscribeOptions): AsyncIterableIterator<PubSubEvent>
+  /** Mastra's callback form: replays the history to `cb`, then live events. */
+  subscribeWithReplay(topic: string, cb: EventCallback): Promise<void>
+  subscribeWithReplay(
+    topic: string,
+    cbOrOptions?: EventCallback | SubscribeOptions,
+  ): AsyncIterableIterator<PubSubEvent> | Promise<void> {
+    if (typeof cbOrOptions === 'function') return this.#subscribeCallback(topic, undefined, cbOrOptions)
+    checkKey(topic, 'topic')
+    checkOptions(cbOrOptions, { offset: 'number', signal: 'object' }, 'subscribe options')
+    const offset = cbOrOptions?.offset
+    if (offset !== undefined) checkOffset(offset)
+    const subscription = native(() => this.#native.subscribe(topic, offset))
+    return iterate(subscription, this.#bridge, cbOrOptions?.signal)
+  }
+
+  /** Mastra's callback form: events from `offset` (history, then live) to `cb`. */
+  async subscribeFromOffset(topic: string, offset: number, cb: EventCallback): Promise<void> {
+    checkOffset(offset)
+    return this.#subscribeCallback(topic, offset, cb)
+  }
+
+  /** `offset` undefined: from the oldest retained event. */
+  async #subscribeCallback(topic: string, offset: number | undefined, cb: EventCallback): Promise<void> {
+    checkKey(topic, 'topic')
+    if (typeof cb !== 'function') throw coded(new TypeError('cb must be a function'), ErrorCodes.INVALID_ARG)
+    // Deliver what is stored now before resolving, as Mastra does; then follow.
+    const history = await this.getHistory(topic, offset)
+    const next = history.length > 0 ? history.at(-1)!.index + 1 : offset
+    const subscription = native(() => this.#native.subscribe(topic, next))
+    const entry = new CallbackSubscription(topic, cb, subscription, this.#bridge, this.#reportError)
+    this.#register(topic, cb, entry)
+    for (const event of history) entry.deliver(event)
+    entry.start()
+  }
+
+  /** Live events only, from the next one published. */
+  async subscribe(topic: string, cb: EventCallback): Promise<void> {
+    checkKey(topic, 'topic')
+    if (typeof cb !== 'function') throw coded(new TypeError('cb must be a function'), ErrorCodes.INVALID_ARG)
+    const next = await this.#bridge.call<number>((id) => this.#native.nextIndex(id, topic))
+    const subscription = native(() => this.#native.subscribe(topic, next))
+    const entry = new CallbackSubscription(topic, cb, subscription, this.#bridge, this.#reportError)
+    this.#register(topic, cb, entry)
+    entry.start()
+  }
+
+  async unsubscribe(topic: string, cb: EventCallback): Promise<void> {
+    const entry = this.#callbacks.get(topic)?.get(cb)
+    if (!entry) return
+    entry.stop()
+    this.#callbacks.get(topic)!.delete(cb)
+    if (this.#callbacks.get(topic)!.size === 0) this.#callbacks.delete(topic)
+  }
+
+  /** Deletes the topic's history and index (the next publish gets index 0), here and in the inner bus. */
+  async clearTopic(topic: string): Promise<void> {
+    checkKey(topic, 'topic')
+    await this.#bridge.call<void>((id) => this.#native.clearTopic(id, topic))
+    await this.#inner?.clearTopic?.(topic)
+  }
+
+  async flush(): Promise<void> {
+    await this.#inner?.flush()
+  }
+
+  getInner(): InnerPubSub | undefined {
+    return this.#inner
+  }
+
+  #register(topic: string, cb: EventCallback, entry: CallbackSubscription): void {
+    let byCallback = this.#callbacks.get(topic)
+    if (!byCallback) this.#callbacks.set(topic, (byCallback = new Map()))
+    byCallback.get(cb)?.stop() // subscribing the same callback again replaces it
+    byCallback.set(cb, entry)
+  }
+
+  readonly #reportError = (error: Error, topic: string): void => {
+    if (this.#onError) {
+      this.#onError(error, topic)
+      return
+    }
+    queueMicrotask(() => {
+      throw error
+    })
+  }
+}
+
+/** `new CachingPubSub(inner, cache, options)`, as Mastra names it. */
+export function withCaching(
+  inner: InnerPubSub | null | undefined,
+  cache: InMemoryServerCache | RedisServerCache,
+  options?: CachingPubSubOptions,
+): CachingPubSub {
+  return new CachingPubSub(inner, cache, options)
+}
+
+function checkOffset(offset: number): void {
+  if (checkInteger(offset, 'offset') < 0) {
+    throw coded(new RangeError(`offset must be >= 0, got ${offset}`), ErrorCodes.INVALID_ARG)
+  }
+}
+
+/** Events arrive with `createdAt` as ISO text; subscribers get a `Date`. */
+function hydrate(events: PubSubEvent[]): PubSubEvent[] {
+  for (const event of events) event.createdAt = new Date(event.createdAt as unknown as string)
+  return events
+}
+
+/**
+ * The next page: at once when ready (in memory), else through the bridge;
+ * `undefined` once closed. `keepAlive`: whether waiting holds Node open.
+ */
+function nextPage(
+  subscription: NativeSubscription,
+  bridge: Bridge,
+  keepAlive: boolean,
+): PubSubEvent[] | Promise<PubSubEvent[] | undefined> {
+  const ready = native(() => subscription.tryNext(BATCH))
+  if (ready !== null) return JSON.parse(ready) as PubSubEvent[]
+  return bridge.call<PubSubEvent[] | undefined>((id) => subscription.next(id, BATCH), keepAlive)
+}
+
+async function* iterate(
+  subscription: NativeSubscription,
+  bridge: Bridge,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<PubSubEvent, void, undefined> {
+  const onAbort = () => subscription.close()
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    for (;;) {
+      if (signal?.aborted) throw abortError(signal)
+      const page = await nextPage(subscription, bridge, true)
+      if (page === undefined) {
+        if (signal?.aborted) throw abortError(signal)
+        return
+      }
+      for (const event of page) {
+        event.createdAt = new Date(event.createdAt as unknown as string)
+        yield event
+      }
+    }
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+    subscription.close()
+  }
+}
+
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason
+  if (reason instanceof Error) return reason
+  return Object.assign(new Error('The operation was aborted', { cause: reason }), { name: 'AbortError', code: 'ABORT_ERR' })
+}
+
+/** Codes after which a subscription keeps reading (after a pause). */
+const TRANSIENT = new Set<string>([ErrorCodes.REDIS_UNAVAILABLE, ErrorCodes.REDIS_TIMEOUT])
+
+/** A callback subscriber: pulls pages and calls `cb` for each event, in order. */
+class CallbackSubscription {
+  #stopped = false
+
+  constructor(
+    readonly topic: string,
+    readonly cb: EventCallback,
+    readonly subscription: NativeSubscription,
+    readonly bridge: Bridge,
+    readonly report: (error: Error, topic: string) => void,
+  ) {}
+
+  start(): void {
+    void this.#run()
+  }
+
+  stop(): void {
+    this.#stopped = true
+    this.subscription.close()
+  }
+
+  deliver(event: PubSubEvent): void {
+    try {
+      const result = this.cb(event)
+      if (result instanceof Promise) result.catch((error: unknown) => this.report(asError(error), this.topic))
+    } catch (error) {
+      this.report(asError(error), this.topic)
+    }
+  }
+
+  async #run(): Promise<void> {
+    let pause = 50
+    while (!this.#stopped) {
+      let page: PubSubEvent[] | undefined
+      try {
+        page = await nextPage(this.subscription, this.bridge, false)
+      } catch (error) {
+        const failure = asError(error)
+        this.report(failure, this.topic)
+        if (!TRANSIENT.has((failure as { code?: string }).code ?? '')) return this.stop()
+        await new Promise((resolve) => setTimeout(resolve, pause))
+        pause = Math.min(pause * 2, 2_000)
+        continue
+      }
+      pause = 50
+      if (page === undefined) return
+      for (const event of page) {
+        if (this.#stopped) return
+        event.createdAt = new Date(event.createdAt as unknown as string)
+        this.deliver(event)
+      }
+    }
+  }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error))
+}
