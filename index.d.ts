@@ -30,6 +30,8 @@ export declare class NativeMemoryCache {
 export declare class NativePubSub {
   static inMemory(cache: NativeMemoryCache, options: NativePubSubOptions, onReady: () => void): NativePubSub
   static onRedis(cache: NativeRedisCache, options: NativePubSubOptions, onReady: () => void): NativePubSub
+  /** How many topics of this store have readers in this process. */
+  get topicsRead(): number
   /** Whether publishing and ready reads answer synchronously (in memory). */
   get synchronous(): boolean
   /** In memory: stores the event and returns its index at once. */
@@ -86,7 +88,10 @@ export declare class NativeSubscription {
    * once closed.
    */
   next(id: number, max: number): void
-  /** Ends the reader: a pending `next` reports no value, later ones too. */
+  /**
+   * Ends the reader and releases it: a pending `next` reports no value,
+   * later ones too.
+   */
   close(): void
 }
 

@@ -98,6 +98,12 @@ impl NativePubSub {
         format!("{}{topic}", self.prefix)
     }
 
+    /// How many topics of this store have readers in this process.
+    #[napi(getter)]
+    pub fn topics_read(&self) -> u32 {
+        self.store.topics_read() as u32
+    }
+
     /// Whether publishing and ready reads answer synchronously (in memory).
     #[napi(getter)]
     pub fn synchronous(&self) -> bool {
@@ -167,7 +173,7 @@ impl NativePubSub {
     pub fn subscribe(&self, topic: String, offset: Option<i64>) -> Result<NativeSubscription> {
         let sub = Subscription::new(self.store.clone(), self.key(&topic), start(offset)?);
         Ok(NativeSubscription {
-            inner: Arc::new(tokio::sync::Mutex::new(sub)),
+            inner: Arc::new(tokio::sync::Mutex::new(Some(sub))),
             bridge: self.bridge.clone(),
             cancel: Arc::new(Notify::new()),
             closed: Arc::new(AtomicBool::new(false)),
@@ -216,7 +222,9 @@ fn join_pages(pages: &[Page]) -> String {
 /// One reader's position in a topic. Pages never overlap and never skip.
 #[napi]
 pub struct NativeSubscription {
-    inner: Arc<tokio::sync::Mutex<Subscription>>,
+    /// `None` once closed: the reader and its topic signal are released then,
+    /// not when JS collects this object.
+    inner: Arc<tokio::sync::Mutex<Option<Subscription>>>,
     bridge: Bridge,
     cancel: Arc<Notify>,
     closed: Arc<AtomicBool>,
@@ -227,11 +235,11 @@ impl NativeSubscription {
     /// The next page (a JSON array) if events are ready now, else `null`.
     #[napi(catch_unwind)]
     pub fn try_next(&self, max: u32) -> Result<Option<String>> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
         // A `next` in flight holds the lock; then nothing is ready here.
-        let Ok(mut sub) = self.inner.try_lock() else {
+        let Ok(mut guard) = self.inner.try_lock() else {
+            return Ok(None);
+        };
+        let Some(sub) = guard.as_mut() else {
             return Ok(None);
         };
         Ok(sub.try_next(max as usize).into_napi()?.map(|page| page.events))
@@ -243,21 +251,34 @@ impl NativeSubscription {
     pub fn next(&self, id: u32, max: u32) {
         let (inner, cancel, closed) = (self.inner.clone(), self.cancel.clone(), self.closed.clone());
         self.bridge.spawn(id, async move {
-            let mut sub = inner.lock().await;
-            if closed.load(Ordering::SeqCst) {
+            let mut guard = inner.lock().await;
+            let Some(sub) = guard.as_mut().filter(|_| !closed.load(Ordering::SeqCst)) else {
+                *guard = None;
                 return Ok(Reply::Absent);
-            }
-            tokio::select! {
-              page = sub.next(max as usize) => page.map(|p| Reply::Json(p.events)),
-              () = cancel.notified() => Ok(Reply::Absent),
+            };
+            let page = tokio::select! {
+                page = sub.next(max as usize) => Some(page),
+                () = cancel.notified() => None,
+            };
+            match page {
+                Some(page) => page.map(|p| Reply::Json(p.events)),
+                None => {
+                    *guard = None;
+                    Ok(Reply::Absent)
+                }
             }
         });
     }
 
-    /// Ends the reader: a pending `next` reports no value, later ones too.
+    /// Ends the reader and releases it: a pending `next` reports no value,
+    /// later ones too.
     #[napi(catch_unwind)]
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.cancel.notify_one();
+        match self.inner.try_lock() {
+            Ok(mut guard) => *guard = None,
+            // A `next` is waiting: it releases the reader when it wakes.
+            Err(_) => self.cancel.notify_one(),
+        }
     }
 }

@@ -28,6 +28,11 @@ export class Bridge {
   /** Pass to the native constructor: called when a batch has results. */
   readonly onReady = (): void => this.#drain()
 
+  /** Calls waiting for their outcome. */
+  get pending(): number {
+    return this.#pending.size
+  }
+
   attach(native: BridgedNative): void {
     this.#native = native
   }

@@ -241,6 +241,18 @@ export class CachingPubSub {
     return this.#inner
   }
 
+  /**
+   * What this instance holds right now, for monitoring and leak checks:
+   * callback subscriptions, topics with readers in this process (callbacks
+   * and iterators, of every CachingPubSub on the same cache), and native
+   * calls in flight.
+   */
+  stats(): { callbackSubscriptions: number; topicsRead: number; callsInFlight: number } {
+    let callbackSubscriptions = 0
+    for (const byCallback of this.#callbacks.values()) callbackSubscriptions += byCallback.size
+    return { callbackSubscriptions, topicsRead: this.#native.topicsRead, callsInFlight: this.#bridge.pending }
+  }
+
   #register(topic: string, cb: EventCallback, entry: CallbackSubscription): void {
     let byCallback = this.#callbacks.get(topic)
     if (!byCallback) this.#callbacks.set(topic, (byCallback = new Map()))

@@ -26,6 +26,11 @@ impl Store {
         }
     }
 
+    /// How many topics have readers in this process.
+    pub fn topics_read(&self) -> usize {
+        self.signals().keys().len()
+    }
+
     /// Appends an event and returns its index, once it is stored.
     pub async fn append(&self, key: &str, object_json: &str, retention: &Retention) -> Result<u64, CacheError> {
         match self {
