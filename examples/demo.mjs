@@ -1,63 +1,64 @@
-// A resumable stream in a few lines: an agent run writes its events to the
-// cache with gap-free indices; a client reads some, drops off, and later
-// resumes from its last index, receiving every missed event exactly once.
+// A resumable stream: an agent run publishes its events; a client reads them
+// with `for await`, drops off, and reconnects later from the last index it
+// saw, receiving every missed event exactly once, in order.
 //
 //   npm run demo              # in memory (the default, nothing to set up)
-//   npm run demo -- --redis   # the same over Redis (REDIS_URL or 127.0.0.1:6379)
+//   npm run demo -- --redis   # over Redis (REDIS_URL or 127.0.0.1:6379): the
+//                             # run and the client use separate connections,
+//                             # as two processes would
 import { randomUUID } from 'node:crypto'
 
-import { InMemoryServerCache, RedisServerCache } from '../dist/index.js'
+import { CachingPubSub, InMemoryServerCache, RedisServerCache } from '../dist/index.js'
 
 const useRedis = process.argv.includes('--redis')
-const cache = useRedis
-  ? new RedisServerCache({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' }, { keyPrefix: 'demo:' })
-  : new InMemoryServerCache()
-console.log(`cache: ${cache.name}`)
+const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const caches = useRedis
+  ? [0, 1].map(() => new RedisServerCache({ url }, { keyPrefix: 'demo:', ttlSeconds: 60 }))
+  : [new InMemoryServerCache()]
+const runSide = new CachingPubSub(null, caches[0])
+const clientSide = new CachingPubSub(null, caches.at(-1))
+console.log(`store: ${caches[0].name}`)
 
 const runId = randomUUID()
-const topic = `pubsub:agent.stream.${runId}`
+const topic = `agent.stream.${runId}`
 const words = 'Durable agents keep every event of a run, so a client can come back and catch up exactly.'.split(' ')
 
-async function emit(type, data) {
-  const index = await cache.listPushIndexed(topic, `${topic}:counter`, {
-    id: randomUUID(),
-    type,
-    runId,
-    data,
-    createdAt: new Date(),
-  })
-  return index
+// The run: a start, one text delta per word (a few ms apart), a finish.
+const run = (async () => {
+  await runSide.publish(topic, { type: 'start', runId, data: {} })
+  for (const word of words) {
+    await runSide.publish(topic, { type: 'text-delta', runId, data: { text: `${word} ` } })
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  await runSide.publish(topic, { type: 'finish', runId, data: { finishReason: 'stop' } })
+})()
+
+const received = []
+// The client reads five events, then its connection drops.
+for await (const event of clientSide.subscribeWithReplay(topic)) {
+  received.push(event)
+  if (received.length === 5) break
 }
+const lastIndex = received.at(-1).index
+console.log(`client read events 0..${lastIndex}, then disconnected`)
 
-// The run starts streaming.
-await emit('start', {})
-for (const word of words.slice(0, 6)) await emit('text-delta', { text: `${word} ` })
+// It comes back (the run went on meanwhile) and resumes after its last index.
+for await (const event of clientSide.subscribeWithReplay(topic, { offset: lastIndex + 1 })) {
+  received.push(event)
+  if (event.type === 'finish') break
+}
+await run
+console.log(`client resumed at ${lastIndex + 1} and read to the finish: ${received.length} events in all`)
 
-// A client reads what is there, then its connection drops.
-const firstRead = await cache.listFromTo(topic, 0)
-let lastIndex = firstRead.at(-1).index
-console.log(`client read ${firstRead.length} events (0..${lastIndex}), then disconnected`)
-
-// The run goes on without it.
-for (const word of words.slice(6)) await emit('text-delta', { text: `${word} ` })
-await emit('finish', { finishReason: 'stop' })
-
-// The client comes back and resumes right after the last index it saw.
-const missed = await cache.listFromTo(topic, lastIndex + 1)
-console.log(`client resumed from index ${lastIndex + 1}: ${missed.length} missed events`)
-const all = [...firstRead, ...missed]
-const indices = all.map((event) => event.index)
-const gapFree = indices.every((index, i) => index === i)
-const text = all
+const exactlyOnceInOrder = received.every((event, i) => event.index === i)
+const text = received
   .filter((event) => event.type === 'text-delta')
   .map((event) => event.data.text)
   .join('')
   .trim()
-console.log(`indices 0..${indices.length - 1}, gap-free and without duplicates: ${gapFree}`)
+console.log(`indices 0..${received.length - 1}, each exactly once, in order: ${exactlyOnceInOrder}`)
 console.log(`text: ${text}`)
-console.log(`events stored for the run: ${await cache.listLength(topic)}`)
 
-await cache.delete(topic)
-await cache.delete(`${topic}:counter`)
-if (useRedis) await cache.close()
-if (!gapFree || text !== words.join(' ')) process.exit(1)
+await runSide.clearTopic(topic)
+for (const cache of caches) await cache.close?.()
+if (!exactlyOnceInOrder || text !== words.join(' ')) process.exit(1)
