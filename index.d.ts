@@ -50,6 +50,8 @@ export declare class NativePubSub {
   /** A reader of `topic` from index `offset` (absent: from the oldest retained event). */
   subscribe(topic: string, offset?: number | undefined | null): NativeSubscription
   takeCompletions(): string | null
+  /** Starts the work submitted since the last flush (JS calls this once per tick). */
+  flush(): void
   hold(): void
   release(): void
 }
@@ -64,7 +66,11 @@ export declare class NativeRedisCache {
   get addr(): string
   /** The results finished since the last call, as one JSON batch, or `null`. */
   takeCompletions(): string | null
-  /** Keeps Node alive while calls are in flight. */
+  /**
+   * Keeps Node alive while calls are in flight.
+   * Starts the work submitted since the last flush (JS calls this once per tick).
+   */
+  flush(): void
   hold(): void
   release(): void
   get(id: number, key: string): void
@@ -83,6 +89,11 @@ export declare class NativeRedisCache {
 export declare class NativeSubscription {
   /** The next page (a JSON array) if events are ready now, else `null`. */
   tryNext(max: number): string | null
+  /**
+   * Reports the next page of what is stored now, or no value when the
+   * reader has caught up (or is closed). Never waits for new events.
+   */
+  readAvailable(id: number, max: number): void
   /**
    * Reports the next page, waiting for events if needed; reports no value
    * once closed.

@@ -197,3 +197,138 @@ export function target(value, op, threshold, text) {
   const pass = Number.isFinite(value) && (op === '>=' ? value >= threshold : value <= threshold)
   return { text, op, value, threshold, pass }
 }
+
+// ---------------------------------------------------------------------------
+// Pub/sub (the pubsub-* sections). `pubsub` is ours or Mastra's CachingPubSub:
+// both take `publish(topic, { type, runId, data })` and the callback form of
+// `subscribeWithReplay`; only ours has the async-iterator form.
+// ---------------------------------------------------------------------------
+
+/** An op for `sequential`/`inFlight`: publishes `events[i]` to `topic` (the publisher's fields only). */
+export function publishOp(pubsub, topic, events) {
+  return (i) => {
+    const event = events[i % events.length]
+    return pubsub.publish(topic, { type: event.type, runId: event.runId, data: event.data })
+  }
+}
+
+const REPLAY_TIMEOUT_MS = 60_000
+
+function replayError(what, topic, c, index) {
+  return new Error(`${what} replay of ${topic}: event #${c} has index ${index}`)
+}
+
+/**
+ * Events/s of a late subscriber taking the `n` events stored in `topic`
+ * (indices 0..n-1) with our async iterator, from subscribing until the last
+ * event is in hand. Checks the order.
+ */
+export async function replayIterator(pubsub, topic, n) {
+  const signal = AbortSignal.timeout(REPLAY_TIMEOUT_MS)
+  let c = 0
+  const start = now()
+  for await (const event of pubsub.subscribeWithReplay(topic, { signal })) {
+    if (event.index !== c) throw replayError('iterator', topic, c, event.index)
+    if (++c === n) break
+  }
+  const elapsed = now() - start
+  if (c !== n) throw new Error(`iterator replay of ${topic}: ended after ${c} of ${n} events`)
+  return n / (elapsed / 1000)
+}
+
+/**
+ * Events/s of a late subscriber taking the `n` events stored in `topic` with
+ * the callback form (`subscribeWithReplay(topic, cb)`, ours or Mastra's),
+ * from subscribing until the callback has seen the last event; then
+ * unsubscribes. Checks the order.
+ */
+export async function replayCallback(pubsub, topic, n) {
+  let c = 0
+  let done
+  let fail
+  const finished = new Promise((resolve, reject) => {
+    done = resolve
+    fail = reject
+  })
+  finished.catch(() => {}) // awaited below; a failure during subscribe is not unhandled
+  const timer = setTimeout(() => fail(new Error(`callback replay of ${topic}: ${c} of ${n} events after ${REPLAY_TIMEOUT_MS} ms`)), REPLAY_TIMEOUT_MS)
+  const cb = (event) => {
+    if (c >= n) return
+    if (event.index !== c) fail(replayError('callback', topic, c, event.index))
+    else if (++c === n) done(now())
+  }
+  try {
+    const start = now()
+    await pubsub.subscribeWithReplay(topic, cb)
+    const end = await finished
+    return n / ((end - start) / 1000)
+  } finally {
+    clearTimeout(timer)
+    await pubsub.unsubscribe(topic, cb)
+  }
+}
+
+/** `events` (with `index`) as JSON array texts of `size` events each, as a copying transport would hand them over. */
+export function jsonBatches(events, size = 256) {
+  const batches = []
+  for (let i = 0; i < events.length; i += size) batches.push(JSON.stringify(events.slice(i, i + size)))
+  return batches
+}
+
+/**
+ * The JSON consumer limit: events/s at which plain JS takes `n` events from
+ * ready-made JSON batches (one `JSON.parse` per batch, one `Date` per event,
+ * the same order check as the replays). The ceiling for any design that hands
+ * out fresh copies parsed from JSON.
+ */
+export function consumeJsonBatches(batches, n) {
+  let c = 0
+  const start = now()
+  for (const batch of batches) {
+    const page = JSON.parse(batch)
+    for (const event of page) {
+      event.createdAt = new Date(event.createdAt)
+      if (event.index !== c) throw new Error(`JSON batch: event #${c} has index ${event.index}`)
+      c++
+    }
+  }
+  const elapsed = now() - start
+  if (c !== n) throw new Error(`JSON batches held ${c} events, expected ${n}`)
+  return n / (elapsed / 1000)
+}
+
+async function* jsonBatchEvents(batches) {
+  for (const batch of batches) {
+    const page = JSON.parse(batch)
+    for (const event of page) {
+      event.createdAt = new Date(event.createdAt)
+      yield event
+    }
+  }
+}
+
+/**
+ * The JSON consumer limit through an async iterator: `consumeJsonBatches`'s
+ * work handed out by an async generator and taken with `for await`, i.e. the
+ * same plus the cost of the async-iterator protocol (a promise per event).
+ */
+export async function consumeJsonBatchesIterator(batches, n) {
+  let c = 0
+  const start = now()
+  for await (const event of jsonBatchEvents(batches)) {
+    if (event.index !== c) throw new Error(`JSON batch: event #${c} has index ${event.index}`)
+    if (++c === n) break
+  }
+  const elapsed = now() - start
+  if (c !== n) throw new Error(`JSON batches held ${c} events, expected ${n}`)
+  return n / (elapsed / 1000)
+}
+
+/** The `p`-quantile (0..1) of ascending `sorted`, interpolated linearly. */
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN
+  const pos = (sorted.length - 1) * p
+  const lo = Math.floor(pos)
+  const hi = Math.ceil(pos)
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo)
+}

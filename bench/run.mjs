@@ -5,6 +5,10 @@
 // `async function run(ctx)` returning rows:
 //   { metric, unit, better: 'higher' | 'lower', values: { [key]: stats }, target? }
 // where stats come from lib.mjs `stats()` and target from lib.mjs `target()`.
+// A target compared with something other than the mastra column sets
+// `versus` (what, for the summary) and `referenceValue` (its value; default:
+// ctx.info.redisBenchmark's median), and may set `display` (how its value
+// prints, default as a ratio).
 // The runner prints one table per section, then a summary of every target, and
 // writes everything to bench/results/latest.json.
 import { execFileSync } from 'node:child_process'
@@ -16,7 +20,9 @@ import { eventSize, fmt, fmtRatio, fmtStats, makeEvents, table } from './lib.mjs
 const SECTIONS = [
   { name: 'cache-memory', aliases: ['memory'], module: './sections/cache-memory.mjs' },
   { name: 'cache-redis', aliases: ['redis'], module: './sections/cache-redis.mjs' },
-  // Later: pubsub, agent.
+  { name: 'pubsub-memory', aliases: [], module: './sections/pubsub-memory.mjs' },
+  { name: 'pubsub-redis', aliases: [], module: './sections/pubsub-redis.mjs' },
+  // Later: agent.
 ]
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -92,7 +98,7 @@ function redisBenchmarkVersion() {
 const result = (target) => {
   if (!target) return ''
   if (target.pass === null || target.pass === undefined) return 'n/a'
-  return `${target.pass ? 'PASS' : 'MISS'} ${fmtRatio(target.value)}`
+  return `${target.pass ? 'PASS' : 'MISS'} ${target.display ?? fmtRatio(target.value)}`
 }
 
 function ratioOf(row) {
@@ -200,8 +206,10 @@ async function main() {
         unit: row.unit,
         ours: row.values.ours?.median,
         reference: row.target.versus ?? 'mastra',
-        referenceValue: row.target.versus ? info.redisBenchmark?.median : row.values.mastra?.median,
+        referenceValue:
+          row.target.referenceValue ?? (row.target.versus ? info.redisBenchmark?.median : row.values.mastra?.median),
         value: row.target.value,
+        display: row.target.display,
         target: row.target.text,
         pass: row.target.pass ?? null,
       })
@@ -217,7 +225,7 @@ async function main() {
     s.error ? '' : fmt(s.ours),
     s.reference ? `${fmt(s.referenceValue)} ${s.reference}` : '',
     s.target,
-    s.error ? 'ERROR' : s.pass === null ? 'n/a' : `${s.pass ? 'PASS' : 'MISS'} ${fmtRatio(s.value)}`,
+    s.error ? 'ERROR' : s.pass === null ? 'n/a' : `${s.pass ? 'PASS' : 'MISS'} ${s.display ?? fmtRatio(s.value)}`,
   ])
   console.log(
     table([['section', 'metric', 'unit', 'ours', 'reference', 'target', 'result'], ...summaryRows], ['l', 'l', 'l', 'r', 'r', 'l', 'l']),

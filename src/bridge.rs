@@ -10,6 +10,11 @@
 //! synchronous call and one `JSON.parse`, values included (they are JSON text
 //! already, so they are embedded as they are).
 //!
+//! Submitting only queues the work; JS calls `flush` once per tick (a
+//! microtask), which runs everything queued in that tick as one tokio task.
+//! Commands for Redis then reach the shared connection together and leave in
+//! one write, instead of one task, one wake-up and one write per call.
+//!
 //! Batch format, parsed by `ts/bridge.ts`: `[[id,"v",<json>],[id,"n",<number>],
 //! [id,"u"],[id,"a"],[id,"e","[CODE] message"],...]` for a JSON value, a number,
 //! no value, an absent value, and an error.
@@ -17,10 +22,12 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use durable_agent_core::CacheError;
-use futures::FutureExt as _;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt as _};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 
@@ -42,7 +49,11 @@ pub struct Bridge {
     inner: Arc<Inner>,
 }
 
+type Work = Pin<Box<dyn Future<Output = Result<Reply, CacheError>> + Send>>;
+
 struct Inner {
+    /// Work submitted since the last flush.
+    queued: Mutex<Vec<(u32, Work)>>,
     /// The open batch: empty, or `[` followed by entries.
     batch: Mutex<String>,
     /// Weak (does not keep Node alive) except while JS has calls in flight: the
@@ -54,29 +65,48 @@ impl Bridge {
     pub fn new(on_ready: OnReady) -> Self {
         Bridge {
             inner: Arc::new(Inner {
+                queued: Mutex::new(Vec::new()),
                 batch: Mutex::new(String::new()),
                 on_ready: Mutex::new(on_ready),
             }),
         }
     }
 
-    /// Runs `work` on the runtime and reports its outcome under `id`. A panic
-    /// in `work` is reported as an `ERR_INTERNAL` error, never lost.
-    pub fn spawn<F>(&self, id: u32, work: F)
+    /// Queues `work`, to report its outcome under `id`; it starts at the next
+    /// [`Self::flush`].
+    pub fn submit<F>(&self, id: u32, work: F)
     where
         F: Future<Output = Result<Reply, CacheError>> + Send + 'static,
     {
+        lock(&self.inner.queued).push((id, Box::pin(work)));
+    }
+
+    /// Starts everything queued, concurrently, in one task. A panic in one
+    /// piece of work is reported as its `ERR_INTERNAL` error, never lost.
+    pub fn flush(&self) {
+        let queued = std::mem::take(&mut *lock(&self.inner.queued));
+        if queued.is_empty() {
+            return;
+        }
         let inner = self.inner.clone();
         napi::bindgen_prelude::spawn(async move {
-            let outcome = match AssertUnwindSafe(work).catch_unwind().await {
-                Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(error)) => Err(format!("[{}] {error}", error.code())),
-                Err(panic) => Err(format!(
-                    "[ERR_INTERNAL] panic in native code: {}",
-                    panic_message(&panic)
-                )),
-            };
-            inner.complete(id, outcome);
+            let mut running: FuturesUnordered<_> = queued
+                .into_iter()
+                .map(|(id, work)| async move {
+                    let outcome = match AssertUnwindSafe(work).catch_unwind().await {
+                        Ok(Ok(reply)) => Ok(reply),
+                        Ok(Err(error)) => Err(format!("[{}] {error}", error.code())),
+                        Err(panic) => Err(format!(
+                            "[ERR_INTERNAL] panic in native code: {}",
+                            panic_message(&panic)
+                        )),
+                    };
+                    (id, outcome)
+                })
+                .collect();
+            while let Some((id, outcome)) = running.next().await {
+                inner.complete(id, outcome);
+            }
         });
     }
 

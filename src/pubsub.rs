@@ -128,7 +128,7 @@ impl NativePubSub {
     #[napi(catch_unwind)]
     pub fn publish(&self, id: u32, topic: String, json: String) {
         let (store, key, retention) = (self.store.clone(), self.key(&topic), self.retention);
-        self.bridge.spawn(id, async move {
+        self.bridge.submit(id, async move {
             store
                 .append(&key, &json, &retention)
                 .await
@@ -141,7 +141,7 @@ impl NativePubSub {
     #[napi(catch_unwind)]
     pub fn history(&self, id: u32, topic: String, offset: Option<i64>) -> Result<()> {
         let mut sub = Subscription::new(self.store.clone(), self.key(&topic), start(offset)?);
-        self.bridge.spawn(id, async move {
+        self.bridge.submit(id, async move {
             let mut pages: Vec<Page> = Vec::new();
             while let Some(page) = sub.read_available(PAGE).await? {
                 pages.push(page);
@@ -155,7 +155,7 @@ impl NativePubSub {
     #[napi(catch_unwind)]
     pub fn next_index(&self, id: u32, topic: String) {
         let (store, key) = (self.store.clone(), self.key(&topic));
-        self.bridge.spawn(id, async move {
+        self.bridge.submit(id, async move {
             store.next_index(&key).await.map(|i| Reply::Number(i as i64))
         });
     }
@@ -165,7 +165,7 @@ impl NativePubSub {
     pub fn clear_topic(&self, id: u32, topic: String) {
         let (store, key) = (self.store.clone(), self.key(&topic));
         self.bridge
-            .spawn(id, async move { store.delete(&key).await.map(|()| Reply::Unit) });
+            .submit(id, async move { store.delete(&key).await.map(|()| Reply::Unit) });
     }
 
     /// A reader of `topic` from index `offset` (absent: from the oldest retained event).
@@ -183,6 +183,12 @@ impl NativePubSub {
     #[napi(catch_unwind)]
     pub fn take_completions(&self) -> Option<String> {
         self.bridge.take()
+    }
+
+    /// Starts the work submitted since the last flush (JS calls this once per tick).
+    #[napi(catch_unwind)]
+    pub fn flush(&self) {
+        self.bridge.flush();
     }
 
     #[napi(catch_unwind)]
@@ -245,12 +251,29 @@ impl NativeSubscription {
         Ok(sub.try_next(max as usize).into_napi()?.map(|page| page.events))
     }
 
+    /// Reports the next page of what is stored now, or no value when the
+    /// reader has caught up (or is closed). Never waits for new events.
+    #[napi(catch_unwind)]
+    pub fn read_available(&self, id: u32, max: u32) {
+        let inner = self.inner.clone();
+        self.bridge.submit(id, async move {
+            let mut guard = inner.lock().await;
+            let Some(sub) = guard.as_mut() else {
+                return Ok(Reply::Absent);
+            };
+            Ok(match sub.read_available(max as usize).await? {
+                Some(page) => Reply::Json(page.events),
+                None => Reply::Absent,
+            })
+        });
+    }
+
     /// Reports the next page, waiting for events if needed; reports no value
     /// once closed.
     #[napi(catch_unwind)]
     pub fn next(&self, id: u32, max: u32) {
         let (inner, cancel, closed) = (self.inner.clone(), self.cancel.clone(), self.closed.clone());
-        self.bridge.spawn(id, async move {
+        self.bridge.submit(id, async move {
             let mut guard = inner.lock().await;
             let Some(sub) = guard.as_mut().filter(|_| !closed.load(Ordering::SeqCst)) else {
                 *guard = None;

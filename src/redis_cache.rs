@@ -102,6 +102,12 @@ impl NativeRedisCache {
     }
 
     /// Keeps Node alive while calls are in flight.
+    /// Starts the work submitted since the last flush (JS calls this once per tick).
+    #[napi(catch_unwind)]
+    pub fn flush(&self) {
+        self.bridge.flush();
+    }
+
     #[napi(catch_unwind)]
     pub fn hold(&self, env: Env) -> Result<()> {
         self.bridge.hold(&env)
@@ -115,7 +121,7 @@ impl NativeRedisCache {
     #[napi(catch_unwind)]
     pub fn get(&self, id: u32, key: String) {
         let cache = self.cache.clone();
-        self.bridge.spawn(id, async move {
+        self.bridge.submit(id, async move {
             Ok(match cache.get(&key).await? {
                 Some(json) => Reply::Json(json),
                 None => Reply::Absent,
@@ -127,7 +133,7 @@ impl NativeRedisCache {
     pub fn set(&self, id: u32, key: String, json: String, ttl_ms: Option<f64>) -> Result<()> {
         let ttl = ttl_ms.map(|ms| ttl_from_ms("ttlMs", ms)).transpose().into_napi()?;
         let cache = self.cache.clone();
-        self.bridge.spawn(
+        self.bridge.submit(
             id,
             async move { cache.set(&key, &json, ttl).await.map(|()| Reply::Unit) },
         );
@@ -138,20 +144,20 @@ impl NativeRedisCache {
     pub fn delete(&self, id: u32, key: String) {
         let cache = self.cache.clone();
         self.bridge
-            .spawn(id, async move { cache.delete(&key).await.map(|()| Reply::Unit) });
+            .submit(id, async move { cache.delete(&key).await.map(|()| Reply::Unit) });
     }
 
     #[napi(catch_unwind)]
     pub fn clear(&self, id: u32) {
         let cache = self.cache.clone();
         self.bridge
-            .spawn(id, async move { cache.clear().await.map(|()| Reply::Unit) });
+            .submit(id, async move { cache.clear().await.map(|()| Reply::Unit) });
     }
 
     #[napi(catch_unwind)]
     pub fn list_push(&self, id: u32, key: String, json: String) {
         let cache = self.cache.clone();
-        self.bridge.spawn(
+        self.bridge.submit(
             id,
             async move { cache.list_push(&key, &json).await.map(|()| Reply::Unit) },
         );
@@ -160,7 +166,7 @@ impl NativeRedisCache {
     #[napi(catch_unwind)]
     pub fn list_length(&self, id: u32, key: String) {
         let cache = self.cache.clone();
-        self.bridge.spawn(id, async move {
+        self.bridge.submit(id, async move {
             cache.list_length(&key).await.map(|n| Reply::Number(n as i64))
         });
     }
@@ -168,7 +174,7 @@ impl NativeRedisCache {
     #[napi(catch_unwind)]
     pub fn list_from_to(&self, id: u32, key: String, from: i64, to: i64) {
         let cache = self.cache.clone();
-        self.bridge.spawn(
+        self.bridge.submit(
             id,
             async move { cache.list_from_to(&key, from, to).await.map(Reply::Json) },
         );
@@ -178,13 +184,13 @@ impl NativeRedisCache {
     pub fn increment(&self, id: u32, key: String) {
         let cache = self.cache.clone();
         self.bridge
-            .spawn(id, async move { cache.increment(&key).await.map(Reply::Number) });
+            .submit(id, async move { cache.increment(&key).await.map(Reply::Number) });
     }
 
     #[napi(catch_unwind)]
     pub fn list_push_indexed(&self, id: u32, list_key: String, counter_key: String, json: String) {
         let cache = self.cache.clone();
-        self.bridge.spawn(id, async move {
+        self.bridge.submit(id, async move {
             cache
                 .list_push_indexed(&list_key, &counter_key, &json)
                 .await

@@ -2,9 +2,11 @@ import { coded, ErrorCodes, fromNative } from './errors.js'
 
 /**
  * The JS half of the completion bridge (see `src/bridge.rs`): JS creates the
- * promise, the native side reports results in batches, one `JSON.parse` each.
+ * promise and queues the work natively; once per tick it starts everything
+ * queued; results come back in batches, one `JSON.parse` each.
  */
 export interface BridgedNative {
+  flush(): void
   takeCompletions(): string | null
   hold(): void
   release(): void
@@ -22,6 +24,7 @@ export class Bridge {
   readonly #pending = new Map<number, Pending>()
   /** Pending calls that keep Node alive (see `call`). */
   #holding = 0
+  #flushQueued = false
   #lastId = 0
   #native: BridgedNative | undefined
 
@@ -55,7 +58,17 @@ export class Bridge {
       }
       if (keepAlive && this.#holding++ === 0) native.hold()
       this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, keepAlive })
+      if (!this.#flushQueued) {
+        this.#flushQueued = true
+        queueMicrotask(this.#flush)
+      }
     })
+  }
+
+  /** Starts, in one native task, all the work this tick queued. */
+  readonly #flush = (): void => {
+    this.#flushQueued = false
+    this.#native!.flush()
   }
 
   #drain(): void {

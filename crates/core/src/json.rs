@@ -44,17 +44,31 @@ pub fn without_index(text: &str) -> Result<std::borrow::Cow<'_, str>, CacheError
 /// `{"index":N,...}` from an object text that has no `index` member (the output
 /// of [`without_index`]). `index` goes first, as in Mastra's Redis cache.
 pub fn with_index(object: &str, index: i64) -> String {
-    let rest = &object[1..]; // everything after `{`, ending with `}`
     let mut out = String::with_capacity(object.len() + 24);
+    push_with_index(&mut out, object, index);
+    out
+}
+
+/// [`with_index`], appended to `out` (no allocation of its own).
+pub fn push_with_index(out: &mut String, object: &str, index: i64) {
+    let rest = &object[1..]; // everything after `{`, ending with `}`
     out.push_str("{\"index\":");
-    out.push_str(&index.to_string());
+    out.push_str(itoa_buf(index, &mut [0u8; 20]));
     if rest.trim_start() == "}" {
         out.push('}');
     } else {
         out.push(',');
         out.push_str(rest);
     }
-    out
+}
+
+/// `n` in decimal, written into `buf`.
+fn itoa_buf(n: i64, buf: &mut [u8; 20]) -> &str {
+    use std::io::Write as _;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    write!(cursor, "{n}").expect("20 bytes hold any i64");
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len]).expect("digits are ASCII")
 }
 
 /// `text` if it is valid JSON, else `text` as a JSON string.

@@ -54,8 +54,12 @@ impl RedisCache {
     }
 
     /// Up to `max` events of the topic at `key` from index `from`.
+    ///
+    /// The page is built straight from the reply's bytes into one buffer: at
+    /// replay rates, an owned `String` per id, field and value cost more than
+    /// Redis did.
     pub async fn log_read(&self, key: &str, from: u64, max: usize) -> Result<Page, CacheError> {
-        let entries: Entries = self
+        let reply: redis::Value = self
             .run(
                 key,
                 redis::cmd("XRANGE")
@@ -66,31 +70,32 @@ impl RedisCache {
                     .arg(max),
             )
             .await?;
-        let Some((first_id, _)) = entries.first() else {
-            return Ok(Page::empty(from));
+        let entries = match reply {
+            redis::Value::Array(entries) => entries,
+            _ => Vec::new(),
         };
-        let first = index_of(first_id)?;
-        if first > from {
-            return Err(CacheError::OffsetExpired {
-                topic: key.to_owned(),
-                offset: from,
-                first,
-            });
-        }
-        let mut events = Vec::with_capacity(entries.len());
+        let mut events = String::with_capacity(entries.len() * 256 + 2);
+        events.push('[');
         let mut next = from;
-        for (id, fields) in &entries {
-            let index = index_of(id)?;
-            let body = fields
-                .iter()
-                .find(|(f, _)| f == FIELD)
-                .map_or("{}", |(_, v)| v.as_str());
-            events.push(event_text(body, index));
+        for (n, entry) in entries.iter().enumerate() {
+            let (index, body) = stream_entry(entry)?;
+            if n == 0 && index > from {
+                return Err(CacheError::OffsetExpired {
+                    topic: key.to_owned(),
+                    offset: from,
+                    first: index,
+                });
+            }
+            if n > 0 {
+                events.push(',');
+            }
+            push_event(&mut events, body, index);
             next = index + 1;
         }
+        events.push(']');
         Ok(Page {
-            count: events.len(),
-            events: json::array(events.iter().map(String::as_str)),
+            count: entries.len(),
+            events,
             next,
         })
     }
@@ -131,17 +136,53 @@ fn index_of(id: &str) -> Result<u64, CacheError> {
         .ok_or_else(|| CacheError::InvalidValue(format!("stream entry id `{id}` was not written by durable-agent")))
 }
 
-/// The event as JSON text with its index. Stored bodies are our own objects;
-/// anything else (written by another program) is kept as `value`.
-fn event_text(body: &str, index: u64) -> String {
-    match json::without_index(body) {
-        Ok(object) if serde_json::from_str::<serde::de::IgnoredAny>(&object).is_ok() => {
-            json::with_index(&object, index as i64)
+/// The index and the event body of one XRANGE entry: `[id, [field, value, ...]]`.
+fn stream_entry(entry: &redis::Value) -> Result<(u64, &[u8]), CacheError> {
+    let foreign = || CacheError::InvalidValue("a stream entry was not written by durable-agent".into());
+    let redis::Value::Array(parts) = entry else {
+        return Err(foreign());
+    };
+    let (Some(id), Some(redis::Value::Array(fields))) = (parts.first(), parts.get(1)) else {
+        return Err(foreign());
+    };
+    let id = match id {
+        redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).map_err(|_| foreign())?,
+        redis::Value::SimpleString(text) => text.as_str(),
+        _ => return Err(foreign()),
+    };
+    let body = fields
+        .chunks(2)
+        .find_map(|pair| match pair {
+            [redis::Value::BulkString(field), redis::Value::BulkString(value)] if field == FIELD.as_bytes() => {
+                Some(value.as_slice())
+            }
+            _ => None,
+        })
+        .unwrap_or(b"{}");
+    Ok((index_of(id)?, body))
+}
+
+/// Appends the event with its index to `out`. Our own bodies are JSON objects
+/// without `index` (checked, cheaply: a foreign one must not break the page);
+/// anything else, written by another program, is kept as `value`.
+fn push_event(out: &mut String, body: &[u8], index: u64) {
+    let ours = std::str::from_utf8(body).ok().filter(|text| {
+        text.starts_with('{')
+            && !text.contains("\"index\"")
+            && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+    });
+    match ours {
+        Some(object) => json::push_with_index(out, object, index as i64),
+        None => {
+            let text = String::from_utf8_lossy(body).into_owned();
+            let value = match json::without_index(&text) {
+                Ok(object) if serde_json::from_str::<serde::de::IgnoredAny>(&object).is_ok() => {
+                    json::with_index(&object, index as i64)
+                }
+                _ => format!("{{\"index\":{index},\"value\":{}}}", json::valid_or_quoted(text)),
+            };
+            out.push_str(&value);
         }
-        _ => format!(
-            "{{\"index\":{index},\"value\":{}}}",
-            json::valid_or_quoted(body.to_owned())
-        ),
     }
 }
 

@@ -1,0 +1,347 @@
+// Pub/sub over Redis: our CachingPubSub over a native RedisServerCache
+// ({ url }: native delivery, in process and across processes) against
+// Mastra's CachingPubSub over EventEmitterPubSub and @mastra/redis's
+// RedisServerCache on node-redis. Publishing, replay of a stored topic to a
+// late subscriber, and the publish-to-receive latency to a subscriber in
+// another process (ours, with raw Redis pub/sub as the floor: Mastra's
+// EventEmitterPubSub does not cross processes).
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { CachingPubSub as MastraCachingPubSub, EventEmitterPubSub } from '@mastra/core/events'
+import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
+import { createClient } from 'redis'
+import { CachingPubSub, RedisServerCache } from '../../dist/index.js'
+import {
+  compare,
+  fmt,
+  inFlight,
+  makeEvents,
+  now,
+  percentile,
+  publishOp,
+  replayCallback,
+  replayIterator,
+  sequential,
+  stats,
+  target,
+} from '../lib.mjs'
+
+export const title = 'Pub/sub, Redis: ours CachingPubSub over RedisServerCache ({url}: native) vs @mastra/core CachingPubSub(EventEmitterPubSub, @mastra/redis on node-redis)'
+export const columns = { ours: 'ours', mastra: 'mastra', baseline: 'raw Redis pub/sub (node-redis)' }
+
+const TTL_SECONDS = 300 // every publish refreshes it, so keys vanish even if cleanup fails
+const CHILD = fileURLToPath(new URL('../pubsub-latency-child.mjs', import.meta.url))
+
+export async function run(ctx) {
+  const { quick, reps, log, redisUrl } = ctx
+  const seqN = quick ? 1_000 : 5_000
+  const parN = quick ? 5_000 : 20_000
+  const replayN = quick ? 5_000 : 20_000
+  const latency = { warm: 100, n: quick ? 500 : 2_000, intervalMs: 1, reps: quick ? 1 : Math.min(reps, 3) }
+  const prefix = `bench:${randomBytes(6).toString('hex')}:`
+
+  const clients = []
+  const natives = []
+  let connected = false
+  const native = (keyPrefix) => {
+    const cache = new RedisServerCache({ url: redisUrl }, { keyPrefix, ttlSeconds: TTL_SECONDS })
+    natives.push(cache)
+    return cache
+  }
+
+  try {
+    const client = createClient({ url: redisUrl, socket: { connectTimeout: 3_000, reconnectStrategy: false } })
+    client.on('error', () => {}) // surfaced by the failing command instead
+    clients.push(client)
+    try {
+      await client.connect()
+    } catch (error) {
+      throw new Error(`cannot connect to Redis at ${redactUrl(redisUrl)} (set REDIS_URL): ${error.message}`)
+    }
+    connected = true
+    const version = /redis_version:(\S+)/.exec(await client.info('server'))?.[1] ?? '?'
+    ctx.note(`Redis ${version} at ${redactUrl(redisUrl)}; keys under ${prefix}*, TTL ${TTL_SECONDS}s, deleted afterwards.`)
+
+    const pubsubs = {
+      ours: new CachingPubSub(null, native(`${prefix}ours:`)),
+      mastra: new MastraCachingPubSub(
+        new EventEmitterPubSub(),
+        new MastraRedisCache({ client }, { keyPrefix: `${prefix}mastra:`, ttlSeconds: TTL_SECONDS, ...mastraPreset }),
+      ),
+    }
+    const events = makeEvents(Math.max(parN, replayN))
+    let topicSeq = 0
+    const rows = []
+
+    // --- publish ---------------------------------------------------------
+    const publishBench = (mode, n) =>
+      Object.fromEntries(
+        Object.entries(pubsubs).map(([name, pubsub]) => [
+          name,
+          async (rep) => {
+            const topic = `publish-${topicSeq++}`
+            const count = rep < 0 ? Math.ceil(n / 4) : n
+            const op = publishOp(pubsub, topic, events)
+            const eventsPerSec = mode === 'seq' ? await sequential(count, op) : await inFlight(count, 64, op)
+            const stored = (await pubsub.getHistory(topic)).length
+            if (stored !== count) throw new Error(`${name}: expected ${count} stored events, found ${stored}`)
+            await pubsub.clearTopic(topic)
+            return eventsPerSec
+          },
+        ]),
+      )
+
+    log(`publish sequential, ${seqN} events x ${reps} reps`)
+    const seq = await compare(publishBench('seq', seqN), { reps })
+    rows.push({
+      metric: 'publish, sequential awaited',
+      unit: 'events/s',
+      better: 'higher',
+      values: seq,
+      target: target(seq.ours.median / seq.mastra.median, '>=', 2, 'ratio >= 2'),
+    })
+
+    log(`publish 64 in flight, ${parN} events x ${reps} reps`)
+    const par = await compare(publishBench('par', parN), { reps })
+    rows.push({
+      metric: 'publish, 64 in flight',
+      unit: 'events/s',
+      better: 'higher',
+      values: par,
+      target: target(par.ours.median / par.mastra.median, '>=', 3, 'ratio >= 3'),
+    })
+
+    // --- replay of a stored topic to a late subscriber --------------------
+    log(`replay: storing ${replayN} events per implementation`)
+    const topic = 'replay'
+    for (const [name, pubsub] of Object.entries(pubsubs)) {
+      await inFlight(replayN, 64, publishOp(pubsub, topic, events))
+      const stored = (await pubsub.getHistory(topic)).length
+      if (stored !== replayN) throw new Error(`${name}: stored ${stored} of ${replayN} replay events`)
+    }
+    log(`replay of ${replayN} stored events x ${reps} reps (ours iterator, ours callback, mastra callback)`)
+    const replay = await compare(
+      {
+        oursIterator: () => replayIterator(pubsubs.ours, topic, replayN),
+        oursCallback: () => replayCallback(pubsubs.ours, topic, replayN),
+        mastra: () => replayCallback(pubsubs.mastra, topic, replayN),
+      },
+      { reps },
+    )
+    for (const [form, ours] of [
+      ['for-await', replay.oursIterator],
+      ['callback', replay.oursCallback],
+    ]) {
+      rows.push({
+        metric: `replay ${fmtK(replayN)} stored, ours ${form}`,
+        unit: 'events/s',
+        better: 'higher',
+        values: { ours, mastra: replay.mastra },
+        target: target(ours.median / replay.mastra.median, '>=', 2, 'ratio >= 2'),
+      })
+    }
+    ctx.note(
+      `replay: ${fmtK(replayN)} events stored before the reps; timed from subscribing until the last event is in the consumer ` +
+        '(order checked); mastra is its callback form (the only one it has).',
+    )
+
+    // --- cross-process publish-to-receive latency ---------------------------
+    // Ours (Mastra's EventEmitterPubSub does not cross processes), against the
+    // raw Redis pub/sub hop (node-redis PUBLISH to a SUBSCRIBEd child, nothing
+    // stored) as the floor this machine gives one message between processes.
+    log(
+      `latency: ${latency.reps} x (${latency.warm} warm-up + ${latency.n}) events, one per ${latency.intervalMs} ms, ` +
+        'to a subscriber in a child process (ours for-await, then raw Redis pub/sub, alternating)',
+    )
+    const latPrefix = `${prefix}latency:`
+    const publisher = new CachingPubSub(null, native(latPrefix))
+    const modes = {
+      ours: (topic) => publishOp(publisher, topic, events),
+      // The child subscribes to the channel `${keyPrefix}${topic}`, so concurrent runs do not mix.
+      baseline: (topic) => (i) => {
+        const event = events[i % events.length]
+        return client.publish(`${latPrefix}${topic}`, JSON.stringify({ ...event, index: i })).then(() => i)
+      },
+    }
+    const perRep = { ours: [], baseline: [] }
+    for (let r = 0; r < latency.reps; r++) {
+      for (const mode of r % 2 ? ['baseline', 'ours'] : ['ours', 'baseline']) {
+        const topic = `latency-${mode}-${r}`
+        const result = await latencyRep(ctx, mode === 'ours' ? 'ours' : 'raw', modes[mode](topic), {
+          ...latency,
+          redisUrl,
+          keyPrefix: latPrefix,
+          topic,
+        })
+        if (mode === 'ours') await publisher.clearTopic(topic)
+        perRep[mode].push(result)
+      }
+    }
+    const q = (p) => ({
+      ours: stats(perRep.ours.map((res) => percentile(res.latencies, p))),
+      baseline: stats(perRep.baseline.map((res) => percentile(res.latencies, p))),
+    })
+    const p99 = q(0.99)
+    for (const [label, values] of [
+      ['p50', q(0.5)],
+      ['p90', q(0.9)],
+    ]) {
+      rows.push({ metric: `publish-to-receive latency ${label}, cross-process`, unit: 'ms', better: 'lower', values })
+    }
+    rows.push({
+      metric: 'publish-to-receive latency p99, cross-process',
+      unit: 'ms',
+      better: 'lower',
+      values: p99,
+      target: {
+        ...target(p99.ours.median, '<=', 1, 'p99 < 1 ms'),
+        pass: Number.isFinite(p99.ours.median) && p99.ours.median < 1,
+        versus: 'ms bound',
+        referenceValue: 1,
+        display: `${fmt(p99.ours.median)} ms`,
+      },
+    })
+    rows.push({
+      metric: 'publish call to resolve (publisher), p50',
+      unit: 'ms',
+      better: 'lower',
+      values: {
+        ours: stats(perRep.ours.map((res) => percentile(res.publishMs, 0.5))),
+        baseline: stats(perRep.baseline.map((res) => percentile(res.publishMs, 0.5))),
+      },
+    })
+    const pool = (mode, field) => perRep[mode].flatMap((res) => res[field]).sort((a, b) => a - b)
+    const summarize = (sorted) => ({
+      n: sorted.length,
+      min: sorted[0],
+      p50: percentile(sorted, 0.5),
+      p90: percentile(sorted, 0.9),
+      p99: percentile(sorted, 0.99),
+      p999: percentile(sorted, 0.999),
+      max: sorted.at(-1),
+    })
+    ctx.info.latency = {
+      ...latency,
+      pooled: { ours: summarize(pool('ours', 'latencies')), baseline: summarize(pool('baseline', 'latencies')) },
+      publishMs: { ours: summarize(pool('ours', 'publishMs')), baseline: summarize(pool('baseline', 'publishMs')) },
+      meanGapMs: stats(Object.values(perRep).flat().map((res) => res.meanGapMs)).median,
+    }
+    const info = ctx.info.latency
+    ctx.note(
+      `latency: a child process (${CHILD.split('/').slice(-2).join('/')}) subscribes and stamps performance.timeOrigin + ` +
+        'performance.now() per event received; this process stamps the same clock just before each publish call, awaits it, ' +
+        `then waits ${latency.intervalMs} ms (setTimeout; mean gap ${fmt(info.meanGapMs)} ms). ours: the child iterates ` +
+        'subscribeWithReplay over RedisServerCache ({url}); baseline: node-redis PUBLISH of the event JSON to a node-redis ' +
+        `SUBSCRIBE in the child (one hop, nothing stored). ${latency.warm} warm-up events per child dropped; cells are the ` +
+        `median over ${latency.reps} rep${latency.reps === 1 ? '' : 's'} (one child each) of each rep's quantile.`,
+    )
+    const line = (s) =>
+      `p50 ${fmt(s.p50)}, p90 ${fmt(s.p90)}, p99 ${fmt(s.p99)}, p99.9 ${fmt(s.p999)}, max ${fmt(s.max)} ms`
+    ctx.note(`latency pooled over ${info.pooled.ours.n} events each: ours ${line(info.pooled.ours)}; baseline ${line(info.pooled.baseline)}.`)
+    ctx.note(`publish call to resolve, pooled: ours ${line(info.publishMs.ours)}; baseline ${line(info.publishMs.baseline)}.`)
+    return rows
+  } finally {
+    // Everything this run wrote is under `prefix`: one clear() removes it.
+    try {
+      if (connected) {
+        const cleaner = native(prefix)
+        await cleaner.clear()
+        const left = await countKeys(clients[0], `${prefix}*`)
+        if (left) ctx.note(`WARNING: ${left} keys left under ${prefix}*`)
+      }
+    } finally {
+      for (const cache of natives) await cache.close()
+      for (const client of clients) if (client.isOpen) await client.quit()
+    }
+  }
+}
+
+/**
+ * One latency rep: starts the child subscriber (`mode` ours or raw), waits
+ * for it to be ready, publishes `warm + n` paced events to `topic` with
+ * `publish(i)` (resolving to the event's index), and pairs the child's
+ * receive timestamps with the publish-call timestamps. Latencies and publish
+ * call durations in ms, ascending, warm-up dropped.
+ */
+async function latencyRep(ctx, mode, publish, { redisUrl, keyPrefix, topic, warm, n, intervalMs }) {
+  const total = warm + n
+  const child = spawn(process.execPath, [CHILD, mode, redisUrl, keyPrefix, topic, String(total)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stderr = ''
+  child.stderr.on('data', (chunk) => (stderr += chunk))
+  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })))
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
+  const withTimeout = (promise, ms, what) => {
+    let timer
+    return Promise.race([
+      promise,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`latency child (${mode}): ${what} after ${ms} ms; stderr: ${stderr.trim()}`)), ms)
+      }),
+    ]).finally(() => clearTimeout(timer))
+  }
+  const line = async (what) => {
+    const next = await withTimeout(lines.next(), 30_000, `no ${what}`)
+    if (next.done) {
+      const { code, signal } = await exited
+      throw new Error(`latency child (${mode}) exited (${code ?? signal}) before ${what}; stderr: ${stderr.trim()}`)
+    }
+    return next.value
+  }
+
+  try {
+    const ready = await line('ready')
+    if (ready !== 'ready') throw new Error(`latency child (${mode}) said ${JSON.stringify(ready)} instead of ready`)
+    const origin = performance.timeOrigin
+    const sent = new Array(total)
+    const publishMs = []
+    const first = now()
+    for (let i = 0; i < total; i++) {
+      const t = now()
+      sent[i] = origin + t
+      const index = await publish(i)
+      if (index !== i) throw new Error(`latency publish #${i} (${mode}) got index ${index}`)
+      if (i >= warm) publishMs.push(now() - t)
+      await new Promise((resolve) => setTimeout(resolve, intervalMs))
+    }
+    const meanGapMs = (now() - first) / total
+    const { recv } = JSON.parse(await line('result'))
+    const { code, signal } = await withTimeout(exited, 10_000, 'no exit')
+    if (code !== 0) throw new Error(`latency child (${mode}) exited with ${code ?? signal}; stderr: ${stderr.trim()}`)
+    const latencies = []
+    for (let i = warm; i < total; i++) {
+      if (recv[i] === null) throw new Error(`latency child (${mode}) did not receive event ${i}`)
+      latencies.push(recv[i] - sent[i])
+    }
+    latencies.sort((a, b) => a - b)
+    publishMs.sort((a, b) => a - b)
+    if (latencies[0] < 0) ctx.note(`WARNING: negative latency ${fmt(latencies[0])} ms (${mode}; clock offset between processes?)`)
+    return { latencies, publishMs, meanGapMs }
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill()
+  }
+}
+
+async function countKeys(client, pattern) {
+  let cursor = '0'
+  let count = 0
+  do {
+    const reply = await client.scan(cursor, { MATCH: pattern, COUNT: 1000 })
+    cursor = String(reply.cursor)
+    count += reply.keys.length
+  } while (cursor !== '0')
+  return count
+}
+
+function redactUrl(redisUrl) {
+  const url = new URL(redisUrl)
+  if (url.password) url.password = '***'
+  return url.toString()
+}
+
+function fmtK(n) {
+  return n >= 1000 && n % 1000 === 0 ? `${n / 1000}k` : String(n)
+}

@@ -1,0 +1,61 @@
+import type { NativeSubscription } from '../index.js'
+import type { Bridge } from './bridge.js'
+import { native } from './errors.js'
+
+/** An event as subscribers receive it: Mastra's `Event`, with its index. */
+export interface PubSubEvent {
+  id: string
+  type: string
+  runId: string
+  // Mastra's Event types `data` as `any`; events carry whatever JSON the publisher gave.
+  data: unknown
+  createdAt: Date
+  /** 0-based, gap-free, in publish order per topic. */
+  index: number
+}
+
+/** A page as it arrives: parsed JSON, `createdAt` still ISO text. */
+export type RawPage = PubSubEvent[]
+
+/**
+ * One reader's pages, whichever way they come: synchronously when the store
+ * has them ready (in memory), else through the completion bridge. Pages are
+ * one JSON text per up to `pageSize` events, parsed once; callers turn
+ * `createdAt` into a `Date` per event as they hand it out (`hydrate`).
+ */
+export class TopicReader {
+  constructor(
+    readonly subscription: NativeSubscription,
+    readonly bridge: Bridge,
+    readonly pageSize: number,
+  ) {}
+
+  /** A page ready now, or `null`. */
+  ready(): RawPage | null {
+    const text = native(() => this.subscription.tryNext(this.pageSize))
+    return text === null ? null : (JSON.parse(text) as RawPage)
+  }
+
+  /** The next stored page without waiting for new events; `undefined` once caught up (or closed). */
+  available(): RawPage | Promise<RawPage | undefined> {
+    return this.ready() ?? this.bridge.call<RawPage | undefined>((id) => this.subscription.readAvailable(id, this.pageSize))
+  }
+
+  /**
+   * The next page, waiting for events; `undefined` once closed. `keepAlive`:
+   * whether the wait holds Node open.
+   */
+  next(keepAlive: boolean): RawPage | Promise<RawPage | undefined> {
+    return this.ready() ?? this.bridge.call<RawPage | undefined>((id) => this.subscription.next(id, this.pageSize), keepAlive)
+  }
+
+  close(): void {
+    this.subscription.close()
+  }
+}
+
+/** Events arrive with `createdAt` as ISO text; subscribers get a `Date`. */
+export function hydrate(event: PubSubEvent): PubSubEvent {
+  event.createdAt = new Date(event.createdAt as unknown as string)
+  return event
+}
