@@ -255,13 +255,21 @@ impl NativeSubscription {
     /// reader has caught up (or is closed). Never waits for new events.
     #[napi(catch_unwind)]
     pub fn read_available(&self, id: u32, max: u32) {
-        let inner = self.inner.clone();
+        let (inner, closed) = (self.inner.clone(), self.closed.clone());
         self.bridge.submit(id, async move {
             let mut guard = inner.lock().await;
-            let Some(sub) = guard.as_mut() else {
+            let Some(sub) = guard.as_mut().filter(|_| !closed.load(Ordering::SeqCst)) else {
+                *guard = None;
                 return Ok(Reply::Absent);
             };
-            Ok(match sub.read_available(max as usize).await? {
+            let page = sub.read_available(max as usize).await;
+            // Closed while reading: release the reader now (its close() could
+            // not, the lock was ours), and report nothing.
+            if closed.load(Ordering::SeqCst) {
+                *guard = None;
+                return Ok(Reply::Absent);
+            }
+            Ok(match page? {
                 Some(page) => Reply::Json(page.events),
                 None => Reply::Absent,
             })
@@ -284,6 +292,11 @@ impl NativeSubscription {
                 () = cancel.notified() => None,
             };
             match page {
+                // Closed while reading: release the reader now, report nothing.
+                Some(_) if closed.load(Ordering::SeqCst) => {
+                    *guard = None;
+                    Ok(Reply::Absent)
+                }
                 Some(page) => page.map(|p| Reply::Json(p.events)),
                 None => {
                     *guard = None;

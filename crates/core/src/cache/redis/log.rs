@@ -198,8 +198,9 @@ pub(super) struct TailerSlot {
 #[derive(Default)]
 struct TailerState {
     running: bool,
-    /// Keys followed, with the stream id to read after.
-    keys: HashMap<String, String>,
+    /// Keys followed, with the index from which to read (the stream id to
+    /// read after is `0-<index>`).
+    keys: HashMap<String, u64>,
     /// The tailer connection's `CLIENT ID`, to interrupt its blocking read.
     client_id: Option<i64>,
 }
@@ -208,14 +209,20 @@ impl TailerSlot {
     fn follow(&self, inner: &Arc<Inner>, key: &str, from: u64) {
         let (start, interrupt) = {
             let mut state = lock(&self.state);
-            let added = !state.keys.contains_key(key);
-            if added {
-                // Entries with index >= from have ids after `0-<from>`. A key
-                // already followed is at or before that point already: its
-                // reader found nothing past `from`, so the tailer has seen
-                // nothing past it either.
-                state.keys.insert(key.to_owned(), format!("0-{from}"));
-            }
+            // Entries with index >= from have ids after `0-<from>`. Readers of
+            // one key wait at different indices; the tailer reads from the
+            // lowest, so that an append any of them waits for wakes them.
+            let added = match state.keys.get_mut(key) {
+                Some(at) if *at <= from => false,
+                Some(at) => {
+                    *at = from;
+                    true
+                }
+                None => {
+                    state.keys.insert(key.to_owned(), from);
+                    true
+                }
+            };
             let start = !state.running;
             state.running = true;
             (start, added.then_some(state.client_id).flatten())
@@ -256,10 +263,10 @@ async fn tail(inner: Weak<Inner>) {
         }
         // Keys without readers any more are dropped from the read.
         let readers = cache.inner.signals.keys();
-        let followed: Vec<(String, String)> = {
+        let followed: Vec<(String, u64)> = {
             let mut state = lock(&slot.state);
             state.keys.retain(|key, _| readers.contains(key));
-            state.keys.iter().map(|(k, id)| (k.clone(), id.clone())).collect()
+            state.keys.iter().map(|(k, at)| (k.clone(), *at)).collect()
         };
         if followed.is_empty() {
             let changed = slot.changed.clone();
@@ -296,8 +303,8 @@ async fn tail(inner: Weak<Inner>) {
         for (key, _) in &followed {
             cmd.arg(cache.key(key));
         }
-        for (_, id) in &followed {
-            cmd.arg(id);
+        for (_, at) in &followed {
+            cmd.arg(format!("0-{at}"));
         }
         let by_physical: HashMap<String, &str> = followed.iter().map(|(k, _)| (cache.key(k), k.as_str())).collect();
         drop(cache);
@@ -312,8 +319,10 @@ async fn tail(inner: Weak<Inner>) {
                     let (Some(key), Some((last, _))) = (by_physical.get(&physical), entries.last()) else {
                         continue;
                     };
-                    if let Some(seen) = state.keys.get_mut(*key) {
-                        *seen = last.clone();
+                    // `0-<n>` holds index n - 1: the next read starts at index n.
+                    let seen = last.strip_prefix("0-").and_then(|n| n.parse::<u64>().ok());
+                    if let (Some(at), Some(seen)) = (state.keys.get_mut(*key), seen) {
+                        *at = (*at).max(seen);
                     }
                     cache.inner.signals.notify(key);
                 }
