@@ -332,3 +332,22 @@ export function percentile(sorted, p) {
   const hi = Math.ceil(pos)
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo)
 }
+
+/** How many keys match `pattern` (SCAN, so it never blocks Redis). */
+export async function countKeys(client, pattern) {
+  let cursor = '0'
+  let count = 0
+  do {
+    const reply = await client.scan(cursor, { MATCH: pattern, COUNT: 1000 })
+    cursor = String(reply.cursor)
+    count += reply.keys.length
+  } while (cursor !== '0')
+  return count
+}
+
+/** The URL without its password, for printing. */
+export function redactUrl(redisUrl) {
+  const url = new URL(redisUrl)
+  if (url.password) url.password = '***'
+  return url.toString()
+}

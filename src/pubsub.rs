@@ -210,19 +210,9 @@ fn start(offset: Option<i64>) -> Result<Option<u64>> {
         .transpose()
 }
 
-/// Concatenates pages' JSON arrays into one.
+/// Concatenates pages' JSON arrays (never empty ones) into one.
 fn join_pages(pages: &[Page]) -> String {
-    let inner = pages.iter().map(|p| &p.events[1..p.events.len() - 1]);
-    let mut out = String::with_capacity(pages.iter().map(|p| p.events.len()).sum::<usize>() + 2);
-    out.push('[');
-    for (i, part) in inner.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(part);
-    }
-    out.push(']');
-    out
+    durable_agent_core::json::array(pages.iter().map(|p| &p.events[1..p.events.len() - 1]))
 }
 
 /// One reader's position in a topic. Pages never overlap and never skip.

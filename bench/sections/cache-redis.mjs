@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
 import { createClient } from 'redis'
 import { RedisServerCache, nodeRedisPreset } from '../../dist/index.js'
-import { compare, inFlight, makeEvents, mapStats, msPerCall, sequential, stats, target } from '../lib.mjs'
+import { compare, countKeys, inFlight, makeEvents, mapStats, msPerCall, redactUrl, sequential, stats, target } from '../lib.mjs'
 
 export const title = 'Server cache, Redis: ours RedisServerCache vs @mastra/redis RedisServerCache (node-redis)'
 export const columns = {
@@ -203,22 +203,6 @@ function redisBenchmark(redisUrl) {
   })
 }
 
-async function countKeys(client, pattern) {
-  let cursor = '0'
-  let count = 0
-  do {
-    const reply = await client.scan(cursor, { MATCH: pattern, COUNT: 1000 })
-    cursor = String(reply.cursor)
-    count += reply.keys.length
-  } while (cursor !== '0')
-  return count
-}
-
-function redactUrl(redisUrl) {
-  const url = new URL(redisUrl)
-  if (url.password) url.password = '***'
-  return url.toString()
-}
 
 function fmtNum(n) {
   return Math.round(n).toLocaleString('en-US')

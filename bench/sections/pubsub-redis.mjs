@@ -13,20 +13,7 @@ import { CachingPubSub as MastraCachingPubSub, EventEmitterPubSub } from '@mastr
 import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
 import { createClient } from 'redis'
 import { CachingPubSub, RedisServerCache } from '../../dist/index.js'
-import {
-  compare,
-  fmt,
-  inFlight,
-  makeEvents,
-  now,
-  percentile,
-  publishOp,
-  replayCallback,
-  replayIterator,
-  sequential,
-  stats,
-  target,
-} from '../lib.mjs'
+import { compare, countKeys, fmt, inFlight, makeEvents, now, percentile, publishOp, redactUrl, replayCallback, replayIterator, sequential, stats, target } from '../lib.mjs'
 
 export const title = 'Pub/sub, Redis: ours CachingPubSub over RedisServerCache ({url}: native) vs @mastra/core CachingPubSub(EventEmitterPubSub, @mastra/redis on node-redis)'
 export const columns = { ours: 'ours', mastra: 'mastra', baseline: 'raw Redis pub/sub (node-redis)' }
@@ -325,22 +312,6 @@ async function latencyRep(ctx, mode, publish, { redisUrl, keyPrefix, topic, warm
   }
 }
 
-async function countKeys(client, pattern) {
-  let cursor = '0'
-  let count = 0
-  do {
-    const reply = await client.scan(cursor, { MATCH: pattern, COUNT: 1000 })
-    cursor = String(reply.cursor)
-    count += reply.keys.length
-  } while (cursor !== '0')
-  return count
-}
-
-function redactUrl(redisUrl) {
-  const url = new URL(redisUrl)
-  if (url.password) url.password = '***'
-  return url.toString()
-}
 
 function fmtK(n) {
   return n >= 1000 && n % 1000 === 0 ? `${n / 1000}k` : String(n)
