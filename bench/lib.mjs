@@ -351,3 +351,31 @@ export function redactUrl(redisUrl) {
   if (url.password) url.password = '***'
   return url.toString()
 }
+
+/**
+ * Fills a 10k-style list in each cache with `listPushIndexed`, then times
+ * `listFromTo(key, 0, -1)` of it per implementation (ms per call).
+ */
+export async function compareListFromTo(caches, events, listSize, { reps, budgetMs }) {
+  for (const [name, cache] of Object.entries(caches)) {
+    await inFlight(listSize, 64, (i) => cache.listPushIndexed('stream:read', 'stream:read:counter', events[i % events.length]))
+    const all = await cache.listFromTo('stream:read', 0, -1)
+    if (all.length !== listSize) throw new Error(`${name}: listFromTo returned ${all.length} entries`)
+  }
+  return compare(
+    Object.fromEntries(
+      Object.entries(caches).map(([name, cache]) => [
+        name,
+        () =>
+          msPerCall(
+            async () => {
+              const list = await cache.listFromTo('stream:read', 0, -1)
+              if (list.length !== listSize) throw new Error(`${name}: short read`)
+            },
+            { budgetMs },
+          ),
+      ]),
+    ),
+    { reps },
+  )
+}

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { InMemoryServerCache as MastraMemoryCache } from '@mastra/core/cache'
 import { InMemoryServerCache as OursMemoryCache } from '../../dist/index.js'
-import { compare, inFlight, makeEvents, mapStats, msPerCall, sequential, stats, target } from '../lib.mjs'
+import { compare, compareListFromTo, inFlight, makeEvents, mapStats, sequential, stats, target } from '../lib.mjs'
 
 export const title = 'Server cache, in memory: ours InMemoryServerCache vs @mastra/core InMemoryServerCache'
 export const columns = { ours: 'ours', mastra: 'mastra' }
@@ -62,28 +62,8 @@ export async function run(ctx) {
   rows.push({ metric: 'listPushIndexed, 64 in flight', unit: 'ops/s', better: 'higher', values: par })
 
   log(`listFromTo(0, -1) of ${listSize} entries x ${reps} reps`)
-  for (const [name, cache] of Object.entries(caches)) {
-    await inFlight(listSize, 64, (i) => cache.listPushIndexed('stream:read', 'stream:read:counter', events[i % n]))
-    const all = await cache.listFromTo('stream:read', 0, -1)
-    if (all.length !== listSize) throw new Error(`${name}: listFromTo returned ${all.length} entries`)
-  }
   const budgetMs = quick ? 60 : 150
-  const read = await compare(
-    Object.fromEntries(
-      Object.entries(caches).map(([name, cache]) => [
-        name,
-        () =>
-          msPerCall(
-            async () => {
-              const list = await cache.listFromTo('stream:read', 0, -1)
-              if (list.length !== listSize) throw new Error(`${name}: short read`)
-            },
-            { budgetMs },
-          ),
-      ]),
-    ),
-    { reps },
-  )
+  const read = await compareListFromTo(caches, events.slice(0, n), listSize, { reps, budgetMs })
   rows.push({ metric: `listFromTo(0,-1), ${fmtK(listSize)} entries`, unit: 'ms/call', better: 'lower', values: read })
   rows.push({
     metric: `listFromTo(0,-1), ${fmtK(listSize)} entries`,

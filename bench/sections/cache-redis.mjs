@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
 import { createClient } from 'redis'
 import { RedisServerCache, nodeRedisPreset } from '../../dist/index.js'
-import { compare, countKeys, inFlight, makeEvents, mapStats, msPerCall, redactUrl, sequential, stats, target } from '../lib.mjs'
+import { compare, compareListFromTo, countKeys, inFlight, makeEvents, mapStats, redactUrl, sequential, target } from '../lib.mjs'
 
 export const title = 'Server cache, Redis: ours RedisServerCache vs @mastra/redis RedisServerCache (node-redis)'
 export const columns = {
@@ -132,28 +132,8 @@ export async function run(ctx) {
 
     // --- listFromTo of 10k entries ---------------------------------------
     log(`listFromTo(0, -1) of ${listSize} entries x ${reps} reps`)
-    for (const [name, cache] of Object.entries(caches)) {
-      await inFlight(listSize, 64, (i) => cache.listPushIndexed('stream:read', 'stream:read:counter', events[i]))
-      const all = await cache.listFromTo('stream:read', 0, -1)
-      if (all.length !== listSize) throw new Error(`${name}: listFromTo returned ${all.length} entries`)
-    }
     const budgetMs = quick ? 100 : 300
-    const read = await compare(
-      Object.fromEntries(
-        Object.entries(caches).map(([name, cache]) => [
-          name,
-          () =>
-            msPerCall(
-              async () => {
-                const list = await cache.listFromTo('stream:read', 0, -1)
-                if (list.length !== listSize) throw new Error(`${name}: short read`)
-              },
-              { budgetMs },
-            ),
-        ]),
-      ),
-      { reps },
-    )
+    const read = await compareListFromTo(caches, events, listSize, { reps, budgetMs })
     rows.push({
       metric: 'listFromTo(0,-1), 10k entries',
       unit: 'ms/call',

@@ -285,7 +285,10 @@ async fn tail(inner: Weak<Inner>) {
                         cache.inner.signals.notify(key);
                     }
                 }
-                Err(_) => {
+                Err(error) => {
+                    // Readers here miss other processes' appends until this
+                    // succeeds (their own reads still work): say so.
+                    tracing::warn!(addr = %cache.addr(), %error, "durable-agent: topic tailer cannot connect to Redis; retrying");
                     drop(cache);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -327,7 +330,11 @@ async fn tail(inner: Weak<Inner>) {
                     cache.inner.signals.notify(key);
                 }
             }
-            Err(_) => conn = None, // unblocked, or the connection failed: rebuild
+            Err(error) => {
+                // Unblocked to follow a new key, or the connection failed: rebuild.
+                tracing::debug!(%error, "durable-agent: topic tailer read ended; reconnecting");
+                conn = None;
+            }
         }
     }
 }
