@@ -137,6 +137,7 @@ export class CachingPubSub {
     if (event.createdAt !== undefined && !(event.createdAt instanceof Date)) {
       throw coded(new TypeError('event.createdAt must be a Date'), ErrorCodes.INVALID_ARG)
     }
+    if (event.id !== undefined) checkKey(event.id, 'event.id')
     const createdAt = event.createdAt ?? new Date()
     const id = event.id ?? randomUUID()
     // The ISO text, not the Date: a Date's toJSON takes JSON.stringify off
@@ -148,7 +149,7 @@ export class CachingPubSub {
     const nativePubSub = this.#native
     const index = nativePubSub.synchronous
       ? native(() => nativePubSub.publishNow(topic, json))
-      : await this.#bridge.call<number>((id) => nativePubSub.publish(id, topic, json))
+      : await this.#bridge.call<number>((request) => nativePubSub.publish(request, topic, json))
     await this.#inner?.publish(topic, { id, type: event.type, runId: event.runId, data: event.data, createdAt, index }, options)
     return index
   }
