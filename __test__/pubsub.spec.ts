@@ -233,3 +233,22 @@ describe('CachingPubSub with an inner bus', () => {
     expect(() => new CachingPubSub(null, clientMode)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
   })
 })
+
+describe('CachingPubSub over a cache that gets closed', () => {
+  it('ends callback subscriptions quietly, without reporting an error', async () => {
+    const { RedisServerCache: Cache } = await import('../dist/index.js')
+    const { REDIS_URL, uniquePrefix } = await import('./helpers.js')
+    const cache = new Cache({ url: REDIS_URL }, { keyPrefix: uniquePrefix('closing') })
+    const errors: Error[] = []
+    const pubsub = new CachingPubSub(null, cache, { onError: (error) => void errors.push(error) })
+    const got: number[] = []
+    await pubsub.subscribe('t', (e) => void got.push(e.index))
+    await pubsub.publish('t', event(0))
+    await eventually(() => got.length === 1)
+    await cache.clear()
+    await cache.close()
+    // The waiting reader wakes, meets the closed cache, and ends.
+    await eventually(() => pubsub.stats().topicsRead === 0 && pubsub.stats().callsInFlight === 0, 5_000, 'the reader to end')
+    expect(errors).toEqual([])
+  })
+})

@@ -303,8 +303,16 @@ impl NativeSubscription {
         self.closed.store(true, Ordering::SeqCst);
         match self.inner.try_lock() {
             Ok(mut guard) => *guard = None,
-            // A `next` is waiting: it releases the reader when it wakes.
-            Err(_) => self.cancel.notify_one(),
+            Err(_) => {
+                // A read holds the reader: wake it if it waits for events, and
+                // release the reader once it lets go (it may already have
+                // checked `closed` and be returning a page).
+                self.cancel.notify_one();
+                let inner = self.inner.clone();
+                napi::bindgen_prelude::spawn(async move {
+                    *inner.lock().await = None;
+                });
+            }
         }
     }
 }

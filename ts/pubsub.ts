@@ -352,8 +352,11 @@ class CallbackSubscription {
         page = await this.reader.next(false)
       } catch (error) {
         const failure = asError(error)
+        const code = (failure as { code?: string }).code ?? ''
+        // The cache was closed: an orderly shutdown ends the subscription, quietly.
+        if (code === ErrorCodes.CACHE_CLOSED) return this.stop()
         this.report(failure, this.topic)
-        if (!TRANSIENT.has((failure as { code?: string }).code ?? '')) return this.stop()
+        if (!TRANSIENT.has(code)) return this.stop()
         await new Promise((resolve) => setTimeout(resolve, pause))
         pause = Math.min(pause * 2, 2_000)
         continue

@@ -377,10 +377,15 @@ impl RedisCache {
     }
 
     /// Closes the connection. Calls made afterwards fail with `ERR_CACHE_CLOSED`;
-    /// calls in flight finish.
+    /// calls in flight finish; readers waiting for events end.
     pub fn close(&self) {
         *self.inner.connection.lock().unwrap_or_else(|p| p.into_inner()) = Connection::Closed;
         self.inner.tailer.stop();
+        // Readers waiting for events wake, read, and meet ERR_CACHE_CLOSED,
+        // rather than wait for ever on a cache that will not change.
+        for key in self.inner.signals.keys() {
+            self.inner.signals.notify(&key);
+        }
     }
 
     /// Wake-ups for this process's readers of topic logs.
