@@ -9,6 +9,21 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * The JS-facing handle of a bridge (`native.bridge`): what `ts/bridge.ts`
+ * calls, shared by every native class that reports through a bridge.
+ */
+export declare class NativeBridge {
+  /** Starts the work submitted since the last flush (JS calls this once per tick). */
+  flush(): void
+  /** The results finished since the last call, as one JSON batch, or `null`. */
+  takeCompletions(): string | null
+  /** Keeps Node alive while calls are in flight. */
+  hold(): void
+  /** Lets Node exit again. */
+  release(): void
+}
+
 export declare class NativeMemoryCache {
   constructor(ttlMs?: number | undefined | null, maxSize?: number | undefined | null)
   /** JSON text of the value, or `null` when absent. */
@@ -28,6 +43,8 @@ export declare class NativeMemoryCache {
 }
 
 export declare class NativePubSub {
+  /** The bridge this object reports through (see `bridge.rs`). */
+  get bridge(): NativeBridge
   static inMemory(cache: NativeMemoryCache, options: NativePubSubOptions, onReady: () => void): NativePubSub
   static onRedis(cache: NativeRedisCache, options: NativePubSubOptions, onReady: () => void): NativePubSub
   /** How many topics of this store have readers in this process. */
@@ -49,11 +66,6 @@ export declare class NativePubSub {
   clearTopic(id: number, topic: string): void
   /** A reader of `topic` from index `offset` (absent: from the oldest retained event). */
   subscribe(topic: string, offset?: number | undefined | null): NativeSubscription
-  takeCompletions(): string | null
-  /** Starts the work submitted since the last flush (JS calls this once per tick). */
-  flush(): void
-  hold(): void
-  release(): void
 }
 
 /**
@@ -61,18 +73,11 @@ export declare class NativePubSub {
  * arrives through the completion bridge (see `bridge.rs`) under that id.
  */
 export declare class NativeRedisCache {
+  /** The bridge this object reports through (see `bridge.rs`). */
+  get bridge(): NativeBridge
   constructor(target: NativeRedisTarget, options: NativeRedisOptions, onReady: () => void)
   /** `host:port` of the server (no credentials). */
   get addr(): string
-  /** The results finished since the last call, as one JSON batch, or `null`. */
-  takeCompletions(): string | null
-  /**
-   * Keeps Node alive while calls are in flight.
-   * Starts the work submitted since the last flush (JS calls this once per tick).
-   */
-  flush(): void
-  hold(): void
-  release(): void
   get(id: number, key: string): void
   set(id: number, key: string, json: string, ttlMs?: number | undefined | null): void
   delete(id: number, key: string): void

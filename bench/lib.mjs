@@ -379,3 +379,21 @@ export async function compareListFromTo(caches, events, listSize, { reps, budget
     { reps },
   )
 }
+
+/**
+ * The end of a Redis section: everything the run wrote is under `prefix`, so
+ * one `clear()` on a native cache for it removes it; then every connection
+ * closes, so the process can exit.
+ */
+export async function cleanUpRedisRun(ctx, { connected, prefix, cleaner, natives, clients }) {
+  try {
+    if (connected) {
+      await cleaner().clear()
+      const left = await countKeys(clients[0], `${prefix}*`)
+      if (left) ctx.note(`WARNING: ${left} keys left under ${prefix}*`)
+    }
+  } finally {
+    for (const cache of natives) await cache.close()
+    for (const client of clients) if (client.isOpen) await client.quit()
+  }
+}

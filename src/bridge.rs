@@ -30,6 +30,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
+use napi_derive::napi;
 
 /// The JS callback the bridge calls when a batch has results: `() => void`.
 pub type OnReady = ThreadsafeFunction<(), (), (), Status, false, true>;
@@ -173,5 +174,45 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "unknown panic".to_owned()
+    }
+}
+
+/// The JS-facing handle of a bridge (`native.bridge`): what `ts/bridge.ts`
+/// calls, shared by every native class that reports through a bridge.
+#[napi]
+pub struct NativeBridge {
+    bridge: Bridge,
+}
+
+impl From<&Bridge> for NativeBridge {
+    fn from(bridge: &Bridge) -> Self {
+        NativeBridge { bridge: bridge.clone() }
+    }
+}
+
+#[napi]
+impl NativeBridge {
+    /// Starts the work submitted since the last flush (JS calls this once per tick).
+    #[napi(catch_unwind)]
+    pub fn flush(&self) {
+        self.bridge.flush();
+    }
+
+    /// The results finished since the last call, as one JSON batch, or `null`.
+    #[napi(catch_unwind)]
+    pub fn take_completions(&self) -> Option<String> {
+        self.bridge.take()
+    }
+
+    /// Keeps Node alive while calls are in flight.
+    #[napi(catch_unwind)]
+    pub fn hold(&self, env: Env) -> napi::Result<()> {
+        self.bridge.hold(&env)
+    }
+
+    /// Lets Node exit again.
+    #[napi(catch_unwind)]
+    pub fn release(&self, env: Env) -> napi::Result<()> {
+        self.bridge.release(&env)
     }
 }

@@ -13,6 +13,7 @@ mod memory_cache;
 mod pubsub;
 mod redis_cache;
 
+pub use bridge::NativeBridge;
 pub use memory_cache::NativeMemoryCache;
 pub use pubsub::{NativePubSub, NativeSubscription};
 pub use redis_cache::{list_push_indexed_script, redis_key, NativeRedisCache};

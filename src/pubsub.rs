@@ -13,7 +13,7 @@ use napi::Result;
 use napi_derive::napi;
 use tokio::sync::Notify;
 
-use crate::bridge::{Bridge, OnReady, Reply};
+use crate::bridge::{Bridge, NativeBridge, OnReady, Reply};
 use crate::error::{to_napi, IntoNapi};
 use crate::memory_cache::NativeMemoryCache;
 use crate::redis_cache::NativeRedisCache;
@@ -59,6 +59,11 @@ fn retention(options: &NativePubSubOptions) -> std::result::Result<Retention, Ca
 
 #[napi]
 impl NativePubSub {
+    /// The bridge this object reports through (see `bridge.rs`).
+    #[napi(getter)]
+    pub fn bridge(&self) -> NativeBridge {
+        NativeBridge::from(&self.bridge)
+    }
     #[napi(
         factory,
         catch_unwind,
@@ -178,27 +183,6 @@ impl NativePubSub {
             cancel: Arc::new(Notify::new()),
             closed: Arc::new(AtomicBool::new(false)),
         })
-    }
-
-    #[napi(catch_unwind)]
-    pub fn take_completions(&self) -> Option<String> {
-        self.bridge.take()
-    }
-
-    /// Starts the work submitted since the last flush (JS calls this once per tick).
-    #[napi(catch_unwind)]
-    pub fn flush(&self) {
-        self.bridge.flush();
-    }
-
-    #[napi(catch_unwind)]
-    pub fn hold(&self, env: napi::Env) -> Result<()> {
-        self.bridge.hold(&env)
-    }
-
-    #[napi(catch_unwind)]
-    pub fn release(&self, env: napi::Env) -> Result<()> {
-        self.bridge.release(&env)
     }
 }
 

@@ -4,10 +4,10 @@
 use durable_agent_core::cache::memory::ttl_from_ms;
 use durable_agent_core::cache::redis::{physical_key, LIST_PUSH_INDEXED_SCRIPT};
 use durable_agent_core::{RedisCache, RedisCacheConfig, RedisTarget, TlsConfig};
-use napi::{Env, Result};
+use napi::Result;
 use napi_derive::napi;
 
-use crate::bridge::{Bridge, OnReady, Reply};
+use crate::bridge::{Bridge, NativeBridge, OnReady, Reply};
 use crate::error::IntoNapi;
 
 /// Where Redis is: `url`, or `host` and friends.
@@ -49,6 +49,11 @@ impl NativeRedisCache {
 
 #[napi]
 impl NativeRedisCache {
+    /// The bridge this object reports through (see `bridge.rs`).
+    #[napi(getter)]
+    pub fn bridge(&self) -> NativeBridge {
+        NativeBridge::from(&self.bridge)
+    }
     #[napi(
         constructor,
         catch_unwind,
@@ -93,29 +98,6 @@ impl NativeRedisCache {
     #[napi(getter)]
     pub fn addr(&self) -> String {
         self.cache.addr().to_owned()
-    }
-
-    /// The results finished since the last call, as one JSON batch, or `null`.
-    #[napi(catch_unwind)]
-    pub fn take_completions(&self) -> Option<String> {
-        self.bridge.take()
-    }
-
-    /// Keeps Node alive while calls are in flight.
-    /// Starts the work submitted since the last flush (JS calls this once per tick).
-    #[napi(catch_unwind)]
-    pub fn flush(&self) {
-        self.bridge.flush();
-    }
-
-    #[napi(catch_unwind)]
-    pub fn hold(&self, env: Env) -> Result<()> {
-        self.bridge.hold(&env)
-    }
-
-    #[napi(catch_unwind)]
-    pub fn release(&self, env: Env) -> Result<()> {
-        self.bridge.release(&env)
     }
 
     #[napi(catch_unwind)]

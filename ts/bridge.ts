@@ -1,3 +1,4 @@
+import type { NativeBridge } from '../index.js'
 import { coded, ErrorCodes, fromNative } from './errors.js'
 
 /**
@@ -5,12 +6,7 @@ import { coded, ErrorCodes, fromNative } from './errors.js'
  * promise and queues the work natively; once per tick it starts everything
  * queued; results come back in batches, one `JSON.parse` each.
  */
-export interface BridgedNative {
-  flush(): void
-  takeCompletions(): string | null
-  hold(): void
-  release(): void
-}
+export type BridgedNative = Pick<NativeBridge, 'flush' | 'takeCompletions' | 'hold' | 'release'>
 
 interface Pending {
   resolve(value: unknown): void

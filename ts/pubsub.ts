@@ -112,7 +112,7 @@ export class CachingPubSub {
         ? NativePubSub.inMemory(store, nativeOptions, this.#bridge.onReady)
         : NativePubSub.onRedis(store, nativeOptions, this.#bridge.onReady),
     )
-    this.#bridge.attach(this.#native)
+    this.#bridge.attach(this.#native.bridge)
     this.#inner = inner ?? undefined
     this.#shouldCache = options.shouldCache
     this.#onError = options.onError

@@ -10,7 +10,7 @@ export class NativeBackend implements RedisBackend {
 
   constructor(target: NativeRedisTarget, options: NativeRedisOptions) {
     this.#native = native(() => new NativeRedisCache(target, options, this.#bridge.onReady))
-    this.#bridge.attach(this.#native)
+    this.#bridge.attach(this.#native.bridge)
   }
 
   /** The native cache, for `nativeCaches`. */

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
 import { createClient } from 'redis'
 import { RedisServerCache, nodeRedisPreset } from '../../dist/index.js'
-import { compare, compareListFromTo, countKeys, inFlight, makeEvents, mapStats, redactUrl, sequential, target } from '../lib.mjs'
+import { cleanUpRedisRun, compare, compareListFromTo, inFlight, makeEvents, mapStats, redactUrl, sequential, target } from '../lib.mjs'
 
 export const title = 'Server cache, Redis: ours RedisServerCache vs @mastra/redis RedisServerCache (node-redis)'
 export const columns = {
@@ -149,18 +149,7 @@ export async function run(ctx) {
     })
     return rows
   } finally {
-    // Everything this run wrote is under `prefix`: one clear() removes it.
-    try {
-      if (connected) {
-        const cleaner = native(prefix)
-        await cleaner.clear()
-        const left = await countKeys(clients[0], `${prefix}*`)
-        if (left) ctx.note(`WARNING: ${left} keys left under ${prefix}*`)
-      }
-    } finally {
-      for (const cache of natives) await cache.close()
-      for (const client of clients) if (client.isOpen) await client.quit()
-    }
+    await cleanUpRedisRun(ctx, { connected, prefix, cleaner: () => native(prefix), natives, clients })
   }
 }
 

@@ -13,7 +13,7 @@ import { CachingPubSub as MastraCachingPubSub, EventEmitterPubSub } from '@mastr
 import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
 import { createClient } from 'redis'
 import { CachingPubSub, RedisServerCache } from '../../dist/index.js'
-import { compare, countKeys, fmt, inFlight, makeEvents, now, percentile, publishOp, redactUrl, replayCallback, replayIterator, sequential, stats, target } from '../lib.mjs'
+import { cleanUpRedisRun, compare, fmt, inFlight, makeEvents, now, percentile, publishOp, redactUrl, replayCallback, replayIterator, sequential, stats, target } from '../lib.mjs'
 
 export const title = 'Pub/sub, Redis: ours CachingPubSub over RedisServerCache ({url}: native) vs @mastra/core CachingPubSub(EventEmitterPubSub, @mastra/redis on node-redis)'
 export const columns = { ours: 'ours', mastra: 'mastra', baseline: 'raw Redis pub/sub (node-redis)' }
@@ -230,18 +230,7 @@ export async function run(ctx) {
     ctx.note(`publish call to resolve, pooled: ours ${line(info.publishMs.ours)}; baseline ${line(info.publishMs.baseline)}.`)
     return rows
   } finally {
-    // Everything this run wrote is under `prefix`: one clear() removes it.
-    try {
-      if (connected) {
-        const cleaner = native(prefix)
-        await cleaner.clear()
-        const left = await countKeys(clients[0], `${prefix}*`)
-        if (left) ctx.note(`WARNING: ${left} keys left under ${prefix}*`)
-      }
-    } finally {
-      for (const cache of natives) await cache.close()
-      for (const client of clients) if (client.isOpen) await client.quit()
-    }
+    await cleanUpRedisRun(ctx, { connected, prefix, cleaner: () => native(prefix), natives, clients })
   }
 }
 
