@@ -397,3 +397,41 @@ export async function cleanUpRedisRun(ctx, { connected, prefix, cleaner, natives
     for (const client of clients) if (client.isOpen) await client.quit()
   }
 }
+
+/** A connected node-redis client, added to `clients` (closed by cleanUpRedisRun). */
+export async function connectNodeRedis(redisUrl, clients) {
+  const { createClient } = await import('redis')
+  const client = createClient({ url: redisUrl, socket: { connectTimeout: 3_000, reconnectStrategy: false } })
+  client.on('error', () => {}) // surfaced by the failing command instead
+  clients.push(client)
+  try {
+    await client.connect()
+  } catch (error) {
+    throw new Error(`cannot connect to Redis at ${redactUrl(redisUrl)} (set REDIS_URL): ${error.message}`)
+  }
+  return client
+}
+
+/**
+ * Per pubsub, a rep that publishes `count` events to a fresh topic
+ * (sequentially, or 64 in flight), checks they were all stored, clears the
+ * topic and returns events/s. Warm-up reps (rep < 0) publish `warmCount`.
+ */
+export function publishReps(pubsubs, events, { mode, count, warmCount }) {
+  let topicSeq = 0
+  return Object.fromEntries(
+    Object.entries(pubsubs).map(([name, pubsub]) => [
+      name,
+      async (rep) => {
+        const topic = `publish-${topicSeq++}`
+        const n = rep < 0 ? warmCount : count
+        const op = publishOp(pubsub, topic, events)
+        const eventsPerSec = mode === 'seq' ? await sequential(n, op) : await inFlight(n, 64, op)
+        const stored = (await pubsub.getHistory(topic)).length
+        if (stored !== n) throw new Error(`${name}: expected ${n} stored events, found ${stored}`)
+        await pubsub.clearTopic(topic)
+        return eventsPerSec
+      },
+    ]),
+  )
+}

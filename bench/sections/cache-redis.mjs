@@ -5,9 +5,8 @@
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
-import { createClient } from 'redis'
 import { RedisServerCache, nodeRedisPreset } from '../../dist/index.js'
-import { cleanUpRedisRun, compare, compareListFromTo, inFlight, makeEvents, mapStats, redactUrl, sequential, target } from '../lib.mjs'
+import { cleanUpRedisRun, compare, compareListFromTo, connectNodeRedis, inFlight, makeEvents, mapStats, redactUrl, sequential, target } from '../lib.mjs'
 
 export const title = 'Server cache, Redis: ours RedisServerCache vs @mastra/redis RedisServerCache (node-redis)'
 export const columns = {
@@ -29,17 +28,7 @@ export async function run(ctx) {
   const clients = []
   const natives = []
   let connected = false
-  const connect = async () => {
-    const client = createClient({ url: redisUrl, socket: { connectTimeout: 3_000, reconnectStrategy: false } })
-    client.on('error', () => {}) // surfaced by the failing command instead
-    clients.push(client)
-    try {
-      await client.connect()
-    } catch (error) {
-      throw new Error(`cannot connect to Redis at ${redactUrl(redisUrl)} (set REDIS_URL): ${error.message}`)
-    }
-    return client
-  }
+  const connect = () => connectNodeRedis(redisUrl, clients)
   const native = (keyPrefix) => {
     const cache = new RedisServerCache({ url: redisUrl }, { keyPrefix, ttlSeconds: TTL_SECONDS })
     natives.push(cache)

@@ -5,20 +5,7 @@
 import { InMemoryServerCache as MastraMemoryCache } from '@mastra/core/cache'
 import { CachingPubSub as MastraCachingPubSub, EventEmitterPubSub } from '@mastra/core/events'
 import { CachingPubSub, InMemoryServerCache } from '../../dist/index.js'
-import {
-  compare,
-  consumeJsonBatches,
-  consumeJsonBatchesIterator,
-  fmt,
-  inFlight,
-  jsonBatches,
-  makeEvents,
-  publishOp,
-  replayCallback,
-  replayIterator,
-  sequential,
-  target,
-} from '../lib.mjs'
+import { compare, consumeJsonBatches, consumeJsonBatchesIterator, fmt, inFlight, jsonBatches, makeEvents, publishOp, publishReps, replayCallback, replayIterator, sequential, target } from '../lib.mjs'
 
 export const title = 'Pub/sub, in memory: ours CachingPubSub (native) vs @mastra/core CachingPubSub(EventEmitterPubSub, InMemoryServerCache)'
 export const columns = { ours: 'ours', mastra: 'mastra', limit: 'JSON consumer limit', limitIterator: 'JSON limit via for-await' }
@@ -37,29 +24,10 @@ export async function run(ctx) {
     mastra: new MastraCachingPubSub(new EventEmitterPubSub(), new MastraMemoryCache(OPTIONS)),
   }
   const events = makeEvents(Math.max(n, replayN))
-  let topicSeq = 0
   const rows = []
 
-  // A fresh topic per rep, checked and cleared afterwards.
-  const publishBench = (mode) =>
-    Object.fromEntries(
-      Object.entries(pubsubs).map(([name, pubsub]) => [
-        name,
-        async (rep) => {
-          const topic = `publish-${topicSeq++}`
-          const count = rep < 0 ? Math.min(n, 20_000) : n
-          const op = publishOp(pubsub, topic, events)
-          const eventsPerSec = mode === 'seq' ? await sequential(count, op) : await inFlight(count, 64, op)
-          const stored = (await pubsub.getHistory(topic)).length
-          if (stored !== count) throw new Error(`${name}: expected ${count} stored events, found ${stored}`)
-          await pubsub.clearTopic(topic)
-          return eventsPerSec
-        },
-      ]),
-    )
-
   log(`publish sequential, ${n} events x ${reps} reps`)
-  const seq = await compare(publishBench('seq'), { reps })
+  const seq = await compare(publishReps(pubsubs, events, { mode: 'seq', count: n, warmCount: Math.min(n, 20_000) }), { reps })
   rows.push({
     metric: 'publish, sequential awaited',
     unit: 'events/s',
@@ -69,7 +37,7 @@ export async function run(ctx) {
   })
 
   log(`publish 64 in flight, ${n} events x ${reps} reps`)
-  const par = await compare(publishBench('par'), { reps })
+  const par = await compare(publishReps(pubsubs, events, { mode: 'par', count: n, warmCount: Math.min(n, 20_000) }), { reps })
   rows.push({ metric: 'publish, 64 in flight', unit: 'events/s', better: 'higher', values: par })
 
   // --- replay of a stored topic to a late subscriber ------------------------

@@ -11,9 +11,8 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { CachingPubSub as MastraCachingPubSub, EventEmitterPubSub } from '@mastra/core/events'
 import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
-import { createClient } from 'redis'
 import { CachingPubSub, RedisServerCache } from '../../dist/index.js'
-import { cleanUpRedisRun, compare, fmt, inFlight, makeEvents, now, percentile, publishOp, redactUrl, replayCallback, replayIterator, sequential, stats, target } from '../lib.mjs'
+import { cleanUpRedisRun, compare, connectNodeRedis, fmt, inFlight, makeEvents, now, percentile, publishOp, publishReps, redactUrl, replayCallback, replayIterator, sequential, stats, target } from '../lib.mjs'
 
 export const title = 'Pub/sub, Redis: ours CachingPubSub over RedisServerCache ({url}: native) vs @mastra/core CachingPubSub(EventEmitterPubSub, @mastra/redis on node-redis)'
 export const columns = { ours: 'ours', mastra: 'mastra', baseline: 'raw Redis pub/sub (node-redis)' }
@@ -39,14 +38,7 @@ export async function run(ctx) {
   }
 
   try {
-    const client = createClient({ url: redisUrl, socket: { connectTimeout: 3_000, reconnectStrategy: false } })
-    client.on('error', () => {}) // surfaced by the failing command instead
-    clients.push(client)
-    try {
-      await client.connect()
-    } catch (error) {
-      throw new Error(`cannot connect to Redis at ${redactUrl(redisUrl)} (set REDIS_URL): ${error.message}`)
-    }
+    const client = await connectNodeRedis(redisUrl, clients)
     connected = true
     const version = /redis_version:(\S+)/.exec(await client.info('server'))?.[1] ?? '?'
     ctx.note(`Redis ${version} at ${redactUrl(redisUrl)}; keys under ${prefix}*, TTL ${TTL_SECONDS}s, deleted afterwards.`)
@@ -59,29 +51,11 @@ export async function run(ctx) {
       ),
     }
     const events = makeEvents(Math.max(parN, replayN))
-    let topicSeq = 0
     const rows = []
 
     // --- publish ---------------------------------------------------------
-    const publishBench = (mode, n) =>
-      Object.fromEntries(
-        Object.entries(pubsubs).map(([name, pubsub]) => [
-          name,
-          async (rep) => {
-            const topic = `publish-${topicSeq++}`
-            const count = rep < 0 ? Math.ceil(n / 4) : n
-            const op = publishOp(pubsub, topic, events)
-            const eventsPerSec = mode === 'seq' ? await sequential(count, op) : await inFlight(count, 64, op)
-            const stored = (await pubsub.getHistory(topic)).length
-            if (stored !== count) throw new Error(`${name}: expected ${count} stored events, found ${stored}`)
-            await pubsub.clearTopic(topic)
-            return eventsPerSec
-          },
-        ]),
-      )
-
     log(`publish sequential, ${seqN} events x ${reps} reps`)
-    const seq = await compare(publishBench('seq', seqN), { reps })
+    const seq = await compare(publishReps(pubsubs, events, { mode: 'seq', count: seqN, warmCount: Math.ceil(seqN / 4) }), { reps })
     rows.push({
       metric: 'publish, sequential awaited',
       unit: 'events/s',
@@ -91,7 +65,7 @@ export async function run(ctx) {
     })
 
     log(`publish 64 in flight, ${parN} events x ${reps} reps`)
-    const par = await compare(publishBench('par', parN), { reps })
+    const par = await compare(publishReps(pubsubs, events, { mode: 'par', count: parN, warmCount: Math.ceil(parN / 4) }), { reps })
     rows.push({
       metric: 'publish, 64 in flight',
       unit: 'events/s',
