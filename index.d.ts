@@ -9,6 +9,44 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+export declare class NativeAgent {
+  constructor(pubsub: NativePubSub, agentId: string, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>)
+  /** The bridge this object reports through (the pubsub's). */
+  get bridge(): NativeBridge
+  /**
+   * Creates a run (it must not exist) and publishes its `start` part.
+   * `messages`: the prompt (a JSON array of language-model messages);
+   * `options`: JSON handed back to every callback. Reports the run summary.
+   */
+  create(id: number, runId: string, messages: string, maxSteps: number, options: string): string | null
+  /**
+   * Drives a created or resumed run until it finishes, fails, aborts or
+   * suspends; reports its summary then. Nothing else may drive it meanwhile.
+   */
+  drive(id: number, runId: string): void
+  /**
+   * A stream part of the model step in progress (JSON text); false when the
+   * run is not being driven here.
+   */
+  emit(runId: string, part: string): boolean
+  /** Stops a run driven here; false when it is not driven here. */
+  abort(runId: string, reason?: string | undefined | null): boolean
+  /** Aborts a suspended run (no driver holds it); reports its summary. */
+  abortSuspended(id: number, runId: string, reason?: string | undefined | null): string | null
+  /**
+   * Records an approval decision for a suspended run (`toolCallId` absent:
+   * every waiting call). Reports the summary; when its status is
+   * `running`, call `drive` next.
+   */
+  resume(id: number, runId: string, toolCallId: string | undefined | null, approved: boolean, reason?: string | undefined | null): string | null
+  /** Reports the summary of a stored run of this agent. */
+  inspect(id: number, runId: string): string | null
+  /** Deletes a run's state and events. */
+  cleanup(id: number, runId: string): string | null
+  /** How many runs this process drives now. */
+  get activeRuns(): number
+}
+
 /**
  * The JS-facing handle of a bridge (`native.bridge`): what `ts/bridge.ts`
  * calls, shared by every native class that reports through a bridge.

@@ -62,3 +62,7 @@ console.log(`text: ${text}`)
 await runSide.clearTopic(topic)
 for (const cache of caches) await cache.close?.()
 if (!exactlyOnceInOrder || text !== words.join(' ')) process.exit(1)
+
+// Part two: a durable agent run, suspended for approval and resumed.
+console.log('\n--- durable agent ---')
+await import('./agent-demo.mjs')

@@ -25,12 +25,13 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use durable_agent_core::CacheError;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 use napi_derive::napi;
+
+use crate::error::Coded;
 
 /// The JS callback the bridge calls when a batch has results: `() => void`.
 pub type OnReady = ThreadsafeFunction<(), (), (), Status, false, true>;
@@ -50,7 +51,8 @@ pub struct Bridge {
     inner: Arc<Inner>,
 }
 
-type Work = Pin<Box<dyn Future<Output = Result<Reply, CacheError>> + Send>>;
+/// Work reports its error already formatted as `[CODE] message`.
+type Work = Pin<Box<dyn Future<Output = Result<Reply, String>> + Send>>;
 
 struct Inner {
     /// Work submitted since the last flush.
@@ -75,10 +77,12 @@ impl Bridge {
 
     /// Queues `work`, to report its outcome under `id`; it starts at the next
     /// [`Self::flush`].
-    pub fn submit<F>(&self, id: u32, work: F)
+    pub fn submit<F, E>(&self, id: u32, work: F)
     where
-        F: Future<Output = Result<Reply, CacheError>> + Send + 'static,
+        F: Future<Output = Result<Reply, E>> + Send + 'static,
+        E: Coded,
     {
+        let work = work.map(|outcome| outcome.map_err(|e| format!("[{}] {e}", e.code())));
         lock(&self.inner.queued).push((id, Box::pin(work)));
     }
 
@@ -96,7 +100,7 @@ impl Bridge {
                 .map(|(id, work)| async move {
                     let outcome = match AssertUnwindSafe(work).catch_unwind().await {
                         Ok(Ok(reply)) => Ok(reply),
-                        Ok(Err(error)) => Err(format!("[{}] {error}", error.code())),
+                        Ok(Err(message)) => Err(message),
                         Err(panic) => Err(format!(
                             "[ERR_INTERNAL] panic in native code: {}",
                             panic_message(&panic)

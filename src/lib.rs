@@ -7,12 +7,14 @@
 
 #![deny(clippy::all)]
 
+mod agent;
 mod bridge;
 mod error;
 mod memory_cache;
 mod pubsub;
 mod redis_cache;
 
+pub use agent::NativeAgent;
 pub use bridge::NativeBridge;
 pub use memory_cache::NativeMemoryCache;
 pub use pubsub::{NativePubSub, NativeSubscription};

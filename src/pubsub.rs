@@ -33,10 +33,10 @@ pub struct NativePubSubOptions {
 
 #[napi]
 pub struct NativePubSub {
-    store: Store,
-    prefix: String,
-    retention: Retention,
-    bridge: Bridge,
+    pub(crate) store: Store,
+    pub(crate) prefix: String,
+    pub(crate) retention: Retention,
+    pub(crate) bridge: Bridge,
 }
 
 fn retention(options: &NativePubSubOptions) -> std::result::Result<Retention, CacheError> {
@@ -146,7 +146,7 @@ impl NativePubSub {
     #[napi(catch_unwind)]
     pub fn history(&self, id: u32, topic: String, offset: Option<i64>) -> Result<()> {
         let mut sub = Subscription::new(self.store.clone(), self.key(&topic), start(offset)?);
-        self.bridge.submit(id, async move {
+        self.bridge.submit::<_, CacheError>(id, async move {
             let mut pages: Vec<Page> = Vec::new();
             while let Some(page) = sub.read_available(PAGE).await? {
                 pages.push(page);
@@ -230,7 +230,7 @@ impl NativeSubscription {
     #[napi(catch_unwind)]
     pub fn read_available(&self, id: u32, max: u32) {
         let (inner, closed) = (self.inner.clone(), self.closed.clone());
-        self.bridge.submit(id, async move {
+        self.bridge.submit::<_, CacheError>(id, async move {
             let mut guard = inner.lock().await;
             let Some(sub) = guard.as_mut().filter(|_| !closed.load(Ordering::SeqCst)) else {
                 *guard = None;

@@ -3,7 +3,7 @@
 
 use durable_agent_core::cache::memory::ttl_from_ms;
 use durable_agent_core::cache::redis::{physical_key, LIST_PUSH_INDEXED_SCRIPT};
-use durable_agent_core::{RedisCache, RedisCacheConfig, RedisTarget, TlsConfig};
+use durable_agent_core::{CacheError, RedisCache, RedisCacheConfig, RedisTarget, TlsConfig};
 use napi::Result;
 use napi_derive::napi;
 
@@ -103,7 +103,7 @@ impl NativeRedisCache {
     #[napi(catch_unwind)]
     pub fn get(&self, id: u32, key: String) {
         let cache = self.cache.clone();
-        self.bridge.submit(id, async move {
+        self.bridge.submit::<_, CacheError>(id, async move {
             Ok(match cache.get(&key).await? {
                 Some(json) => Reply::Json(json),
                 None => Reply::Absent,

@@ -43,7 +43,6 @@ export class Bridge {
    * like an event listener, must not hold the process open).
    */
   call<T>(submit: (id: number) => void, keepAlive = true): Promise<T> {
-    const native = this.#native!
     const id = (this.#lastId = (this.#lastId + 1) >>> 0)
     return new Promise<T>((resolve, reject) => {
       try {
@@ -52,13 +51,33 @@ export class Bridge {
         reject(fromNative(error))
         return
       }
-      if (keepAlive && this.#holding++ === 0) native.hold()
-      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, keepAlive })
-      if (!this.#flushQueued) {
-        this.#flushQueued = true
-        queueMicrotask(this.#flush)
-      }
+      this.#await(id, resolve as (value: unknown) => void, reject, keepAlive)
     })
+  }
+
+  /**
+   * Like `call`, for work that may complete at once (in memory): `submit`
+   * returns the reply's JSON text then, or `null` when it queued the work.
+   */
+  callNowOrLater<T>(submit: (id: number) => string | null, keepAlive = true): Promise<T> {
+    const id = (this.#lastId = (this.#lastId + 1) >>> 0)
+    let now: string | null
+    try {
+      now = submit(id)
+    } catch (error) {
+      return Promise.reject(fromNative(error))
+    }
+    if (now !== null) return Promise.resolve(JSON.parse(now) as T)
+    return new Promise<T>((resolve, reject) => this.#await(id, resolve as (value: unknown) => void, reject, keepAlive))
+  }
+
+  #await(id: number, resolve: (value: unknown) => void, reject: (error: unknown) => void, keepAlive: boolean): void {
+    if (keepAlive && this.#holding++ === 0) this.#native!.hold()
+    this.#pending.set(id, { resolve, reject, keepAlive })
+    if (!this.#flushQueued) {
+      this.#flushQueued = true
+      queueMicrotask(this.#flush)
+    }
   }
 
   /** Starts, in one native task, all the work this tick queued. */

@@ -24,6 +24,26 @@ export const ErrorCodes = {
   REDIS: 'ERR_REDIS',
   /** The cache was closed with `close()`. */
   CACHE_CLOSED: 'ERR_CACHE_CLOSED',
+  /** No such run: it never existed, was cleaned up, or expired. */
+  RUN_NOT_FOUND: 'ERR_RUN_NOT_FOUND',
+  /** Resuming, approving or declining a run that is not waiting for approval. */
+  RUN_NOT_SUSPENDED: 'ERR_RUN_NOT_SUSPENDED',
+  /** The run belongs to another agent (another id). */
+  RUN_OWNED_ELSEWHERE: 'ERR_RUN_OWNED_ELSEWHERE',
+  /** A new run was given the id of an existing one. */
+  RUN_EXISTS: 'ERR_RUN_EXISTS',
+  /** Another writer changed the run meanwhile (a concurrent resume, or another process driving it). */
+  RUN_CONFLICT: 'ERR_RUN_CONFLICT',
+  /** An approval decision names a tool call the run is not waiting on. */
+  UNKNOWN_TOOL_CALL: 'ERR_UNKNOWN_TOOL_CALL',
+  /** A stored run state this version cannot read. */
+  CORRUPT_STATE: 'ERR_CORRUPT_STATE',
+  /** `stream`/`generate` got messages that are not a string or AI SDK model messages. A `TypeError`. */
+  INVALID_MESSAGES: 'ERR_INVALID_MESSAGES',
+  /** A tool's `inputSchema` is not a JSON Schema or a schema the AI SDK accepts, or `execute` is not a function. A `TypeError`. */
+  INVALID_TOOL_SCHEMA: 'ERR_INVALID_TOOL_SCHEMA',
+  /** The agent's model is not an AI SDK language model (specification v2 or v3 with `doStream`). A `TypeError`. */
+  INVALID_MODEL: 'ERR_INVALID_MODEL',
   /** A bug: a Rust panic or an unexpected native failure. Please report it. */
   INTERNAL: 'ERR_INTERNAL',
 } as const

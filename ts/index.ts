@@ -23,3 +23,13 @@ export {
 } from './redis-cache.js'
 export { nodeRedisPreset, upstashPreset, type RedisClient, type RedisClientAdapter } from './redis-client.js'
 export type { ServerCache } from './server-cache.js'
+export {
+  createDurableAgent,
+  DurableAgent,
+  isDurableAgent,
+  type CreateDurableAgentOptions,
+  type DurableAgentStreamResult,
+  type MastraAgentLike,
+} from './agent/durable-agent.js'
+export { DurableOutput } from './agent/output.js'
+export type * from './agent/types.js'

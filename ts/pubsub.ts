@@ -4,7 +4,7 @@ import { NativeMemoryCache, NativePubSub } from '../index.js'
 import { checkInteger, checkKey, checkOptions } from './args.js'
 import { Bridge } from './bridge.js'
 import { coded, ErrorCodes, native } from './errors.js'
-import { nativeCaches } from './internal.js'
+import { nativeCaches, pubsubInternals } from './internal.js'
 import { toJson } from './json.js'
 import type { InMemoryServerCache } from './memory-cache.js'
 import type { RedisServerCache } from './redis-cache.js'
@@ -113,6 +113,12 @@ export class CachingPubSub {
         : NativePubSub.onRedis(store, nativeOptions, this.#bridge.onReady),
     )
     this.#bridge.attach(this.#native.bridge)
+    pubsubInternals.set(this, {
+      native: this.#native,
+      bridge: this.#bridge,
+      cache,
+      reader: (topic, offset) => this.#reader(topic, offset),
+    })
     this.#inner = inner ?? undefined
     this.#shouldCache = options.shouldCache
     this.#onError = options.onError

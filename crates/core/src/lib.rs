@@ -5,6 +5,7 @@
 //! which is how they are stored (in memory and in Redis) and how they travel to
 //! JavaScript (one `JSON.parse` per call instead of one object built per field).
 
+pub mod agent;
 pub mod cache;
 pub mod error;
 pub mod json;

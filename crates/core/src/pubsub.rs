@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use crate::cache::memory::MemoryCache;
 use crate::cache::redis::RedisCache;
+use crate::cache::runs::{Commit, CommitOutcome};
 use crate::error::CacheError;
 use crate::log::{Page, Retention};
 use crate::signal::{Signal, Signals};
@@ -60,6 +61,47 @@ impl Store {
         match self {
             Store::Memory(cache) => cache.log_next_index(key),
             Store::Redis(cache) => cache.log_next_index(key).await,
+        }
+    }
+
+    /// Appends events in order; returns the index of the last one.
+    pub async fn append_many(
+        &self,
+        key: &str,
+        objects: &[String],
+        retention: &Retention,
+    ) -> Result<Option<u64>, CacheError> {
+        match self {
+            Store::Memory(cache) => cache.log_append_many(key, objects, retention),
+            Store::Redis(cache) => cache.log_append_many(key, objects, retention).await,
+        }
+    }
+
+    /// A run's atomic write of state and events (see [`Commit`]).
+    pub async fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, CacheError> {
+        match self {
+            Store::Memory(cache) => cache.run_commit(commit),
+            Store::Redis(cache) => cache.run_commit(commit).await,
+        }
+    }
+
+    /// A run's stored state, `None` when absent.
+    pub async fn load_run(&self, state_key: &str) -> Result<Option<String>, CacheError> {
+        match self {
+            Store::Memory(cache) => Ok(cache.get(state_key)),
+            Store::Redis(cache) => cache.run_load(state_key).await,
+        }
+    }
+
+    /// Deletes a run's state and topic.
+    pub async fn delete_run(&self, state_key: &str, log_key: &str) -> Result<(), CacheError> {
+        match self {
+            Store::Memory(cache) => {
+                cache.delete(state_key);
+                cache.delete(log_key);
+                Ok(())
+            }
+            Store::Redis(cache) => cache.run_delete(state_key, log_key).await,
         }
     }
 

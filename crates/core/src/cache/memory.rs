@@ -13,6 +13,7 @@ use moka::policy::{EvictionPolicy, Expiry};
 use moka::sync::Cache;
 
 use super::range::lrange;
+use super::runs::{version_of, Commit, CommitOutcome};
 use crate::error::CacheError;
 use crate::json;
 use crate::log::{EventLog, Page, Retention};
@@ -174,6 +175,9 @@ pub struct MemoryCache {
     entries: Cache<String, Slot>,
     ttl: Option<Duration>,
     signals: Arc<Signals>,
+    /// Serialises run commits, which compare a state's version and then write
+    /// it and its log (see [`Self::run_commit`]).
+    commits: Arc<Mutex<()>>,
 }
 
 impl MemoryCache {
@@ -189,6 +193,7 @@ impl MemoryCache {
             entries,
             ttl: config.ttl,
             signals: Arc::default(),
+            commits: Arc::default(),
         }
     }
 
@@ -392,6 +397,53 @@ impl MemoryCache {
         })?;
         self.signals.notify(key);
         Ok(index)
+    }
+
+    /// Appends events in order; returns the index of the last one.
+    pub fn log_append_many(
+        &self,
+        key: &str,
+        objects: &[String],
+        retention: &Retention,
+    ) -> Result<Option<u64>, CacheError> {
+        let bodies = objects
+            .iter()
+            .map(|o| json::without_index(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        if bodies.is_empty() {
+            return Ok(None);
+        }
+        let ttl = retention.ttl.unwrap_or(self.ttl);
+        let last = self.with_shared(key, ttl, |log: &mut EventLog| {
+            Ok(bodies.iter().map(|b| log.append(b, retention.max_events)).last())
+        })?;
+        self.signals.notify(key);
+        Ok(last)
+    }
+
+    /// A run's atomic write (see [`Commit`]). Every write of run state goes
+    /// through here, under one lock, so comparing the version and writing are
+    /// one step; readers see the events before the state that covers them.
+    pub fn run_commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, CacheError> {
+        let _serialised = lock(&self.commits);
+        let found = match self.entries.get(commit.state_key).map(|slot| slot.data) {
+            None => None,
+            Some(Data::Value(text)) => version_of(&text),
+            Some(other) => return Err(wrong_type(commit.state_key, "a run state", &other)),
+        };
+        if found != commit.expected {
+            return Ok(CommitOutcome::Stale { found });
+        }
+        let last_index = self.log_append_many(commit.log_key, commit.events, &commit.retention)?;
+        // A write refreshes a key's TTL but keeps its length; a commit may
+        // change the length (a suspended run is kept until resumed).
+        let ttl = commit.retention.ttl.unwrap_or(self.ttl);
+        if let Some(slot) = self.entries.get(commit.log_key) {
+            self.entries
+                .insert(commit.log_key.to_owned(), Slot { data: slot.data, ttl });
+        }
+        self.set(commit.state_key, commit.state, Some(ttl));
+        Ok(CommitOutcome::Done { last_index })
     }
 
     /// Up to `max` events of the topic log at `key` from index `from`.

@@ -7,3 +7,4 @@
 pub mod memory;
 pub mod range;
 pub mod redis;
+pub mod runs;

@@ -23,7 +23,7 @@ use crate::json;
 use crate::log::{Page, Retention};
 
 /// The stream field holding the event's JSON text (without `index`).
-const FIELD: &str = "e";
+pub(super) const FIELD: &str = "e";
 /// How long one blocking read of the tailer waits before it looks again.
 const TAIL_BLOCK_MS: u64 = 2_000;
 
@@ -129,7 +129,7 @@ impl RedisCache {
 }
 
 /// `0-<n>` is index `n - 1`.
-fn index_of(id: &str) -> Result<u64, CacheError> {
+pub(super) fn index_of(id: &str) -> Result<u64, CacheError> {
     id.strip_prefix("0-")
         .and_then(|n| n.parse::<u64>().ok())
         .and_then(|n| n.checked_sub(1))

@@ -21,6 +21,9 @@ use crate::json;
 use crate::signal::Signals;
 
 mod log;
+mod runs;
+
+pub use runs::RUN_COMMIT_SCRIPT;
 
 /// Where Redis is.
 #[derive(Debug, Clone)]
@@ -208,6 +211,7 @@ struct Inner {
     connect_timeout: Duration,
     command_timeout: Duration,
     push_indexed: Script,
+    run_commit: Script,
 }
 
 impl RedisCache {
@@ -249,6 +253,7 @@ impl RedisCache {
                 connect_timeout: config.connect_timeout,
                 command_timeout: config.command_timeout,
                 push_indexed: Script::new(LIST_PUSH_INDEXED_SCRIPT),
+                run_commit: Script::new(RUN_COMMIT_SCRIPT),
             }),
         })
     }

@@ -1,0 +1,592 @@
+//! The durable loop: model step, then the tool calls it asked for, until the
+//! model stops, `maxSteps` is reached, the run is aborted, or a tool call needs
+//! approval. Each completed model step and each completed tool call is
+//! checkpointed with the events it produced (see `RunStore::commit`); a step
+//! whose result is checkpointed never runs again for that run.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+use super::error::AgentError;
+use super::parts::{error_part, iso_now, EventWriter, SUSPENDED};
+use super::run::{abort_part, RunStore};
+use super::state::{Decision, Phase, RunState, Status, ToolCall, Usage};
+
+/// The model and the tools, as the embedder provides them (the binding: JS
+/// async functions). Requests and replies are JSON text.
+pub trait Callbacks: Send + Sync + 'static {
+    /// One model step. Request: `{runId, step, messages, options}`. While it
+    /// runs, the model's stream parts arrive through [`RunControl::emit`].
+    /// Reply: `{content, toolCalls, finishReason, usage, response?,
+    /// providerMetadata?}` or `{error: {name, message}}`; `Err` is a failure of
+    /// the call itself (a rejected promise), with its message.
+    fn model(&self, request: String) -> BoxFuture<'static, Result<String, String>>;
+
+    /// One tool call. Request: `{runId, step, toolCallId, toolName, input,
+    /// idempotencyKey, options}`. Reply: `{output}` or `{error: {name, message}}`.
+    fn tool(&self, request: String) -> BoxFuture<'static, Result<String, String>>;
+}
+
+/// The handle the embedder keeps for a run being driven.
+#[derive(Clone)]
+pub struct RunControl {
+    parts: mpsc::UnboundedSender<String>,
+    cancel: Arc<watch::Sender<Option<String>>>,
+}
+
+impl RunControl {
+    /// A control and the inbox a driver listens to. Parts and an abort sent
+    /// before the driver starts wait for it.
+    pub fn new() -> (RunControl, Inbox) {
+        let (parts_tx, parts) = mpsc::unbounded_channel();
+        let (cancel_tx, cancel) = watch::channel(None);
+        let control = RunControl {
+            parts: parts_tx,
+            cancel: Arc::new(cancel_tx),
+        };
+        (control, Inbox { parts, cancel })
+    }
+
+    /// Hands the driver a stream part (JSON text) of the model step in progress.
+    pub fn emit(&self, part_json: String) -> bool {
+        self.parts.send(part_json).is_ok()
+    }
+
+    /// Stops the run: pending callbacks are abandoned, `abort` is published.
+    pub fn abort(&self, reason: Option<String>) {
+        self.cancel.send_replace(Some(reason.unwrap_or_default()));
+    }
+}
+
+/// What the driver listens to: the other end of a [`RunControl`].
+pub struct Inbox {
+    parts: mpsc::UnboundedReceiver<String>,
+    cancel: watch::Receiver<Option<String>>,
+}
+
+pub struct Driver {
+    run: RunStore,
+    callbacks: Arc<dyn Callbacks>,
+    state: RunState,
+    inbox: Inbox,
+    writer: EventWriter,
+    /// The state's version was written by the caller just now (`create`,
+    /// `resume`): no other driver can start from it, so no claim is needed.
+    claimed: bool,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// A model step's reply.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelReply {
+    #[serde(default)]
+    error: Option<ErrorInfo>,
+    #[serde(default)]
+    content: Vec<Box<RawValue>>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallReply>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    usage: Usage,
+    #[serde(default)]
+    response: Option<Box<RawValue>>,
+    #[serde(default)]
+    provider_metadata: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolCallReply {
+    tool_call_id: String,
+    tool_name: String,
+    input: Box<RawValue>,
+    #[serde(default)]
+    needs_approval: bool,
+}
+
+#[derive(Deserialize)]
+struct ToolReply {
+    #[serde(default)]
+    error: Option<ErrorInfo>,
+    #[serde(default)]
+    output: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize, Clone)]
+struct ErrorInfo {
+    #[serde(default = "default_error_name")]
+    name: String,
+    #[serde(default)]
+    message: String,
+}
+
+fn default_error_name() -> String {
+    "Error".to_owned()
+}
+
+impl ErrorInfo {
+    fn new(name: &str, message: impl Into<String>) -> Self {
+        ErrorInfo {
+            name: name.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({ "name": self.name, "message": self.message })
+    }
+}
+
+fn raw(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("a Value serialises to valid JSON")
+}
+
+fn raw_text(text: String) -> Box<RawValue> {
+    RawValue::from_string(text).expect("built from valid JSON parts")
+}
+
+fn join(values: &[Box<RawValue>]) -> String {
+    let mut out = String::from("[");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(v.get());
+    }
+    out.push(']');
+    out
+}
+
+impl Driver {
+    /// A driver for `state` (running), and the handle to feed and stop it.
+    pub fn new(run: RunStore, callbacks: Arc<dyn Callbacks>, state: RunState) -> (Driver, RunControl) {
+        let (control, inbox) = RunControl::new();
+        (Driver::with_inbox(run, callbacks, state, inbox), control)
+    }
+
+    /// A driver listening to `inbox`, whose [`RunControl`] the caller made
+    /// (and could hand out, e.g. to abort, before the state was loaded).
+    pub fn with_inbox(run: RunStore, callbacks: Arc<dyn Callbacks>, state: RunState, inbox: Inbox) -> Driver {
+        let writer = EventWriter::new(&state.run_id, state.version);
+        Driver {
+            run,
+            callbacks,
+            state,
+            inbox,
+            writer,
+            claimed: false,
+        }
+    }
+
+    /// For a state this caller has just committed itself (`run::create`,
+    /// `run::resume` that returned it): its version is already a claim.
+    pub fn freshly_committed(mut self) -> Self {
+        self.claimed = true;
+        self
+    }
+
+    /// Runs the loop until the run finishes, fails, aborts or suspends, and
+    /// returns its last state. An error means the run could not be
+    /// checkpointed (the store failed, or another writer took it over): it
+    /// stays at its last checkpoint.
+    pub async fn drive(mut self) -> Result<RunState, AgentError> {
+        if self.state.status == Status::Running && !self.claimed {
+            // Claim the run with a checkpoint of its own: this driver then
+            // starts from a version no other driver starts from (so its event
+            // ids are new even when a crashed driver published some from the
+            // same checkpoint), and a second driver of that checkpoint is
+            // refused before it calls anything.
+            self.commit(Vec::new()).await?;
+            self.writer = EventWriter::new(&self.state.run_id, self.state.version);
+        }
+        loop {
+            if self.state.status != Status::Running {
+                return Ok(self.state);
+            }
+            let cancel = self.inbox.cancel.borrow().clone();
+            if let Some(reason) = cancel {
+                self.abort(reason).await?;
+                continue;
+            }
+            let flow = match self.state.phase {
+                Phase::Model => self.model_step().await?,
+                Phase::Tools => self.tool_step().await?,
+                Phase::Finish => {
+                    let finish = self.finish_part();
+                    self.state.status = Status::Finished;
+                    self.commit(vec![finish]).await?;
+                    Flow::Continue
+                }
+            };
+            if let Flow::Stop = flow {
+                return Ok(self.state);
+            }
+        }
+    }
+
+    /// Checkpoints the state (already updated) with `events`.
+    async fn commit(&mut self, events: Vec<String>) -> Result<(), AgentError> {
+        let expected = self.state.version;
+        self.state.version += 1;
+        self.state.next_event += events.len() as u64;
+        self.state.updated_at = iso_now();
+        self.run.commit(&self.state, Some(expected), &events).await
+    }
+
+    /// Publishes parts outside a checkpoint.
+    async fn append(&mut self, events: Vec<String>) -> Result<(), AgentError> {
+        if let Some(next) = self.run.append(&events).await? {
+            self.state.next_event = next;
+        }
+        Ok(())
+    }
+
+    fn chunk(&mut self, part: &Value) -> String {
+        self.writer.chunk(part)
+    }
+
+    fn finish_part(&mut self) -> String {
+        let part = json!({
+            "type": "finish",
+            "finishReason": self.state.finish_reason.as_deref().unwrap_or("stop"),
+            "totalUsage": self.state.usage,
+        });
+        self.chunk(&part)
+    }
+
+    async fn abort(&mut self, reason: String) -> Result<(), AgentError> {
+        let part = abort_part(Some(&reason).filter(|r| !r.is_empty()).map(String::as_str));
+        let event = self.chunk(&part);
+        self.state.status = Status::Aborted;
+        self.commit(vec![event]).await
+    }
+
+    async fn fail(&mut self, error: ErrorInfo) -> Result<Flow, AgentError> {
+        let event = self.chunk(&error_part(&error.name, &error.message));
+        self.state.status = Status::Failed;
+        self.state.finish_reason = Some("error".into());
+        self.commit(vec![event]).await?;
+        Ok(Flow::Stop)
+    }
+
+    async fn model_step(&mut self) -> Result<Flow, AgentError> {
+        let start = self.chunk(&json!({ "type": "start-step", "request": {}, "warnings": [] }));
+        self.append(vec![start]).await?;
+        let request = format!(
+            r#"{{"runId":{},"step":{},"messages":{},"options":{}}}"#,
+            serde_json::to_string(&self.state.run_id).expect("strings serialise"),
+            self.state.step,
+            join(&self.state.messages),
+            self.state.options.get()
+        );
+        let call = self.callbacks.model(request);
+        tokio::pin!(call);
+        let mut parts = Vec::new();
+        // Once every `RunControl` is gone no part can come: stop listening,
+        // or the closed channel (ready at once, forever) would spin the loop.
+        let mut parts_open = true;
+        let reply = loop {
+            enum Next {
+                Cancelled,
+                Parts,
+                Done(Result<String, String>),
+            }
+            let next = tokio::select! {
+                biased;
+                _ = cancelled(&mut self.inbox.cancel) => Next::Cancelled,
+                received = self.inbox.parts.recv_many(&mut parts, 256), if parts_open => {
+                    parts_open = received > 0;
+                    Next::Parts
+                }
+                reply = &mut call => Next::Done(reply),
+            };
+            match next {
+                Next::Cancelled => return Ok(Flow::Continue),
+                Next::Parts => {
+                    let events = parts
+                        .drain(..)
+                        .map(|p| self.writer.event(super::parts::CHUNK, &p))
+                        .collect();
+                    self.append(events).await?;
+                }
+                Next::Done(reply) => break reply,
+            }
+        };
+        // Parts emitted just before the reply.
+        while let Ok(part) = self.inbox.parts.try_recv() {
+            parts.push(part);
+        }
+        let events: Vec<String> = parts
+            .drain(..)
+            .map(|p| self.writer.event(super::parts::CHUNK, &p))
+            .collect();
+        self.append(events).await?;
+
+        let reply = match reply {
+            Ok(text) => serde_json::from_str::<ModelReply>(&text)
+                .map_err(|e| ErrorInfo::new("InvalidModelReply", format!("the model adapter replied with {e}"))),
+            Err(message) => Err(ErrorInfo::new("Error", message)),
+        };
+        let reply = match reply {
+            Ok(ModelReply { error: Some(error), .. }) | Err(error) => return self.fail(error).await,
+            Ok(reply) => reply,
+        };
+        self.state.usage.add(&reply.usage);
+        if !reply.content.is_empty() {
+            self.state.messages.push(raw_text(format!(
+                r#"{{"role":"assistant","content":{}}}"#,
+                join(&reply.content)
+            )));
+        }
+        let finish_reason = reply.finish_reason.unwrap_or_else(|| "stop".to_owned());
+        let mut step_finish = json!({
+            "type": "finish-step",
+            "response": reply.response.map_or(Value::Object(Default::default()), |r| serde_json::from_str(r.get()).unwrap_or(Value::Null)),
+            "usage": reply.usage,
+            "finishReason": finish_reason,
+        });
+        if let Some(meta) = reply.provider_metadata {
+            step_finish["providerMetadata"] = serde_json::from_str(meta.get()).unwrap_or(Value::Null);
+        }
+        self.state.finish_reason = Some(finish_reason);
+        if reply.tool_calls.is_empty() {
+            let events = vec![self.chunk(&step_finish), self.finish_part()];
+            self.state.phase = Phase::Finish;
+            self.state.status = Status::Finished;
+            self.commit(events).await?;
+            return Ok(Flow::Stop);
+        }
+        let require_all = self.require_approval();
+        self.state.pending = reply
+            .tool_calls
+            .into_iter()
+            .map(|c| ToolCall {
+                tool_call_id: c.tool_call_id,
+                tool_name: c.tool_name,
+                input: c.input,
+                needs_approval: c.needs_approval || require_all,
+                decision: None,
+                approval_requested: false,
+            })
+            .collect();
+        self.state.step_finish = Some(raw(&step_finish));
+        self.state.phase = Phase::Tools;
+        self.commit(Vec::new()).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// `options.requireToolApproval`: every tool call waits for approval.
+    fn require_approval(&self) -> bool {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Options {
+            #[serde(default)]
+            require_tool_approval: bool,
+        }
+        serde_json::from_str::<Options>(self.state.options.get()).is_ok_and(|o| o.require_tool_approval)
+    }
+
+    async fn tool_step(&mut self) -> Result<Flow, AgentError> {
+        // Declined calls: their result is the refusal.
+        let declined: Vec<ToolCall> = self
+            .state
+            .pending
+            .iter()
+            .filter(|c| matches!(c.decision, Some(Decision::Declined { .. })))
+            .cloned()
+            .collect();
+        if !declined.is_empty() {
+            let mut events = Vec::new();
+            for call in &declined {
+                let Some(Decision::Declined { reason }) = &call.decision else {
+                    continue;
+                };
+                let reason = reason.clone().unwrap_or_else(|| "declined by the user".to_owned());
+                events.push(self.chunk(&json!({
+                    "type": "tool-output-denied",
+                    "toolCallId": call.tool_call_id,
+                    "toolName": call.tool_name,
+                    "reason": reason,
+                })));
+                self.state.tool_results.push(raw(&json!({
+                    "type": "tool-result",
+                    "toolCallId": call.tool_call_id,
+                    "toolName": call.tool_name,
+                    "output": { "type": "execution-denied", "reason": reason },
+                })));
+                self.state.pending.retain(|c| c.tool_call_id != call.tool_call_id);
+            }
+            self.commit(events).await?;
+        }
+
+        let runnable: Vec<ToolCall> = self
+            .state
+            .pending
+            .iter()
+            .filter(|c| !c.needs_approval || c.decision == Some(Decision::Approved))
+            .cloned()
+            .collect();
+        let mut running: FuturesUnordered<_> = runnable
+            .into_iter()
+            .map(|call| {
+                let request = format!(
+                    r#"{{"runId":{run},"step":{step},"toolCallId":{id},"toolName":{name},"input":{input},"idempotencyKey":{key},"options":{options}}}"#,
+                    run = serde_json::to_string(&self.state.run_id).expect("strings serialise"),
+                    step = self.state.step,
+                    id = serde_json::to_string(&call.tool_call_id).expect("strings serialise"),
+                    name = serde_json::to_string(&call.tool_name).expect("strings serialise"),
+                    input = call.input.get(),
+                    key = serde_json::to_string(&format!("{}:{}:{}", self.state.run_id, self.state.step, call.tool_call_id))
+                        .expect("strings serialise"),
+                    options = self.state.options.get(),
+                );
+                let reply = self.callbacks.tool(request);
+                async move { (call, reply.await) }
+            })
+            .collect();
+        while !running.is_empty() {
+            let next = tokio::select! {
+                biased;
+                _ = cancelled(&mut self.inbox.cancel) => None,
+                done = running.next() => done,
+            };
+            // Cancelled: abandon the calls; the loop publishes `abort`.
+            let Some((call, reply)) = next else {
+                return Ok(Flow::Continue);
+            };
+            let reply = match reply {
+                Ok(text) => serde_json::from_str::<ToolReply>(&text)
+                    .map_err(|e| ErrorInfo::new("InvalidToolReply", format!("the tool adapter replied with {e}"))),
+                Err(message) => Err(ErrorInfo::new("Error", message)),
+            };
+            let (part, result) = match reply {
+                Ok(ToolReply { error: None, output }) => {
+                    let output: Value =
+                        output.map_or(Value::Null, |o| serde_json::from_str(o.get()).unwrap_or(Value::Null));
+                    (
+                        json!({
+                            "type": "tool-result",
+                            "toolCallId": call.tool_call_id,
+                            "toolName": call.tool_name,
+                            "input": serde_json::from_str::<Value>(call.input.get()).unwrap_or(Value::Null),
+                            "output": output,
+                        }),
+                        json!({
+                            "type": "tool-result",
+                            "toolCallId": call.tool_call_id,
+                            "toolName": call.tool_name,
+                            "output": { "type": "json", "value": output },
+                        }),
+                    )
+                }
+                Ok(ToolReply { error: Some(error), .. }) | Err(error) => (
+                    json!({
+                        "type": "tool-error",
+                        "toolCallId": call.tool_call_id,
+                        "toolName": call.tool_name,
+                        "input": serde_json::from_str::<Value>(call.input.get()).unwrap_or(Value::Null),
+                        "error": error.json(),
+                    }),
+                    json!({
+                        "type": "tool-result",
+                        "toolCallId": call.tool_call_id,
+                        "toolName": call.tool_name,
+                        "output": { "type": "error-text", "value": error.message },
+                    }),
+                ),
+            };
+            let event = self.chunk(&part);
+            self.state.tool_results.push(raw(&result));
+            self.state.pending.retain(|c| c.tool_call_id != call.tool_call_id);
+            self.commit(vec![event]).await?;
+        }
+
+        let waiting: Vec<ToolCall> = self.state.awaiting_approval().cloned().collect();
+        if !waiting.is_empty() {
+            let mut events = Vec::new();
+            for call in waiting.iter().filter(|c| !c.approval_requested) {
+                let input: Value = serde_json::from_str(call.input.get()).unwrap_or(Value::Null);
+                events.push(self.chunk(&json!({
+                    "type": "tool-approval-request",
+                    "approvalId": call.tool_call_id,
+                    "toolCall": {
+                        "type": "tool-call",
+                        "toolCallId": call.tool_call_id,
+                        "toolName": call.tool_name,
+                        "input": input,
+                    },
+                })));
+            }
+            let calls: Vec<Value> = waiting
+                .iter()
+                .map(|c| {
+                    json!({
+                        "toolCallId": c.tool_call_id,
+                        "toolName": c.tool_name,
+                        "args": serde_json::from_str::<Value>(c.input.get()).unwrap_or(Value::Null),
+                    })
+                })
+                .collect();
+            let first = &calls[0];
+            let marker = json!({
+                "type": "approval",
+                "toolCallId": first["toolCallId"],
+                "toolName": first["toolName"],
+                "args": first["args"],
+                "toolCalls": calls,
+            });
+            events.push(self.writer.event(SUSPENDED, &marker.to_string()));
+            for call in self.state.pending.iter_mut() {
+                call.approval_requested |= call.needs_approval && call.decision.is_none();
+            }
+            self.state.status = Status::Suspended;
+            self.commit(events).await?;
+            return Ok(Flow::Stop);
+        }
+
+        // Every call has its result: the step is complete.
+        let mut events = Vec::new();
+        let results = join(&self.state.tool_results);
+        self.state
+            .messages
+            .push(raw_text(format!(r#"{{"role":"tool","content":{results}}}"#)));
+        self.state.tool_results.clear();
+        if let Some(step_finish) = self.state.step_finish.take() {
+            events.push(self.writer.event(super::parts::CHUNK, step_finish.get()));
+        }
+        self.state.step += 1;
+        if self.state.step >= self.state.max_steps {
+            events.push(self.finish_part());
+            self.state.phase = Phase::Finish;
+            self.state.status = Status::Finished;
+        } else {
+            self.state.phase = Phase::Model;
+        }
+        self.commit(events).await?;
+        Ok(Flow::Continue)
+    }
+}
+
+/// Resolves once the run is cancelled; never if its handle is gone.
+async fn cancelled(cancel: &mut watch::Receiver<Option<String>>) {
+    loop {
+        if cancel.borrow_and_update().is_some() {
+            return;
+        }
+        if cancel.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Errors of durable runs, each with a stable code (see README).
+
+use crate::error::{CacheError, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+
+    /// No state for the run: it never existed, was cleaned up, or expired.
+    #[error("run `{0}` not found: it never existed, was cleaned up, or expired")]
+    RunNotFound(String),
+
+    /// Resuming (approving, declining) a run that is not waiting.
+    #[error("run `{run_id}` is {status}, not suspended")]
+    NotSuspended { run_id: String, status: &'static str },
+
+    /// The run was started by another agent.
+    #[error("run `{run_id}` belongs to agent `{owner}`, not to `{agent}`")]
+    OwnedElsewhere {
+        run_id: String,
+        owner: String,
+        agent: String,
+    },
+
+    /// A new run with the id of an existing one.
+    #[error("run `{0}` already exists")]
+    RunExists(String),
+
+    /// Another writer changed the run since this one read it (a concurrent
+    /// resume, or another process driving it).
+    #[error("run `{0}` was changed by another writer")]
+    Conflict(String),
+
+    /// A decision for a tool call the run is not waiting on.
+    #[error("run `{run_id}` has no tool call `{tool_call_id}` waiting for approval")]
+    UnknownToolCall { run_id: String, tool_call_id: String },
+
+    /// Bad input from the caller.
+    #[error("{0}")]
+    InvalidArg(String),
+
+    /// A stored state this version cannot read.
+    #[error("run `{run_id}` has an unreadable state: {reason}")]
+    CorruptState { run_id: String, reason: String },
+}
+
+impl AgentError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AgentError::Cache(e) => e.code(),
+            AgentError::RunNotFound(_) => "ERR_RUN_NOT_FOUND",
+            AgentError::NotSuspended { .. } => "ERR_RUN_NOT_SUSPENDED",
+            AgentError::OwnedElsewhere { .. } => "ERR_RUN_OWNED_ELSEWHERE",
+            AgentError::RunExists(_) => "ERR_RUN_EXISTS",
+            AgentError::Conflict(_) => "ERR_RUN_CONFLICT",
+            AgentError::UnknownToolCall { .. } => "ERR_UNKNOWN_TOOL_CALL",
+            AgentError::InvalidArg(_) => "ERR_INVALID_ARG",
+            AgentError::CorruptState { .. } => "ERR_CORRUPT_STATE",
+        }
+    }
+}

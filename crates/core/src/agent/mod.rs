@@ -1,0 +1,12 @@
+//! Durable agent runs: the loop, its checkpoints, and the state they hold.
+
+pub mod driver;
+pub mod error;
+pub mod parts;
+pub mod run;
+pub mod state;
+
+pub use driver::{Callbacks, Driver, RunControl};
+pub use error::AgentError;
+pub use run::{abort_suspended, create, load_owned, resume, stream_topic, NewRun, RunStore};
+pub use state::{Decision, RunState, Status};

@@ -1,0 +1,284 @@
+//! Where a run lives in a store, and its state transitions that happen
+//! outside the driver: creating, loading, resuming, aborting while suspended,
+//! deleting.
+
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::error::AgentError;
+use super::parts::{iso_now, EventWriter};
+use super::state::{Decision, Phase, RunState, Status, Usage};
+use crate::cache::runs::{Commit, CommitOutcome};
+use crate::log::Retention;
+use crate::pubsub::Store;
+
+/// The topic a run's events go to (Mastra's `AGENT_STREAM_TOPIC`).
+pub fn stream_topic(run_id: &str) -> String {
+    format!("agent.stream.{run_id}")
+}
+
+/// A run's place in a store: its topic log and, beside it, its state. On Redis
+/// the state key carries the topic key as its hash tag, so one script can
+/// write both (and a Cluster keeps them in one slot).
+#[derive(Clone)]
+pub struct RunStore {
+    pub store: Store,
+    pub log_key: String,
+    pub state_key: String,
+    pub retention: Retention,
+}
+
+impl RunStore {
+    /// `prefix`: the pubsub key prefix (`pubsub:` by default).
+    pub fn new(store: Store, prefix: &str, run_id: &str, retention: Retention) -> Result<Self, AgentError> {
+        validate_run_id(run_id)?;
+        let log_key = format!("{prefix}{}", stream_topic(run_id));
+        Ok(RunStore {
+            state_key: format!("{{{log_key}}}:run"),
+            log_key,
+            store,
+            retention,
+        })
+    }
+
+    /// Reads the run's state.
+    pub async fn load(&self, run_id: &str) -> Result<RunState, AgentError> {
+        let text = self
+            .store
+            .load_run(&self.state_key)
+            .await?
+            .ok_or_else(|| AgentError::RunNotFound(run_id.to_owned()))?;
+        serde_json::from_str(&text).map_err(|e| AgentError::CorruptState {
+            run_id: run_id.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes `state` (whose `version` is the new one) and `events`, if the
+    /// stored state still has `expected`. A commit that timed out but landed
+    /// counts as done when it is retried (the stored state is then ours).
+    pub async fn commit(&self, state: &RunState, expected: Option<u64>, events: &[String]) -> Result<(), AgentError> {
+        let text = serde_json::to_string(state).expect("run state serialises");
+        let retention = if state.status == Status::Suspended {
+            // Kept until resumed or cleaned up, however long that takes.
+            Retention {
+                ttl: Some(None),
+                ..self.retention
+            }
+        } else {
+            self.retention
+        };
+        let commit = Commit {
+            state_key: &self.state_key,
+            log_key: &self.log_key,
+            expected,
+            version: state.version,
+            state: &text,
+            events,
+            retention,
+        };
+        let mut delay_ms = 50;
+        // Whether an earlier attempt failed in a way that may have landed it.
+        let mut maybe_landed = false;
+        loop {
+            match self.store.commit(&commit).await {
+                Ok(CommitOutcome::Done { .. }) => return Ok(()),
+                // Ours only if the stored state is exactly ours: another writer
+                // from the same checkpoint writes the same version number.
+                Ok(CommitOutcome::Stale { found })
+                    if maybe_landed
+                        && found == Some(state.version)
+                        && self.store.load_run(&self.state_key).await?.as_deref() == Some(text.as_str()) =>
+                {
+                    return Ok(())
+                }
+                Ok(CommitOutcome::Stale { found: None }) if expected.is_some() => {
+                    return Err(AgentError::RunNotFound(state.run_id.clone()))
+                }
+                Ok(CommitOutcome::Stale { .. }) if expected.is_none() => {
+                    return Err(AgentError::RunExists(state.run_id.clone()))
+                }
+                Ok(CommitOutcome::Stale { .. }) => return Err(AgentError::Conflict(state.run_id.clone())),
+                // A store that is briefly away (a Redis failover, a reconnect):
+                // try again a few times before giving the run up.
+                Err(e) if transient(&e) && delay_ms <= 800 => {
+                    maybe_landed = true;
+                    tracing::warn!(run = %state.run_id, code = e.code(), "checkpoint failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                    delay_ms *= 2;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Appends events outside a checkpoint (a model step's stream parts);
+    /// returns the index after the last.
+    pub async fn append(&self, events: &[String]) -> Result<Option<u64>, AgentError> {
+        Ok(self
+            .store
+            .append_many(&self.log_key, events, &self.retention)
+            .await?
+            .map(|last| last + 1))
+    }
+
+    /// Deletes the run's state and events.
+    pub async fn delete(&self) -> Result<(), AgentError> {
+        Ok(self.store.delete_run(&self.state_key, &self.log_key).await?)
+    }
+}
+
+fn transient(error: &crate::CacheError) -> bool {
+    matches!(
+        error,
+        crate::CacheError::Unavailable { .. } | crate::CacheError::Timeout { .. }
+    )
+}
+
+/// Run ids become keys: printable, no hash-tag braces, bounded.
+pub fn validate_run_id(run_id: &str) -> Result<(), AgentError> {
+    let ok = !run_id.is_empty()
+        && run_id.len() <= 200
+        && run_id
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && c != '{' && c != '}');
+    if ok {
+        Ok(())
+    } else {
+        Err(AgentError::InvalidArg(format!(
+            "runId must be 1-200 printable characters without spaces or braces, got {run_id:?}"
+        )))
+    }
+}
+
+/// What a new run starts from.
+pub struct NewRun {
+    pub run_id: String,
+    pub agent_id: String,
+    /// The prompt: language-model messages (system, user, ...), JSON.
+    pub messages: Vec<Box<RawValue>>,
+    pub max_steps: u32,
+    /// The caller's options, handed back to every callback.
+    pub options: Box<RawValue>,
+}
+
+/// Creates the run (it must not exist) and publishes its `start` part.
+pub async fn create(run: &RunStore, new: NewRun) -> Result<RunState, AgentError> {
+    if new.max_steps == 0 {
+        return Err(AgentError::InvalidArg("maxSteps must be at least 1".into()));
+    }
+    let now = iso_now();
+    let mut state = RunState {
+        version: 1,
+        run_id: new.run_id,
+        agent_id: new.agent_id,
+        status: Status::Running,
+        phase: Phase::Model,
+        step: 0,
+        max_steps: new.max_steps,
+        messages: new.messages,
+        pending: Vec::new(),
+        tool_results: Vec::new(),
+        step_finish: None,
+        finish_reason: None,
+        usage: Usage::default(),
+        next_event: 0,
+        options: new.options,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    let mut writer = EventWriter::new(&state.run_id, 0);
+    let events = [writer.chunk(&json!({ "type": "start" }))];
+    state.next_event = run.store.next_index(&run.log_key).await? + events.len() as u64;
+    run.commit(&state, None, &events).await?;
+    Ok(state)
+}
+
+/// Loads a run for `agent_id`, checking it belongs to that agent.
+pub async fn load_owned(run: &RunStore, run_id: &str, agent_id: &str) -> Result<RunState, AgentError> {
+    let state = run.load(run_id).await?;
+    if state.agent_id != agent_id {
+        return Err(AgentError::OwnedElsewhere {
+            run_id: run_id.to_owned(),
+            owner: state.agent_id,
+            agent: agent_id.to_owned(),
+        });
+    }
+    Ok(state)
+}
+
+/// Records approval decisions for a suspended run. `tool_call_id: None`
+/// decides every call still waiting. Once no call waits, the run is running
+/// again (and must be driven); until then it stays suspended.
+pub async fn resume(
+    run: &RunStore,
+    run_id: &str,
+    agent_id: &str,
+    tool_call_id: Option<&str>,
+    decision: Decision,
+) -> Result<RunState, AgentError> {
+    let mut state = load_owned(run, run_id, agent_id).await?;
+    if state.status != Status::Suspended {
+        return Err(AgentError::NotSuspended {
+            run_id: run_id.to_owned(),
+            status: state.status.as_str(),
+        });
+    }
+    let mut decided = 0;
+    for call in state
+        .pending
+        .iter_mut()
+        .filter(|c| c.needs_approval && c.decision.is_none())
+    {
+        if tool_call_id.is_none_or(|id| id == call.tool_call_id) {
+            call.decision = Some(decision.clone());
+            decided += 1;
+        }
+    }
+    if decided == 0 {
+        return Err(AgentError::UnknownToolCall {
+            run_id: run_id.to_owned(),
+            tool_call_id: tool_call_id.unwrap_or("*").to_owned(),
+        });
+    }
+    if state.awaiting_approval().next().is_none() {
+        state.status = Status::Running;
+    }
+    let expected = state.version;
+    state.version += 1;
+    state.updated_at = iso_now();
+    run.commit(&state, Some(expected), &[]).await?;
+    Ok(state)
+}
+
+/// Aborts a run that no driver holds (a suspended one): publishes `abort`.
+pub async fn abort_suspended(
+    run: &RunStore,
+    run_id: &str,
+    agent_id: &str,
+    reason: Option<&str>,
+) -> Result<RunState, AgentError> {
+    let mut state = load_owned(run, run_id, agent_id).await?;
+    if state.status != Status::Suspended {
+        return Err(AgentError::NotSuspended {
+            run_id: run_id.to_owned(),
+            status: state.status.as_str(),
+        });
+    }
+    let mut writer = EventWriter::new(run_id, state.version);
+    let events = [writer.chunk(&abort_part(reason))];
+    let expected = state.version;
+    state.version += 1;
+    state.status = Status::Aborted;
+    state.next_event += events.len() as u64;
+    state.updated_at = iso_now();
+    run.commit(&state, Some(expected), &events).await?;
+    Ok(state)
+}
+
+pub(crate) fn abort_part(reason: Option<&str>) -> serde_json::Value {
+    match reason {
+        Some(reason) => json!({ "type": "abort", "reason": reason }),
+        None => json!({ "type": "abort" }),
+    }
+}

@@ -1,0 +1,123 @@
+//! Run state on Redis: a hash `{v: version, s: state}` next to the run's topic
+//! stream, written together with the run's events by one script, so a
+//! checkpoint and the events it covers land atomically (and in one Cluster
+//! slot: both keys share the run topic's hash tag).
+
+use super::log::FIELD;
+use super::RedisCache;
+use crate::cache::runs::{Commit, CommitOutcome};
+use crate::error::CacheError;
+use crate::json;
+use crate::log::Retention;
+
+/// KEYS: state hash, topic stream. ARGV: expected version ('' = absent), new
+/// version, state text, TTL in ms (0 = keep until deleted), MAXLEN (0 = none),
+/// then the event bodies. Returns `{1, last id}` or `{0, found version}`.
+pub const RUN_COMMIT_SCRIPT: &str = r#"
+local found = redis.call('HGET', KEYS[1], 'v')
+if found == false then found = '' end
+if found ~= ARGV[1] then return {0, found} end
+local last = ''
+local maxlen = tonumber(ARGV[5])
+for i = 6, #ARGV do
+  if maxlen > 0 then
+    last = redis.call('XADD', KEYS[2], 'MAXLEN', '=', maxlen, '0-*', 'e', ARGV[i])
+  else
+    last = redis.call('XADD', KEYS[2], '0-*', 'e', ARGV[i])
+  end
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3])
+local ttl = tonumber(ARGV[4])
+for _, key in ipairs(KEYS) do
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
+end
+return {1, last}
+"#;
+
+impl RedisCache {
+    fn ttl_ms(&self, retention: &Retention) -> u64 {
+        retention
+            .ttl
+            .map_or(self.inner.ttl_ms, |ttl| ttl.map_or(0, |d| d.as_millis().max(1) as u64))
+    }
+
+    /// A run's atomic write (see [`Commit`]): one script, one round trip.
+    pub async fn run_commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, CacheError> {
+        let mut invocation = self.inner.run_commit.prepare_invoke();
+        invocation
+            .key(self.key(commit.state_key))
+            .key(self.key(commit.log_key))
+            .arg(commit.expected.map_or_else(String::new, |v| v.to_string()))
+            .arg(commit.version)
+            .arg(commit.state)
+            .arg(self.ttl_ms(&commit.retention))
+            .arg(commit.retention.max_events.unwrap_or(0));
+        for event in commit.events {
+            invocation.arg(&*json::without_index(event)?);
+        }
+        let mut conn = self.connection()?;
+        let (done, value): (i64, String) = self
+            .deadline(commit.log_key, async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        if done == 0 {
+            return Ok(CommitOutcome::Stale {
+                found: value.parse().ok(),
+            });
+        }
+        if !commit.events.is_empty() {
+            self.inner.signals.notify(commit.log_key);
+        }
+        let last_index = if value.is_empty() {
+            None
+        } else {
+            Some(super::log::index_of(&value)?)
+        };
+        Ok(CommitOutcome::Done { last_index })
+    }
+
+    /// The stored state of a run, `None` when absent.
+    pub async fn run_load(&self, state_key: &str) -> Result<Option<String>, CacheError> {
+        self.run(state_key, redis::cmd("HGET").arg(self.key(state_key)).arg("s"))
+            .await
+    }
+
+    /// Deletes a run: its state and its topic.
+    pub async fn run_delete(&self, state_key: &str, log_key: &str) -> Result<(), CacheError> {
+        self.run(
+            log_key,
+            redis::cmd("DEL").arg(self.key(state_key)).arg(self.key(log_key)),
+        )
+        .await
+    }
+
+    /// Appends events in order, in one round trip; returns the last index.
+    pub async fn log_append_many(
+        &self,
+        key: &str,
+        objects: &[String],
+        retention: &Retention,
+    ) -> Result<Option<u64>, CacheError> {
+        if objects.is_empty() {
+            return Ok(None);
+        }
+        let k = self.key(key);
+        let mut pipe = redis::pipe();
+        for object in objects {
+            let xadd = pipe.cmd("XADD").arg(&k);
+            if let Some(max) = retention.max_events {
+                xadd.arg("MAXLEN").arg("=").arg(max);
+            }
+            xadd.arg("0-*").arg(FIELD).arg(&*json::without_index(object)?);
+        }
+        let ttl_ms = self.ttl_ms(retention);
+        if ttl_ms > 0 {
+            pipe.cmd("PEXPIRE").arg(&k).arg(ttl_ms).ignore();
+        }
+        let ids: Vec<redis::Value> = self.run_pipe(key, &pipe).await?;
+        self.inner.signals.notify(key);
+        match ids.get(objects.len() - 1) {
+            Some(redis::Value::BulkString(id)) => Ok(Some(super::log::index_of(&String::from_utf8_lossy(id))?)),
+            _ => Err(CacheError::InvalidValue("XADD returned no id".into())),
+        }
+    }
+}

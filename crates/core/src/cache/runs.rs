@@ -1,0 +1,43 @@
+//! What a durable run writes: a checkpoint of its state together with the
+//! events that checkpoint covers, in one atomic step, guarded by the state's
+//! version so that two writers of one run cannot both win.
+
+use crate::log::Retention;
+
+/// One atomic write of a run: append `events` to the run's topic log and
+/// replace its state, if and only if the stored state has version `expected`.
+#[derive(Debug)]
+pub struct Commit<'a> {
+    /// Cache key of the run state.
+    pub state_key: &'a str,
+    /// Cache key of the run's topic log.
+    pub log_key: &'a str,
+    /// The version the stored state must have; `None`: there must be none.
+    pub expected: Option<u64>,
+    /// The version written.
+    pub version: u64,
+    /// The new state (JSON text).
+    pub state: &'a str,
+    /// Event objects (JSON text without `index`) to append, in order.
+    pub events: &'a [String],
+    /// TTL and size bound of both keys; `ttl: Some(None)` keeps them until deleted.
+    pub retention: Retention,
+}
+
+/// How a [`Commit`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Written; the index of the last event appended, if any.
+    Done { last_index: Option<u64> },
+    /// Nothing written: the stored state has another version (`None`: absent).
+    Stale { found: Option<u64> },
+}
+
+/// The version of a stored state text, which starts `{"version":<n>,`.
+pub(crate) fn version_of(state: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        version: u64,
+    }
+    serde_json::from_str::<Versioned>(state).ok().map(|v| v.version)
+}

@@ -1,0 +1,1683 @@
+//! The durable agent loop end to end, on both stores (in memory, and Redis at
+//! `REDIS_URL`, else 127.0.0.1:6379): scripted model and tool callbacks that
+//! count their calls and stream parts through the run's `RunControl`; every
+//! event a run produced is read back from its topic log and checked.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use durable_agent_core::agent::state::Phase;
+use durable_agent_core::agent::{
+    self, AgentError, Callbacks, Decision, Driver, NewRun, RunControl, RunState, RunStore, Status,
+};
+use durable_agent_core::{
+    MemoryCache, MemoryCacheConfig, RedisCache, RedisCacheConfig, RedisTarget, Retention, Store, Subscription,
+};
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use tokio::sync::{watch, Barrier};
+use tokio::task::JoinHandle;
+
+/// How long anything a test waits for may take.
+const DEADLINE: Duration = Duration::from_secs(10);
+const AGENT: &str = "agent-1";
+/// The pubsub key prefix the binding uses.
+const PREFIX: &str = "pubsub:";
+/// The Redis cache's default TTL in these tests.
+const REDIS_TTL_SECONDS: f64 = 60.0;
+
+// ---------------------------------------------------------------------------
+// Stores
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn unique_prefix(test: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("test:agent:{test}:{}:{nanos}:", std::process::id())
+}
+
+/// A store for one test; a Redis one lives under a key prefix of its own and
+/// deletes its keys when dropped (also when the test fails).
+struct Env {
+    store: Store,
+    redis: Option<(RedisCache, String)>,
+}
+
+impl Env {
+    fn memory() -> Env {
+        Env {
+            store: Store::Memory(MemoryCache::new(MemoryCacheConfig::default())),
+            redis: None,
+        }
+    }
+
+    fn redis(test: &str) -> Env {
+        let prefix = unique_prefix(test);
+        let config = RedisCacheConfig::from_options(
+            RedisTarget::Url(redis_url()),
+            None,
+            Some(prefix.clone()),
+            Some(REDIS_TTL_SECONDS),
+            Some(2000.0),
+            Some(2000.0),
+        )
+        .unwrap();
+        let cache = RedisCache::new(config).unwrap();
+        Env {
+            store: Store::Redis(cache.clone()),
+            redis: Some((cache, prefix)),
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let Some((_, prefix)) = &self.redis else { return };
+        let deleted = (|| -> redis::RedisResult<()> {
+            let mut conn = redis::Client::open(redis_url())?.get_connection()?;
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{prefix}*"))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(&mut conn)?;
+                if !keys.is_empty() {
+                    redis::cmd("DEL").arg(&keys).query::<()>(&mut conn)?;
+                }
+                if next == 0 {
+                    return Ok(());
+                }
+                cursor = next;
+            }
+        })();
+        if let Err(e) = deleted {
+            eprintln!("could not delete the test keys under {prefix}: {e}");
+        }
+    }
+}
+
+/// Runs each scenario once per store.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = super::Env::memory();
+                    super::$name(env.store.clone()).await;
+                }
+            )*
+        }
+        mod redis_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = super::Env::redis(stringify!($name));
+                    super::$name(env.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    plain_text_run,
+    two_step_run_with_parallel_tool_calls,
+    tool_failures_become_tool_errors_and_the_run_goes_on,
+    model_failures_fail_the_run,
+    max_steps_stops_a_model_that_always_calls_tools,
+    abort_during_a_model_call,
+    abort_during_tool_calls,
+    approval_suspends_and_an_approved_resume_runs_the_tool_once,
+    declined_tool_call_is_denied_and_the_model_sees_it,
+    resume_and_create_errors,
+    concurrent_resumes_exactly_one_wins,
+    a_stale_writer_is_refused,
+    require_tool_approval_option_suspends_every_call,
+    terminal_runs_never_call_back_again,
+    resume_after_suspension_never_reruns_completed_tool_calls,
+    crash_in_tool_step_resumes_from_the_last_checkpoint,
+    crash_in_model_step_repeats_only_that_step,
+    two_drivers_of_one_checkpoint_only_one_runs,
+    invalid_run_ids_are_rejected,
+);
+
+// ---------------------------------------------------------------------------
+// Scripted callbacks
+
+enum Reply {
+    Now(Result<String, String>),
+    /// After a (tokio) delay.
+    After(Duration, Result<String, String>),
+    /// Never resolves (abandoned on abort or when the driver is dropped).
+    Never,
+}
+
+/// What the model does on one call: stream `parts`, then reply.
+struct ModelStep {
+    parts: Vec<Value>,
+    reply: Reply,
+}
+
+type ModelScript = dyn Fn(usize, &Value) -> ModelStep + Send + Sync;
+/// Request, and how many earlier calls had the same `toolCallId`.
+type ToolScript = dyn Fn(&Value, usize) -> BoxFuture<'static, Result<String, String>> + Send + Sync;
+
+/// Model and tools as a script; records every request.
+struct Fake {
+    model: Box<ModelScript>,
+    tool: Box<ToolScript>,
+    control: Mutex<Option<RunControl>>,
+    model_requests: Mutex<Vec<Value>>,
+    tool_requests: Mutex<Vec<Value>>,
+    /// (model calls, tool calls) so far, to wait on.
+    calls: watch::Sender<(usize, usize)>,
+}
+
+impl Fake {
+    fn new(
+        model: impl Fn(usize, &Value) -> ModelStep + Send + Sync + 'static,
+        tool: impl Fn(&Value, usize) -> BoxFuture<'static, Result<String, String>> + Send + Sync + 'static,
+    ) -> Arc<Fake> {
+        Arc::new(Fake {
+            model: Box::new(model),
+            tool: Box::new(tool),
+            control: Mutex::new(None),
+            model_requests: Mutex::new(Vec::new()),
+            tool_requests: Mutex::new(Vec::new()),
+            calls: watch::channel((0, 0)).0,
+        })
+    }
+
+    /// A fake whose tools must never be called.
+    fn model_only(model: impl Fn(usize, &Value) -> ModelStep + Send + Sync + 'static) -> Arc<Fake> {
+        Fake::new(model, |request, _| panic!("no tool may be called, got {request}"))
+    }
+
+    fn set_control(&self, control: RunControl) {
+        *self.control.lock().unwrap() = Some(control);
+    }
+
+    fn model_calls(&self) -> usize {
+        self.model_requests.lock().unwrap().len()
+    }
+
+    fn tool_calls(&self) -> usize {
+        self.tool_requests.lock().unwrap().len()
+    }
+
+    fn tool_calls_of(&self, tool_call_id: &str) -> usize {
+        self.tool_requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r["toolCallId"] == tool_call_id)
+            .count()
+    }
+
+    fn model_request(&self, n: usize) -> Value {
+        self.model_requests.lock().unwrap()[n].clone()
+    }
+
+    fn tool_requests(&self) -> Vec<Value> {
+        self.tool_requests.lock().unwrap().clone()
+    }
+
+    /// Waits until the call counts satisfy `ready`.
+    async fn wait_calls(&self, ready: impl FnMut(&(usize, usize)) -> bool) {
+        let mut calls = self.calls.subscribe();
+        tokio::time::timeout(DEADLINE, calls.wait_for(ready))
+            .await
+            .expect("the callbacks are called in time")
+            .unwrap();
+    }
+}
+
+impl Callbacks for Fake {
+    fn model(&self, request: String) -> BoxFuture<'static, Result<String, String>> {
+        let request: Value = serde_json::from_str(&request).expect("a model request is JSON");
+        let n = {
+            let mut requests = self.model_requests.lock().unwrap();
+            requests.push(request.clone());
+            requests.len() - 1
+        };
+        let step = (self.model)(n, &request);
+        self.calls.send_modify(|c| c.0 += 1);
+        let control = self.control.lock().unwrap().clone();
+        async move {
+            let emit = |part: Value| {
+                let control = control.as_ref().expect("the test set the run's control");
+                assert!(control.emit(part.to_string()), "the driver takes parts");
+            };
+            let mut parts = step.parts.into_iter();
+            // The first part while the call is still pending (the driver takes
+            // it mid-call), the others right before the reply.
+            if let Some(first) = parts.next() {
+                emit(first);
+                tokio::task::yield_now().await;
+            }
+            parts.for_each(emit);
+            match step.reply {
+                Reply::Now(reply) => reply,
+                Reply::After(delay, reply) => {
+                    tokio::time::sleep(delay).await;
+                    reply
+                }
+                Reply::Never => std::future::pending().await,
+            }
+        }
+        .boxed()
+    }
+
+    fn tool(&self, request: String) -> BoxFuture<'static, Result<String, String>> {
+        let request: Value = serde_json::from_str(&request).expect("a tool request is JSON");
+        let earlier = self.tool_calls_of(request["toolCallId"].as_str().expect("toolCallId"));
+        self.tool_requests.lock().unwrap().push(request.clone());
+        let reply = (self.tool)(&request, earlier);
+        self.calls.send_modify(|c| c.1 += 1);
+        reply
+    }
+}
+
+fn now(reply: Result<String, String>) -> BoxFuture<'static, Result<String, String>> {
+    futures::future::ready(reply).boxed()
+}
+
+fn never() -> BoxFuture<'static, Result<String, String>> {
+    std::future::pending().boxed()
+}
+
+fn usage(input: u64, output: u64) -> Value {
+    json!({ "inputTokens": input, "outputTokens": output, "totalTokens": input + output })
+}
+
+fn text_reply(text: &str) -> ModelStep {
+    ModelStep {
+        parts: vec![
+            json!({ "type": "text-start", "id": "t" }),
+            json!({ "type": "text-delta", "id": "t", "delta": text }),
+            json!({ "type": "text-end", "id": "t" }),
+        ],
+        reply: Reply::Now(Ok(json!({
+            "content": [{ "type": "text", "text": text }],
+            "toolCalls": [],
+            "finishReason": "stop",
+            "usage": usage(7, 3),
+            "response": { "id": "resp-text", "modelId": "fake" },
+        })
+        .to_string())),
+    }
+}
+
+/// A tool call as the model adapter reports it.
+fn call(id: &str, name: &str, input: Value) -> Value {
+    json!({ "toolCallId": id, "toolName": name, "input": input })
+}
+
+fn approval_call(id: &str, name: &str, input: Value) -> Value {
+    json!({ "toolCallId": id, "toolName": name, "input": input, "needsApproval": true })
+}
+
+/// A model reply asking for `calls` (the assistant content holds them too).
+fn tool_calls_reply(calls: &[Value]) -> ModelStep {
+    let content: Vec<Value> = calls
+        .iter()
+        .map(|c| json!({ "type": "tool-call", "toolCallId": c["toolCallId"], "toolName": c["toolName"], "input": c["input"] }))
+        .collect();
+    ModelStep {
+        parts: vec![
+            json!({ "type": "tool-input-start", "id": calls[0]["toolCallId"], "toolName": calls[0]["toolName"] }),
+        ],
+        reply: Reply::Now(Ok(json!({
+            "content": content,
+            "toolCalls": calls,
+            "finishReason": "tool-calls",
+            "usage": usage(10, 2),
+        })
+        .to_string())),
+    }
+}
+
+fn output(value: Value) -> Result<String, String> {
+    Ok(json!({ "output": value }).to_string())
+}
+
+// ---------------------------------------------------------------------------
+// Runs and their events
+
+fn raw(value: Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).unwrap()
+}
+
+fn user_message() -> Value {
+    json!({ "role": "user", "content": [{ "type": "text", "text": "What's the weather in Paris?" }] })
+}
+
+fn run_store(store: &Store, run_id: &str) -> RunStore {
+    RunStore::new(store.clone(), PREFIX, run_id, Retention::default()).unwrap()
+}
+
+async fn create_with(store: &Store, run_id: &str, max_steps: u32, options: Value) -> (RunStore, RunState) {
+    let run = run_store(store, run_id);
+    let state = agent::create(
+        &run,
+        NewRun {
+            run_id: run_id.to_owned(),
+            agent_id: AGENT.to_owned(),
+            messages: vec![raw(user_message())],
+            max_steps,
+            options: raw(options),
+        },
+    )
+    .await
+    .unwrap();
+    (run, state)
+}
+
+async fn create(store: &Store, run_id: &str, max_steps: u32) -> (RunStore, RunState) {
+    create_with(store, run_id, max_steps, json!({ "temperature": 0.5, "tag": run_id })).await
+}
+
+/// Starts driving `state` in a task; the fake gets the run's control.
+fn start(run: &RunStore, fake: &Arc<Fake>, state: RunState) -> (JoinHandle<Result<RunState, AgentError>>, RunControl) {
+    let (driver, control) = Driver::new(run.clone(), fake.clone(), state);
+    fake.set_control(control.clone());
+    (tokio::spawn(driver.drive()), control)
+}
+
+async fn finish(task: JoinHandle<Result<RunState, AgentError>>) -> RunState {
+    tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("the run stops in time")
+        .unwrap()
+        .expect("the run checkpoints")
+}
+
+/// Drives `state` until it stops.
+async fn drive(run: &RunStore, fake: &Arc<Fake>, state: RunState) -> RunState {
+    finish(start(run, fake, state).0).await
+}
+
+/// A stream part's type, or the event's type for other events.
+fn kind(event: &Value) -> String {
+    match event["type"].as_str() {
+        Some("chunk") => event["data"]["type"].as_str().expect("a part has a type").to_owned(),
+        Some(other) => other.to_owned(),
+        None => panic!("an event without a type: {event}"),
+    }
+}
+
+fn kinds(events: &[Value]) -> Vec<String> {
+    events.iter().map(kind).collect()
+}
+
+/// Every event of the run, checked: gap-free indices from 0, Mastra's shape,
+/// ids unique across the run's drivers.
+async fn events(run: &RunStore) -> Vec<Value> {
+    let page = run.store.read(&run.log_key, 0, 10_000).await.unwrap();
+    let events: Vec<Value> = serde_json::from_str(&page.events).unwrap();
+    assert_eq!(page.count, events.len());
+    assert_eq!(page.next, events.len() as u64);
+    let run_id = run.log_key.strip_prefix(&format!("{PREFIX}agent.stream.")).unwrap();
+    let mut ids = HashSet::new();
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["index"], i as u64, "gap-free indices, in order: {events:#?}");
+        assert_eq!(event["runId"], run_id);
+        assert!(matches!(event["type"].as_str(), Some("chunk" | "suspended")), "{event}");
+        assert!(event["createdAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{event}");
+        let id = event["id"].as_str().expect("an event has an id");
+        assert!(ids.insert(id.to_owned()), "event id {id} repeats: {events:#?}");
+    }
+    events
+}
+
+fn parts_of<'a>(events: &'a [Value], kind_: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| kind(e) == kind_).map(|e| &e["data"]).collect()
+}
+
+fn position(events: &[Value], kind_: &str) -> usize {
+    events.iter().position(|e| kind(e) == kind_).expect("the part is there")
+}
+
+/// Waits until the run's log has an event of `kind_`.
+async fn wait_for_event(run: &RunStore, kind_: &str) {
+    let mut sub = Subscription::new(run.store.clone(), run.log_key.clone(), Some(0));
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let page = sub.next(100).await.unwrap();
+            let events: Vec<Value> = serde_json::from_str(&page.events).unwrap();
+            if events.iter().any(|e| kind(e) == kind_) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no `{kind_}` event in time"));
+}
+
+/// Checks what a stopped run left: the stored state is `state`, and its
+/// `next_event` is the log's next index.
+async fn check_stored(run: &RunStore, state: &RunState, status: Status) {
+    assert_eq!(state.status, status);
+    let stored = agent::load_owned(run, &state.run_id, AGENT).await.unwrap();
+    assert_eq!(stored.status, status);
+    assert_eq!(stored.version, state.version);
+    assert_eq!(stored.next_event, state.next_event);
+    assert_eq!(
+        stored.next_event,
+        run.store.next_index(&run.log_key).await.unwrap(),
+        "the checkpoint covers every event of the log"
+    );
+}
+
+fn json_of(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap()
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, AgentError>) -> &'static str {
+    result.expect_err("an error").code()
+}
+
+/// The `tool` message's results by toolCallId.
+fn tool_message_results(message: &Value) -> HashMap<String, Value> {
+    assert_eq!(message["role"], "tool", "{message}");
+    message["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["type"], "tool-result");
+            (r["toolCallId"].as_str().unwrap().to_owned(), r.clone())
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// 1. A plain text run
+
+async fn plain_text_run(store: Store) {
+    let (run, created) = create(&store, "plain", 5).await;
+    assert_eq!(
+        (created.status, created.version, created.next_event),
+        (Status::Running, 1, 1)
+    );
+    let fake = Fake::model_only(|n, _| {
+        assert_eq!(n, 0, "one model step");
+        text_reply("Sunny in Paris.")
+    });
+
+    // A live reader from the start sees the same events as a later read.
+    let reader = {
+        let mut sub = Subscription::new(store.clone(), run.log_key.clone(), Some(0));
+        tokio::spawn(async move {
+            let mut seen: Vec<Value> = Vec::new();
+            while seen.last().is_none_or(|e| kind(e) != "finish") {
+                let page = sub.next(2).await.unwrap();
+                seen.extend(serde_json::from_str::<Vec<Value>>(&page.events).unwrap());
+            }
+            seen
+        })
+    };
+
+    let state = drive(&run, &fake, created).await;
+    let events = events(&run).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "start",
+            "start-step",
+            "text-start",
+            "text-delta",
+            "text-end",
+            "finish-step",
+            "finish"
+        ]
+    );
+    assert_eq!(events[0]["data"], json!({ "type": "start" }));
+    // The emitted parts, verbatim and in order.
+    let emitted: Vec<&Value> = events[2..5].iter().map(|e| &e["data"]).collect();
+    assert_eq!(emitted, text_reply("Sunny in Paris.").parts.iter().collect::<Vec<_>>());
+    let step_finish = &events[5]["data"];
+    assert_eq!(step_finish["finishReason"], "stop");
+    assert_eq!(step_finish["usage"], usage(7, 3));
+    assert_eq!(step_finish["response"], json!({ "id": "resp-text", "modelId": "fake" }));
+    assert_eq!(
+        events[6]["data"],
+        json!({ "type": "finish", "finishReason": "stop", "totalUsage": usage(7, 3) })
+    );
+
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!(state.next_event, events.len() as u64);
+    assert_eq!(state.finish_reason.as_deref(), Some("stop"));
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 0));
+
+    let request = fake.model_request(0);
+    assert_eq!(request["runId"], "plain");
+    assert_eq!(request["step"], 0);
+    assert_eq!(request["messages"], json!([user_message()]));
+    assert_eq!(request["options"], json!({ "temperature": 0.5, "tag": "plain" }));
+    let messages: Vec<Value> = state.messages.iter().map(|m| json_of(m)).collect();
+    assert_eq!(
+        messages,
+        [
+            user_message(),
+            json!({ "role": "assistant", "content": [{ "type": "text", "text": "Sunny in Paris." }] })
+        ]
+    );
+
+    let seen = tokio::time::timeout(DEADLINE, reader)
+        .await
+        .expect("the reader sees finish")
+        .unwrap();
+    assert_eq!(seen, events);
+}
+
+// ---------------------------------------------------------------------------
+// 2. Two parallel tool calls, then the answer
+
+async fn two_step_run_with_parallel_tool_calls(store: Store) {
+    let (run, created) = create(&store, "two-step", 5).await;
+    let calls = [
+        call("call-w", "weather", json!({ "city": "Paris" })),
+        call("call-t", "clock", json!({ "tz": "Europe/Paris" })),
+    ];
+    let model_calls = calls.clone();
+    // Each tool waits for the other to start: only parallel calls finish.
+    let both_started = Arc::new(Barrier::new(2));
+    let fake = Fake::new(
+        move |n, _| match n {
+            0 => tool_calls_reply(&model_calls),
+            1 => text_reply("21°C at 14:00."),
+            _ => panic!("two model steps"),
+        },
+        move |request, _| {
+            let both_started = both_started.clone();
+            let name = request["toolName"].as_str().unwrap().to_owned();
+            async move {
+                both_started.wait().await;
+                match name.as_str() {
+                    "weather" => output(json!({ "tempC": 21 })),
+                    "clock" => output(json!("14:00")),
+                    other => panic!("unknown tool {other}"),
+                }
+            }
+            .boxed()
+        },
+    );
+
+    let state = drive(&run, &fake, created).await;
+    let events = events(&run).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "start",
+            "start-step",
+            "tool-input-start",
+            "tool-result",
+            "tool-result",
+            "finish-step",
+            "start-step",
+            "text-start",
+            "text-delta",
+            "text-end",
+            "finish-step",
+            "finish"
+        ]
+    );
+    let mut results: Vec<&Value> = parts_of(&events, "tool-result");
+    results.sort_by_key(|r| r["toolCallId"].as_str().unwrap().to_owned());
+    assert_eq!(
+        results,
+        [
+            &json!({ "type": "tool-result", "toolCallId": "call-t", "toolName": "clock",
+                     "input": { "tz": "Europe/Paris" }, "output": "14:00" }),
+            &json!({ "type": "tool-result", "toolCallId": "call-w", "toolName": "weather",
+                     "input": { "city": "Paris" }, "output": { "tempC": 21 } }),
+        ]
+    );
+    let step_finishes = parts_of(&events, "finish-step");
+    assert_eq!(step_finishes[0]["finishReason"], "tool-calls");
+    assert_eq!(step_finishes[0]["usage"], usage(10, 2));
+    assert_eq!(step_finishes[1]["finishReason"], "stop");
+    assert_eq!(
+        events.last().unwrap()["data"],
+        json!({ "type": "finish", "finishReason": "stop", "totalUsage": usage(17, 5) })
+    );
+
+    // The tools: step 0, an idempotency key per call, the caller's options.
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (2, 2));
+    let mut requests = fake.tool_requests();
+    requests.sort_by_key(|r| r["toolCallId"].as_str().unwrap().to_owned());
+    for (request, call) in requests.iter().zip([&calls[1], &calls[0]]) {
+        assert_eq!(request["runId"], "two-step");
+        assert_eq!(request["step"], 0);
+        assert_eq!(request["toolCallId"], call["toolCallId"]);
+        assert_eq!(request["toolName"], call["toolName"]);
+        assert_eq!(request["input"], call["input"]);
+        assert_eq!(
+            request["idempotencyKey"],
+            format!("two-step:0:{}", call["toolCallId"].as_str().unwrap())
+        );
+        assert_eq!(request["options"], json!({ "temperature": 0.5, "tag": "two-step" }));
+    }
+
+    // The second model step sees the calls and both results.
+    let second = fake.model_request(1);
+    assert_eq!(second["step"], 1);
+    let messages = second["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    assert_eq!(messages[0], user_message());
+    assert_eq!(messages[1]["role"], "assistant");
+    let asked: Vec<&Value> = messages[1]["content"].as_array().unwrap().iter().collect();
+    assert_eq!(asked.len(), 2);
+    for (part, call) in asked.iter().zip(&calls) {
+        assert_eq!(part["type"], "tool-call");
+        assert_eq!(part["toolCallId"], call["toolCallId"]);
+        assert_eq!(part["input"], call["input"]);
+    }
+    let tool_results = tool_message_results(&messages[2]);
+    assert_eq!(tool_results.len(), 2);
+    assert_eq!(
+        tool_results["call-w"],
+        json!({ "type": "tool-result", "toolCallId": "call-w", "toolName": "weather",
+                "output": { "type": "json", "value": { "tempC": 21 } } })
+    );
+    assert_eq!(
+        tool_results["call-t"],
+        json!({ "type": "tool-result", "toolCallId": "call-t", "toolName": "clock",
+                "output": { "type": "json", "value": "14:00" } })
+    );
+
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!(state.step, 1);
+    assert!(state.pending.is_empty() && state.tool_results.is_empty());
+    assert_eq!(
+        state.messages.len(),
+        4,
+        "user, assistant calls, tool results, assistant answer"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. Failures
+
+async fn tool_failures_become_tool_errors_and_the_run_goes_on(store: Store) {
+    let (run, created) = create(&store, "tool-errors", 5).await;
+    let fake = Fake::new(
+        |n, _| match n {
+            0 => tool_calls_reply(&[
+                call("e-reply", "flaky", json!({ "q": 1 })),
+                call("e-reject", "broken", json!({ "q": 2 })),
+                call("e-garbled", "garbled", json!({ "q": 3 })),
+            ]),
+            1 => text_reply("Sorry, the tools failed."),
+            _ => panic!("two model steps"),
+        },
+        |request, _| match request["toolCallId"].as_str().unwrap() {
+            "e-reply" => now(Ok(
+                json!({ "error": { "name": "RateLimitError", "message": "slow down" } }).to_string(),
+            )),
+            "e-reject" => now(Err("the tool crashed".to_owned())),
+            "e-garbled" => now(Ok("this is not JSON".to_owned())),
+            other => panic!("unknown call {other}"),
+        },
+    );
+
+    let state = drive(&run, &fake, created).await;
+    let events = events(&run).await;
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (2, 3));
+    assert!(parts_of(&events, "tool-result").is_empty());
+    assert!(
+        parts_of(&events, "error").is_empty(),
+        "a failed tool does not fail the run"
+    );
+    let errors: HashMap<String, &Value> = parts_of(&events, "tool-error")
+        .into_iter()
+        .map(|p| (p["toolCallId"].as_str().unwrap().to_owned(), p))
+        .collect();
+    assert_eq!(errors.len(), 3);
+    assert_eq!(
+        *errors["e-reply"],
+        json!({ "type": "tool-error", "toolCallId": "e-reply", "toolName": "flaky", "input": { "q": 1 },
+                "error": { "name": "RateLimitError", "message": "slow down" } })
+    );
+    assert_eq!(
+        errors["e-reject"]["error"],
+        json!({ "name": "Error", "message": "the tool crashed" })
+    );
+    assert_eq!(errors["e-reject"]["toolName"], "broken");
+    assert_eq!(errors["e-garbled"]["error"]["name"], "InvalidToolReply");
+    // The tool errors come before the step's end, which comes before step 2.
+    let last_error = events.iter().rposition(|e| kind(e) == "tool-error").unwrap();
+    assert!(last_error < position(&events, "finish-step"));
+    assert_eq!(kinds(&events).last().unwrap(), "finish");
+
+    // The model sees the failures as error-text results.
+    let results = tool_message_results(&fake.model_request(1)["messages"][2]);
+    assert_eq!(
+        results["e-reply"]["output"],
+        json!({ "type": "error-text", "value": "slow down" })
+    );
+    assert_eq!(
+        results["e-reject"]["output"],
+        json!({ "type": "error-text", "value": "the tool crashed" })
+    );
+    assert_eq!(results["e-garbled"]["output"]["type"], "error-text");
+}
+
+async fn model_failures_fail_the_run(store: Store) {
+    let cases = [
+        (
+            "model-error-reply",
+            Reply::Now(Ok(
+                json!({ "error": { "name": "APICallError", "message": "overloaded" } }).to_string(),
+            )),
+            ("APICallError", Some("overloaded")),
+        ),
+        (
+            "model-rejected",
+            Reply::Now(Err("connection reset".to_owned())),
+            ("Error", Some("connection reset")),
+        ),
+        (
+            "model-garbled",
+            Reply::Now(Ok("{ not json".to_owned())),
+            ("InvalidModelReply", None),
+        ),
+    ];
+    for (run_id, reply, (name, message)) in cases {
+        let (run, created) = create(&store, run_id, 5).await;
+        let reply = Mutex::new(Some(reply));
+        let fake = Fake::model_only(move |n, _| {
+            assert_eq!(n, 0, "a failed run calls the model once");
+            ModelStep {
+                parts: vec![json!({ "type": "text-delta", "id": "t", "delta": "partial" })],
+                reply: reply.lock().unwrap().take().unwrap(),
+            }
+        });
+        let state = drive(&run, &fake, created).await;
+        let events = events(&run).await;
+        assert_eq!(
+            kinds(&events),
+            ["start", "start-step", "text-delta", "error"],
+            "{run_id}"
+        );
+        let error = &events[3]["data"]["error"];
+        assert_eq!(error["name"], name, "{run_id}");
+        if let Some(message) = message {
+            assert_eq!(error["message"], message, "{run_id}");
+        } else {
+            assert!(!error["message"].as_str().unwrap().is_empty(), "{run_id}");
+        }
+        check_stored(&run, &state, Status::Failed).await;
+        assert_eq!(state.finish_reason.as_deref(), Some("error"));
+        assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 0));
+        assert_inert(&run, &fake, run_id).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. maxSteps
+
+async fn max_steps_stops_a_model_that_always_calls_tools(store: Store) {
+    let (run, created) = create(&store, "max-steps", 3).await;
+    let fake = Fake::new(
+        |n, request| {
+            assert_eq!(request["step"], n);
+            tool_calls_reply(&[call(&format!("search-{n}"), "search", json!({ "page": n }))])
+        },
+        |request, _| now(output(request["input"]["page"].clone())),
+    );
+    let state = drive(&run, &fake, created).await;
+    let events = events(&run).await;
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (3, 3));
+    assert_eq!(state.step, 3);
+    let kinds = kinds(&events);
+    assert_eq!(kinds.iter().filter(|k| *k == "start-step").count(), 3);
+    assert_eq!(kinds.iter().filter(|k| *k == "tool-result").count(), 3);
+    assert_eq!(kinds.iter().filter(|k| *k == "finish-step").count(), 3);
+    assert_eq!(&kinds[kinds.len() - 3..], ["tool-result", "finish-step", "finish"]);
+    assert_eq!(
+        events.last().unwrap()["data"],
+        json!({ "type": "finish", "finishReason": "tool-calls", "totalUsage": usage(30, 6) })
+    );
+    // Each step sees every earlier call and result.
+    assert_eq!(fake.model_request(2)["messages"].as_array().unwrap().len(), 5);
+    assert_inert(&run, &fake, "max-steps").await;
+}
+
+// ---------------------------------------------------------------------------
+// 5. Abort
+
+async fn abort_during_a_model_call(store: Store) {
+    let (run, created) = create(&store, "abort-model", 5).await;
+    let fake = Fake::model_only(|_, _| ModelStep {
+        parts: vec![json!({ "type": "text-delta", "id": "t", "delta": "thinking" })],
+        reply: Reply::Never,
+    });
+    let (task, control) = start(&run, &fake, created);
+    // The part streamed by the pending call is published before the abort.
+    wait_for_event(&run, "text-delta").await;
+    control.abort(Some("stop".to_owned()));
+    let state = finish(task).await;
+    let events = events(&run).await;
+    assert_eq!(kinds(&events), ["start", "start-step", "text-delta", "abort"]);
+    assert_eq!(events[3]["data"], json!({ "type": "abort", "reason": "stop" }));
+    check_stored(&run, &state, Status::Aborted).await;
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 0));
+    assert_inert(&run, &fake, "abort-model").await;
+}
+
+async fn abort_during_tool_calls(store: Store) {
+    let (run, created) = create(&store, "abort-tools", 5).await;
+    let fake = Fake::new(
+        |n, _| {
+            assert_eq!(n, 0);
+            tool_calls_reply(&[call("slow", "slow", json!({}))])
+        },
+        |_, _| never(),
+    );
+    let (task, control) = start(&run, &fake, created);
+    fake.wait_calls(|&(_, tools)| tools == 1).await;
+    control.abort(None);
+    let state = finish(task).await;
+    let events = events(&run).await;
+    assert_eq!(kinds(&events), ["start", "start-step", "tool-input-start", "abort"]);
+    assert_eq!(
+        events[3]["data"],
+        json!({ "type": "abort" }),
+        "no reason given, none published"
+    );
+    check_stored(&run, &state, Status::Aborted).await;
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 1));
+    assert_inert(&run, &fake, "abort-tools").await;
+}
+
+// ---------------------------------------------------------------------------
+// 6. Approval
+
+/// A run suspended on one call that needs approval.
+async fn suspended_run(store: &Store, run_id: &str, fake: &Arc<Fake>) -> (RunStore, RunState) {
+    let (run, created) = create(store, run_id, 5).await;
+    let state = drive(&run, fake, created).await;
+    assert_eq!(state.status, Status::Suspended);
+    (run, state)
+}
+
+fn transfer_fake() -> Arc<Fake> {
+    Fake::new(
+        |n, _| match n {
+            0 => tool_calls_reply(&[approval_call("pay-1", "transfer", json!({ "amount": 100 }))]),
+            1 => text_reply("Done."),
+            _ => panic!("two model steps"),
+        },
+        |request, _| {
+            assert_eq!(request["toolCallId"], "pay-1");
+            now(output(json!({ "ok": true })))
+        },
+    )
+}
+
+async fn approval_suspends_and_an_approved_resume_runs_the_tool_once(store: Store) {
+    let fake = transfer_fake();
+    let (run, suspended) = suspended_run(&store, "approve", &fake).await;
+    let events_before = events(&run).await;
+    assert_eq!(
+        kinds(&events_before),
+        [
+            "start",
+            "start-step",
+            "tool-input-start",
+            "tool-approval-request",
+            "suspended"
+        ]
+    );
+    assert_eq!(
+        events_before[3]["data"],
+        json!({ "type": "tool-approval-request", "approvalId": "pay-1",
+                "toolCall": { "type": "tool-call", "toolCallId": "pay-1", "toolName": "transfer", "input": { "amount": 100 } } })
+    );
+    assert_eq!(events_before[4]["type"], "suspended");
+    let marker = &events_before[4]["data"];
+    assert_eq!(marker["type"], "approval");
+    assert_eq!(marker["toolCallId"], "pay-1");
+    assert_eq!(marker["toolName"], "transfer");
+    assert_eq!(marker["args"], json!({ "amount": 100 }));
+    assert_eq!(marker["toolCalls"].as_array().unwrap().len(), 1);
+    check_stored(&run, &suspended, Status::Suspended).await;
+    assert_eq!(
+        (fake.model_calls(), fake.tool_calls()),
+        (1, 0),
+        "the tool waits for approval"
+    );
+    assert!(
+        parts_of(&events_before, "finish-step").is_empty(),
+        "the step is not over"
+    );
+
+    // A suspended run does not move by itself.
+    let reloaded = agent::load_owned(&run, "approve", AGENT).await.unwrap();
+    let again = drive(&run, &fake, reloaded).await;
+    assert_eq!((again.status, again.version), (Status::Suspended, suspended.version));
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 0));
+
+    let resumed = agent::resume(&run, "approve", AGENT, Some("pay-1"), Decision::Approved)
+        .await
+        .unwrap();
+    assert_eq!(resumed.status, Status::Running);
+    assert_eq!(resumed.version, suspended.version + 1);
+    assert_eq!(resumed.phase, Phase::Tools);
+    // Resumed once: it is not waiting any more.
+    assert_eq!(
+        code(agent::resume(&run, "approve", AGENT, Some("pay-1"), Decision::Approved).await),
+        "ERR_RUN_NOT_SUSPENDED"
+    );
+    assert_eq!(
+        (fake.model_calls(), fake.tool_calls()),
+        (1, 0),
+        "resume itself calls nothing"
+    );
+
+    let state = drive(&run, &fake, resumed).await;
+    let events = events(&run).await;
+    assert_eq!(events[..events_before.len()], events_before[..]);
+    assert_eq!(
+        kinds(&events[events_before.len()..]),
+        [
+            "tool-result",
+            "finish-step",
+            "start-step",
+            "text-start",
+            "text-delta",
+            "text-end",
+            "finish-step",
+            "finish"
+        ]
+    );
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (2, 1));
+    let request = &fake.tool_requests()[0];
+    assert_eq!(request["idempotencyKey"], "approve:0:pay-1");
+    assert_eq!(request["input"], json!({ "amount": 100 }));
+    let results = tool_message_results(&fake.model_request(1)["messages"][2]);
+    assert_eq!(
+        results["pay-1"]["output"],
+        json!({ "type": "json", "value": { "ok": true } })
+    );
+
+    assert_eq!(
+        code(agent::resume(&run, "approve", AGENT, None, Decision::Approved).await),
+        "ERR_RUN_NOT_SUSPENDED"
+    );
+    assert_eq!(
+        code(agent::abort_suspended(&run, "approve", AGENT, None).await),
+        "ERR_RUN_NOT_SUSPENDED"
+    );
+    assert_inert(&run, &fake, "approve").await;
+}
+
+async fn declined_tool_call_is_denied_and_the_model_sees_it(store: Store) {
+    let fake = Fake::new(
+        |n, _| match n {
+            0 => tool_calls_reply(&[approval_call("pay-1", "transfer", json!({ "amount": 100 }))]),
+            1 => text_reply("I did not transfer anything."),
+            _ => panic!("two model steps"),
+        },
+        |request, _| panic!("a declined call never runs: {request}"),
+    );
+    let (run, suspended) = suspended_run(&store, "decline", &fake).await;
+    let before = events(&run).await.len();
+    let resumed = agent::resume(
+        &run,
+        "decline",
+        AGENT,
+        None,
+        Decision::Declined {
+            reason: Some("too risky".to_owned()),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (resumed.status, resumed.version),
+        (Status::Running, suspended.version + 1)
+    );
+    let state = drive(&run, &fake, resumed).await;
+    let events = events(&run).await;
+    assert_eq!(
+        kinds(&events[before..]),
+        [
+            "tool-output-denied",
+            "finish-step",
+            "start-step",
+            "text-start",
+            "text-delta",
+            "text-end",
+            "finish-step",
+            "finish"
+        ]
+    );
+    assert_eq!(
+        events[before]["data"],
+        json!({ "type": "tool-output-denied", "toolCallId": "pay-1", "toolName": "transfer", "reason": "too risky" })
+    );
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (2, 0));
+    let results = tool_message_results(&fake.model_request(1)["messages"][2]);
+    assert_eq!(
+        results["pay-1"],
+        json!({ "type": "tool-result", "toolCallId": "pay-1", "toolName": "transfer",
+                "output": { "type": "execution-denied", "reason": "too risky" } })
+    );
+}
+
+async fn resume_and_create_errors(store: Store) {
+    let fake = transfer_fake();
+    let (run, suspended) = suspended_run(&store, "errors", &fake).await;
+    let log_len = events(&run).await.len();
+
+    assert_eq!(
+        code(agent::resume(&run, "errors", "another-agent", None, Decision::Approved).await),
+        "ERR_RUN_OWNED_ELSEWHERE"
+    );
+    assert_eq!(
+        code(agent::abort_suspended(&run, "errors", "another-agent", None).await),
+        "ERR_RUN_OWNED_ELSEWHERE"
+    );
+    assert_eq!(
+        code(agent::resume(&run, "errors", AGENT, Some("no-such-call"), Decision::Approved).await),
+        "ERR_UNKNOWN_TOOL_CALL"
+    );
+    let ghost = run_store(&store, "ghost");
+    assert_eq!(
+        code(agent::resume(&ghost, "ghost", AGENT, None, Decision::Approved).await),
+        "ERR_RUN_NOT_FOUND"
+    );
+    assert_eq!(
+        code(agent::load_owned(&ghost, "ghost", AGENT).await),
+        "ERR_RUN_NOT_FOUND"
+    );
+
+    // Creating a run that exists changes nothing.
+    let duplicate = agent::create(
+        &run,
+        NewRun {
+            run_id: "errors".to_owned(),
+            agent_id: AGENT.to_owned(),
+            messages: vec![raw(user_message())],
+            max_steps: 5,
+            options: raw(json!({})),
+        },
+    )
+    .await;
+    assert_eq!(code(duplicate), "ERR_RUN_EXISTS");
+    let (_, fresh) = create(&store, "fresh", 5).await;
+    assert_eq!(fresh.status, Status::Running);
+    assert_eq!(
+        code(
+            agent::create(
+                &run_store(&store, "fresh"),
+                NewRun {
+                    run_id: "fresh".to_owned(),
+                    agent_id: AGENT.to_owned(),
+                    messages: Vec::new(),
+                    max_steps: 1,
+                    options: raw(json!({})),
+                },
+            )
+            .await
+        ),
+        "ERR_RUN_EXISTS"
+    );
+    assert_eq!(
+        code(agent::resume(&run_store(&store, "fresh"), "fresh", AGENT, None, Decision::Approved).await),
+        "ERR_RUN_NOT_SUSPENDED",
+        "a running run is not waiting for approval"
+    );
+    assert_eq!(
+        code(
+            agent::create(
+                &run_store(&store, "zero-steps"),
+                NewRun {
+                    run_id: "zero-steps".to_owned(),
+                    agent_id: AGENT.to_owned(),
+                    messages: Vec::new(),
+                    max_steps: 0,
+                    options: raw(json!({})),
+                },
+            )
+            .await
+        ),
+        "ERR_INVALID_ARG"
+    );
+
+    // None of that touched the suspended run.
+    check_stored(&run, &suspended, Status::Suspended).await;
+    assert_eq!(events(&run).await.len(), log_len);
+
+    // Aborting it while suspended publishes `abort`.
+    let aborted = agent::abort_suspended(&run, "errors", AGENT, Some("user left"))
+        .await
+        .unwrap();
+    check_stored(&run, &aborted, Status::Aborted).await;
+    let events = events(&run).await;
+    assert_eq!(events.len(), log_len + 1);
+    assert_eq!(
+        events[log_len]["data"],
+        json!({ "type": "abort", "reason": "user left" })
+    );
+    assert_eq!(
+        code(agent::resume(&run, "errors", AGENT, None, Decision::Approved).await),
+        "ERR_RUN_NOT_SUSPENDED"
+    );
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 0));
+}
+
+async fn concurrent_resumes_exactly_one_wins(store: Store) {
+    for i in 0..5 {
+        let run_id = format!("race-{i}");
+        let fake = transfer_fake();
+        let (run, suspended) = suspended_run(&store, &run_id, &fake).await;
+        let (a, b) = tokio::join!(
+            agent::resume(&run, &run_id, AGENT, None, Decision::Approved),
+            agent::resume(
+                &run,
+                &run_id,
+                AGENT,
+                None,
+                Decision::Declined {
+                    reason: Some("no".to_owned())
+                }
+            ),
+        );
+        let (won, lost) = match (a, b) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            (a, b) => panic!("exactly one resume must win: {a:?} / {b:?}"),
+        };
+        assert!(
+            matches!(lost.code(), "ERR_RUN_NOT_SUSPENDED" | "ERR_RUN_CONFLICT"),
+            "{lost:?}"
+        );
+        let stored = agent::load_owned(&run, &run_id, AGENT).await.unwrap();
+        assert_eq!(stored.version, suspended.version + 1);
+        assert_eq!(stored.status, Status::Running);
+        assert_eq!(
+            stored.pending[0].decision, won.pending[0].decision,
+            "the winner's decision is stored"
+        );
+    }
+}
+
+/// Two writers from one checkpoint (a resume and another, or two drivers):
+/// the second one's commit must be refused, even though it writes the same
+/// version number the first one did.
+async fn a_stale_writer_is_refused(store: Store) {
+    let fake = transfer_fake();
+    let (run, suspended) = suspended_run(&store, "stale", &fake).await;
+    let mut first = agent::load_owned(&run, "stale", AGENT).await.unwrap();
+    let mut second = first.clone();
+    let expected = first.version;
+
+    first.pending[0].decision = Some(Decision::Approved);
+    first.status = Status::Running;
+    first.version += 1;
+    run.commit(&first, Some(expected), &[]).await.unwrap();
+
+    second.pending[0].decision = Some(Decision::Declined { reason: None });
+    second.status = Status::Running;
+    second.version += 1;
+    assert_eq!(code(run.commit(&second, Some(expected), &[]).await), "ERR_RUN_CONFLICT");
+
+    let stored = agent::load_owned(&run, "stale", AGENT).await.unwrap();
+    assert_eq!(stored.version, suspended.version + 1);
+    assert_eq!(stored.pending[0].decision, Some(Decision::Approved));
+
+    // A commit against a run that is gone.
+    run.delete().await.unwrap();
+    first.version += 1;
+    assert_eq!(
+        code(run.commit(&first, Some(first.version - 1), &[]).await),
+        "ERR_RUN_NOT_FOUND"
+    );
+}
+
+async fn require_tool_approval_option_suspends_every_call(store: Store) {
+    let (run, created) = create_with(&store, "require-all", 5, json!({ "requireToolApproval": true })).await;
+    let fake = Fake::new(
+        |n, _| match n {
+            0 => tool_calls_reply(&[call("a", "lookup", json!({})), call("b", "lookup", json!({}))]),
+            1 => text_reply("ok"),
+            _ => panic!("two model steps"),
+        },
+        |_, _| now(output(json!(1))),
+    );
+    let suspended = drive(&run, &fake, created).await;
+    assert_eq!(suspended.status, Status::Suspended);
+    assert_eq!(fake.tool_calls(), 0);
+    let first = events(&run).await;
+    assert_eq!(parts_of(&first, "tool-approval-request").len(), 2);
+    assert_eq!(first.last().unwrap()["data"]["toolCalls"].as_array().unwrap().len(), 2);
+
+    // Deciding one call keeps the run waiting for the other.
+    let half = agent::resume(&run, "require-all", AGENT, Some("a"), Decision::Approved)
+        .await
+        .unwrap();
+    assert_eq!(half.status, Status::Suspended);
+    check_stored(&run, &half, Status::Suspended).await;
+    let resumed = agent::resume(&run, "require-all", AGENT, Some("b"), Decision::Approved)
+        .await
+        .unwrap();
+    assert_eq!(resumed.status, Status::Running);
+    let state = drive(&run, &fake, resumed).await;
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!(
+        (fake.model_calls(), fake.tool_calls_of("a"), fake.tool_calls_of("b")),
+        (2, 1, 1)
+    );
+    // No second round of approval requests.
+    let log = events(&run).await;
+    assert_eq!(parts_of(&log, "tool-approval-request").len(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// 7. Checkpoints
+
+/// Loads the (stopped) run and drives it again: nothing is called, nothing
+/// published, nothing written.
+async fn assert_inert(run: &RunStore, fake: &Arc<Fake>, run_id: &str) {
+    let calls = (fake.model_calls(), fake.tool_calls());
+    let log_len = events(run).await.len();
+    let stored = agent::load_owned(run, run_id, AGENT).await.unwrap();
+    assert!(stored.status.is_terminal() || stored.status == Status::Suspended);
+    let state = drive(run, fake, stored.clone()).await;
+    assert_eq!((state.status, state.version), (stored.status, stored.version));
+    assert_eq!(
+        (fake.model_calls(), fake.tool_calls()),
+        calls,
+        "a stopped run calls nothing"
+    );
+    assert_eq!(events(run).await.len(), log_len, "a stopped run publishes nothing");
+    let after = agent::load_owned(run, run_id, AGENT).await.unwrap();
+    assert_eq!(after.version, stored.version);
+}
+
+async fn terminal_runs_never_call_back_again(store: Store) {
+    let fake = Fake::new(
+        |n, _| match n {
+            0 => tool_calls_reply(&[call("c", "lookup", json!({}))]),
+            _ => text_reply("done"),
+        },
+        |_, _| now(output(json!("found"))),
+    );
+    let (run, created) = create(&store, "terminal", 5).await;
+    let state = drive(&run, &fake, created).await;
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (2, 1));
+    // Twice, each from the stored checkpoint.
+    assert_inert(&run, &fake, "terminal").await;
+    assert_inert(&run, &fake, "terminal").await;
+}
+
+async fn resume_after_suspension_never_reruns_completed_tool_calls(store: Store) {
+    let (run, created) = create(&store, "mixed", 5).await;
+    let fake = Fake::new(
+        |n, _| match n {
+            0 => tool_calls_reply(&[
+                call("look", "lookup", json!({ "account": "A" })),
+                approval_call("pay", "transfer", json!({ "amount": 5 })),
+            ]),
+            1 => text_reply("Paid."),
+            _ => panic!("two model steps"),
+        },
+        |request, _| match request["toolCallId"].as_str().unwrap() {
+            "look" => now(output(json!({ "balance": 10 }))),
+            "pay" => now(output(json!({ "paid": 5 }))),
+            other => panic!("unknown call {other}"),
+        },
+    );
+    let suspended = drive(&run, &fake, created).await;
+    let events_before = events(&run).await;
+    assert_eq!(
+        kinds(&events_before),
+        [
+            "start",
+            "start-step",
+            "tool-input-start",
+            "tool-result",
+            "tool-approval-request",
+            "suspended"
+        ]
+    );
+    check_stored(&run, &suspended, Status::Suspended).await;
+    assert_eq!((fake.tool_calls_of("look"), fake.tool_calls_of("pay")), (1, 0));
+    let stored = agent::load_owned(&run, "mixed", AGENT).await.unwrap();
+    assert_eq!(stored.pending.len(), 1, "only the call awaiting approval is pending");
+    assert_eq!(stored.pending[0].tool_call_id, "pay");
+    assert_eq!(stored.tool_results.len(), 1);
+
+    // Driving the suspended checkpoint again runs nothing.
+    assert_inert(&run, &fake, "mixed").await;
+
+    agent::resume(&run, "mixed", AGENT, Some("pay"), Decision::Approved)
+        .await
+        .unwrap();
+    // From the stored checkpoint, as another process would.
+    let resumed = agent::load_owned(&run, "mixed", AGENT).await.unwrap();
+    let state = drive(&run, &fake, resumed).await;
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!(
+        (
+            fake.model_calls(),
+            fake.tool_calls_of("look"),
+            fake.tool_calls_of("pay")
+        ),
+        (2, 1, 1)
+    );
+    let events = events(&run).await;
+    assert_eq!(parts_of(&events, "tool-result").len(), 2);
+    assert_eq!(parts_of(&events, "finish-step").len(), 2, "step 0 ends once");
+    let results = tool_message_results(&fake.model_request(1)["messages"][2]);
+    assert_eq!(results.len(), 2);
+    assert_eq!(results["look"]["output"]["value"], json!({ "balance": 10 }));
+    assert_eq!(results["pay"]["output"]["value"], json!({ "paid": 5 }));
+}
+
+/// A driver that dies after one of two tool calls completed: the next driver,
+/// from the stored checkpoint, runs only the other.
+async fn crash_in_tool_step_resumes_from_the_last_checkpoint(store: Store) {
+    let (run, created) = create(&store, "crash-tools", 5).await;
+    let fake = Fake::new(
+        |n, _| match n {
+            0 => tool_calls_reply(&[
+                call("fast", "lookup", json!({ "n": 1 })),
+                call("slow", "lookup", json!({ "n": 2 })),
+            ]),
+            1 => text_reply("Both done."),
+            _ => panic!("two model steps"),
+        },
+        |request, earlier| match (request["toolCallId"].as_str().unwrap(), earlier) {
+            ("fast", 0) => now(output(json!("fast result"))),
+            // The first attempt hangs until its driver dies.
+            ("slow", 0) => never(),
+            ("slow", 1) => now(output(json!("slow result"))),
+            (id, n) => panic!("{id} called {} times", n + 1),
+        },
+    );
+    let (task, _control) = start(&run, &fake, created);
+    wait_for_event(&run, "tool-result").await;
+    fake.wait_calls(|&(_, tools)| tools == 2).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+
+    let stored = agent::load_owned(&run, "crash-tools", AGENT).await.unwrap();
+    assert_eq!((stored.status, stored.phase), (Status::Running, Phase::Tools));
+    assert_eq!(stored.pending.len(), 1);
+    assert_eq!(stored.pending[0].tool_call_id, "slow");
+    assert_eq!(stored.next_event, run.store.next_index(&run.log_key).await.unwrap());
+
+    let state = drive(&run, &fake, stored).await;
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!(
+        (
+            fake.model_calls(),
+            fake.tool_calls_of("fast"),
+            fake.tool_calls_of("slow")
+        ),
+        (2, 1, 2)
+    );
+    let events = events(&run).await;
+    assert_eq!(parts_of(&events, "tool-result").len(), 2);
+    let results = tool_message_results(&fake.model_request(1)["messages"][2]);
+    assert_eq!(results.len(), 2);
+    assert_eq!(results["fast"]["output"]["value"], "fast result");
+    assert_eq!(results["slow"]["output"]["value"], "slow result");
+}
+
+/// A driver that dies mid-model-call checkpointed nothing of that step: the
+/// next one calls the model again, and the log stays consistent.
+async fn crash_in_model_step_repeats_only_that_step(store: Store) {
+    let (run, created) = create(&store, "crash-model", 5).await;
+    let fake = Fake::model_only(|n, _| match n {
+        0 => ModelStep {
+            parts: vec![json!({ "type": "text-delta", "id": "t", "delta": "lost" })],
+            reply: Reply::Never,
+        },
+        1 => text_reply("Second try."),
+        _ => panic!("two model calls"),
+    });
+    let (task, _control) = start(&run, &fake, created.clone());
+    wait_for_event(&run, "text-delta").await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+
+    let stored = agent::load_owned(&run, "crash-model", AGENT).await.unwrap();
+    // Nothing of step 0 was checkpointed (only the driver's claim).
+    assert_eq!(
+        (stored.status, stored.phase, stored.step, stored.messages.len()),
+        (Status::Running, Phase::Model, 0, 1)
+    );
+    assert_eq!(stored.version, created.version + 1);
+    let state = drive(&run, &fake, stored).await;
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!(fake.model_calls(), 2);
+    // `events` checks indices and that no event id repeats across drivers.
+    let events = events(&run).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "start",
+            "start-step",
+            "text-delta",
+            "start-step",
+            "text-start",
+            "text-delta",
+            "text-end",
+            "finish-step",
+            "finish"
+        ]
+    );
+}
+
+/// Two drivers handed the same checkpoint (two processes driving one run):
+/// one runs it, the other is refused before it calls anything.
+async fn two_drivers_of_one_checkpoint_only_one_runs(store: Store) {
+    let (run, created) = create(&store, "two-drivers", 5).await;
+    let fake = Fake::model_only(|_, _| ModelStep {
+        parts: Vec::new(),
+        ..text_reply("once")
+    });
+    let (first, _first_control) = Driver::new(run.clone(), fake.clone(), created.clone());
+    let (second, _second_control) = Driver::new(run.clone(), fake.clone(), created);
+    let (a, b) = tokio::time::timeout(DEADLINE, async { tokio::join!(first.drive(), second.drive()) })
+        .await
+        .expect("both drivers stop in time");
+    let (won, lost) = match (a, b) {
+        (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+        (a, b) => panic!("exactly one driver must run the checkpoint: {a:?} / {b:?}"),
+    };
+    assert_eq!(lost.code(), "ERR_RUN_CONFLICT", "{lost:?}");
+    check_stored(&run, &won, Status::Finished).await;
+    assert_eq!(fake.model_calls(), 1, "the refused driver calls nothing");
+    assert_eq!(
+        kinds(&events(&run).await),
+        ["start", "start-step", "finish-step", "finish"]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 8. Run ids
+
+async fn invalid_run_ids_are_rejected(store: Store) {
+    let too_long = "r".repeat(201);
+    for bad in [
+        "",
+        "a b",
+        " ",
+        "tab\there",
+        "line\n",
+        "a{b",
+        "{tag}",
+        "a}b",
+        "nul\0",
+        too_long.as_str(),
+    ] {
+        match RunStore::new(store.clone(), PREFIX, bad, Retention::default()) {
+            Ok(_) => panic!("run id {bad:?} must be rejected"),
+            Err(e) => assert_eq!(e.code(), "ERR_INVALID_ARG", "{bad:?}: {e}"),
+        }
+    }
+    let longest = "r".repeat(200);
+    for good in ["run-1", "rün:ü/1.2_3", longest.as_str()] {
+        let run = RunStore::new(store.clone(), PREFIX, good, Retention::default()).unwrap();
+        let created = agent::create(
+            &run,
+            NewRun {
+                run_id: good.to_owned(),
+                agent_id: AGENT.to_owned(),
+                messages: Vec::new(),
+                max_steps: 1,
+                options: raw(json!({})),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(created.run_id, good);
+        assert_eq!(run.load(good).await.unwrap().run_id, good);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 9. Redis keys
+
+/// The hash tag Redis Cluster hashes a key by (the whole key without one).
+fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{') {
+        if let Some(len) = key[open + 1..].find('}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_run_keys_share_a_hash_tag_and_suspended_runs_never_expire() {
+    let env = Env::redis("keys");
+    let (cache, prefix) = env.redis.clone().unwrap();
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let fake = transfer_fake();
+    let (run, _) = suspended_run(&env.store, "keys-1", &fake).await;
+
+    let state_key = cache.key(&run.state_key);
+    let log_key = cache.key(&run.log_key);
+    assert!(state_key.starts_with(&prefix) && log_key.starts_with(&prefix));
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&state_key)
+        .arg(&log_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 2, "the run lives at {state_key} and {log_key}");
+    assert_ne!(state_key, log_key);
+    assert_eq!(hash_tag(&state_key), "pubsub:agent.stream.keys-1");
+    assert_eq!(
+        hash_tag(&state_key),
+        hash_tag(&log_key),
+        "{state_key} / {log_key}: one Cluster slot"
+    );
+
+    // Suspended: kept until resumed, however long that takes.
+    assert_eq!(pttl(&mut conn, &state_key).await, -1);
+    assert_eq!(pttl(&mut conn, &log_key).await, -1);
+
+    let resumed = agent::resume(&run, "keys-1", AGENT, None, Decision::Approved)
+        .await
+        .unwrap();
+    let state = drive(&run, &fake, resumed).await;
+    assert_eq!(state.status, Status::Finished);
+    for key in [&state_key, &log_key] {
+        let ttl = pttl(&mut conn, key).await;
+        assert!(
+            ttl > 0 && ttl <= (REDIS_TTL_SECONDS * 1000.0) as i64,
+            "{key}: PTTL {ttl}"
+        );
+    }
+
+    // Aborted while suspended: expires too.
+    let fake = transfer_fake();
+    let (run, _) = suspended_run(&env.store, "keys-2", &fake).await;
+    let (state_key, log_key) = (cache.key(&run.state_key), cache.key(&run.log_key));
+    assert_eq!(pttl(&mut conn, &state_key).await, -1);
+    agent::abort_suspended(&run, "keys-2", AGENT, None).await.unwrap();
+    for key in [&state_key, &log_key] {
+        let ttl = pttl(&mut conn, key).await;
+        assert!(ttl > 0, "{key}: PTTL {ttl}");
+    }
+
+    // Deleting a run removes both keys.
+    run.delete().await.unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&state_key)
+        .arg(&log_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+}
+
+// ---------------------------------------------------------------------------
+// A driver whose control the embedder dropped
+
+/// Without its `RunControl` the driver can take no parts, but it must still
+/// wait for the model quietly rather than spin: on a paused clock, a spinning
+/// driver keeps the runtime busy so the model's timer never fires.
+#[test]
+fn a_driver_without_its_control_waits_for_the_model_without_spinning() {
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let state = runtime.block_on(async {
+            let store = Store::Memory(MemoryCache::new(MemoryCacheConfig::default()));
+            let (run, created) = create(&store, "no-control", 5).await;
+            let fake = Fake::model_only(|_, _| ModelStep {
+                parts: Vec::new(),
+                reply: Reply::After(
+                    Duration::from_secs(3600),
+                    Ok(json!({ "content": [{ "type": "text", "text": "late" }] }).to_string()),
+                ),
+            });
+            let (driver, control) = Driver::new(run.clone(), fake.clone(), created);
+            drop(control);
+            let state = driver.drive().await.unwrap();
+            (state.status, fake.model_calls(), events(&run).await.len())
+        });
+        let _ = done.send(state);
+    });
+    let (status, model_calls, events) = outcome
+        .recv_timeout(DEADLINE)
+        .expect("the driver waits for the model instead of spinning");
+    assert_eq!((status, model_calls, events), (Status::Finished, 1, 4));
+}

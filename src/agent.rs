@@ -1,0 +1,325 @@
+//! `NativeAgent`: durable runs of one agent, driven in Rust, with the model and
+//! the tools as JS async functions.
+//!
+//! The callbacks take and return JSON text (see `core::agent::driver`); the
+//! facade (`ts/agent/`) parses, calls the AI SDK model or the tool, and replies.
+//! They are weak threadsafe functions called with `call_async_catch`: a JS
+//! callback that throws synchronously or returns a non-promise becomes an
+//! error of that call, never an uncaught exception, and a stored callback never
+//! keeps Node alive (a run in progress does, through the bridge).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use durable_agent_core::agent::{
+    self, AgentError, Callbacks, Decision, Driver, NewRun, RunControl, RunState, RunStore,
+};
+use durable_agent_core::{Retention, Store};
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use napi::bindgen_prelude::{ClassInstance, Promise};
+use napi::threadsafe_function::ThreadsafeFunction;
+use napi::{Result, Status};
+use napi_derive::napi;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::bridge::{Bridge, NativeBridge, Reply};
+use crate::error::agent_to_napi;
+use crate::pubsub::NativePubSub;
+
+/// A JS `(request: string) => Promise<string>`.
+type JsAsyncFn = ThreadsafeFunction<String, Promise<String>, String, Status, false, true>;
+
+struct JsCallbacks {
+    model: Arc<JsAsyncFn>,
+    tool: Arc<JsAsyncFn>,
+}
+
+async fn call_js(f: Arc<JsAsyncFn>, request: String) -> std::result::Result<String, String> {
+    match f.call_async_catch(request).await {
+        Ok(promise) => promise.await.map_err(|e| e.reason.clone()),
+        Err(e) => Err(e.reason.clone()),
+    }
+}
+
+impl Callbacks for JsCallbacks {
+    fn model(&self, request: String) -> BoxFuture<'static, std::result::Result<String, String>> {
+        call_js(self.model.clone(), request).boxed()
+    }
+
+    fn tool(&self, request: String) -> BoxFuture<'static, std::result::Result<String, String>> {
+        call_js(self.tool.clone(), request).boxed()
+    }
+}
+
+#[napi]
+pub struct NativeAgent {
+    store: Store,
+    prefix: String,
+    retention: Retention,
+    bridge: Bridge,
+    agent_id: String,
+    callbacks: Arc<JsCallbacks>,
+    /// Runs this process drives now.
+    active: Arc<Mutex<HashMap<String, RunControl>>>,
+    /// States just created or resumed here, handed to the next `drive`.
+    prepared: Arc<Mutex<HashMap<String, RunState>>>,
+}
+
+/// Removes a run from `active` when its drive ends.
+struct Registered {
+    active: Arc<Mutex<HashMap<String, RunControl>>>,
+    run_id: String,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(&self.active).remove(&self.run_id);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What JS learns of a run: everything but the prompt.
+fn summary(state: &RunState) -> String {
+    let pending: Vec<_> = state
+        .pending
+        .iter()
+        .map(|c| {
+            json!({
+                "toolCallId": c.tool_call_id,
+                "toolName": c.tool_name,
+                "args": serde_json::from_str::<serde_json::Value>(c.input.get()).unwrap_or_default(),
+                "needsApproval": c.needs_approval,
+                "decision": c.decision,
+            })
+        })
+        .collect();
+    json!({
+        "runId": state.run_id,
+        "agentId": state.agent_id,
+        "status": state.status.as_str(),
+        "step": state.step,
+        "nextEvent": state.next_event,
+        "pending": pending,
+        "usage": state.usage,
+        "finishReason": state.finish_reason,
+        "options": serde_json::from_str::<serde_json::Value>(state.options.get()).unwrap_or_default(),
+        "createdAt": state.created_at,
+        "updatedAt": state.updated_at,
+    })
+    .to_string()
+}
+
+fn raw(text: String, what: &str) -> std::result::Result<Box<RawValue>, AgentError> {
+    RawValue::from_string(text).map_err(|e| AgentError::InvalidArg(format!("{what} is not valid JSON: {e}")))
+}
+
+#[napi]
+impl NativeAgent {
+    #[napi(
+        constructor,
+        catch_unwind,
+        ts_args_type = "pubsub: NativePubSub, agentId: string, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>"
+    )]
+    pub fn new(
+        pubsub: ClassInstance<NativePubSub>,
+        agent_id: String,
+        call_model: JsAsyncFn,
+        call_tool: JsAsyncFn,
+    ) -> Self {
+        NativeAgent {
+            store: pubsub.store.clone(),
+            prefix: pubsub.prefix.clone(),
+            retention: pubsub.retention,
+            bridge: pubsub.bridge.clone(),
+            agent_id,
+            callbacks: Arc::new(JsCallbacks {
+                model: Arc::new(call_model),
+                tool: Arc::new(call_tool),
+            }),
+            active: Arc::default(),
+            prepared: Arc::default(),
+        }
+    }
+
+    /// The bridge this object reports through (the pubsub's).
+    #[napi(getter)]
+    pub fn bridge(&self) -> NativeBridge {
+        NativeBridge::from(&self.bridge)
+    }
+
+    fn run_store(&self, run_id: &str) -> std::result::Result<RunStore, AgentError> {
+        RunStore::new(self.store.clone(), &self.prefix, run_id, self.retention)
+    }
+
+    /// Runs `work` at once when it completes without waiting (in memory) and
+    /// returns its reply; otherwise queues it on the bridge under `id` and
+    /// returns `null`.
+    fn now_or_submit<F>(&self, id: u32, work: F) -> Result<Option<String>>
+    where
+        F: std::future::Future<Output = std::result::Result<String, AgentError>> + Send + 'static,
+    {
+        let mut work = Box::pin(work);
+        if matches!(self.store, Store::Memory(_)) {
+            if let Some(done) = (&mut work).now_or_never() {
+                return done.map(Some).map_err(agent_to_napi);
+            }
+        }
+        self.bridge.submit(id, async move { work.await.map(Reply::Json) });
+        Ok(None)
+    }
+
+    /// Creates a run (it must not exist) and publishes its `start` part.
+    /// `messages`: the prompt (a JSON array of language-model messages);
+    /// `options`: JSON handed back to every callback. Reports the run summary.
+    #[napi(catch_unwind)]
+    pub fn create(
+        &self,
+        id: u32,
+        run_id: String,
+        messages: String,
+        max_steps: u32,
+        options: String,
+    ) -> Result<Option<String>> {
+        let new = (|| {
+            let messages: Vec<Box<RawValue>> = serde_json::from_str(&messages)
+                .map_err(|e| AgentError::InvalidArg(format!("messages must be a JSON array: {e}")))?;
+            Ok::<_, AgentError>(NewRun {
+                run_id: run_id.clone(),
+                agent_id: self.agent_id.clone(),
+                messages,
+                max_steps,
+                options: raw(options, "options")?,
+            })
+        })();
+        let (run, prepared) = (self.run_store(&run_id), self.prepared.clone());
+        self.now_or_submit(id, async move {
+            let state = agent::create(&run?, new?).await?;
+            let reply = summary(&state);
+            lock(&prepared).insert(state.run_id.clone(), state);
+            Ok(reply)
+        })
+    }
+
+    /// Drives a created or resumed run until it finishes, fails, aborts or
+    /// suspends; reports its summary then. Nothing else may drive it meanwhile.
+    #[napi(catch_unwind)]
+    pub fn drive(&self, id: u32, run_id: String) -> Result<()> {
+        let run = self.run_store(&run_id).map_err(agent_to_napi)?;
+        let state = lock(&self.prepared).remove(&run_id);
+        let (callbacks, active, agent_id) = (self.callbacks.clone(), self.active.clone(), self.agent_id.clone());
+        let callbacks: Arc<dyn Callbacks> = callbacks;
+        // Registered now, not when the task starts: an abort right after
+        // `drive` must reach the run (it waits in the inbox for the driver).
+        let (control, inbox) = RunControl::new();
+        lock(&self.active).insert(run_id.clone(), control);
+        let registered = Registered { active, run_id: run_id.clone() };
+        self.bridge.submit(id, async move {
+            // Unregistered however the drive ends, a panic included.
+            let _registered = registered;
+            let (state, fresh) = match state {
+                Some(state) => (state, true),
+                None => (agent::load_owned(&run, &run_id, &agent_id).await?, false),
+            };
+            let mut driver = Driver::with_inbox(run, callbacks, state, inbox);
+            if fresh {
+                driver = driver.freshly_committed();
+            }
+            driver.drive().await.map(|state| Reply::Json(summary(&state)))
+        });
+        Ok(())
+    }
+
+    /// A stream part of the model step in progress (JSON text); false when the
+    /// run is not being driven here.
+    #[napi(catch_unwind)]
+    pub fn emit(&self, run_id: String, part: String) -> Result<bool> {
+        if serde_json::from_str::<serde::de::IgnoredAny>(&part).is_err() {
+            return Err(agent_to_napi(AgentError::InvalidArg(
+                "a stream part must be JSON".into(),
+            )));
+        }
+        Ok(lock(&self.active).get(&run_id).is_some_and(|c| c.emit(part)))
+    }
+
+    /// Stops a run driven here; false when it is not driven here.
+    #[napi(catch_unwind)]
+    pub fn abort(&self, run_id: String, reason: Option<String>) -> bool {
+        match lock(&self.active).get(&run_id) {
+            Some(control) => {
+                control.abort(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Aborts a suspended run (no driver holds it); reports its summary.
+    #[napi(catch_unwind)]
+    pub fn abort_suspended(&self, id: u32, run_id: String, reason: Option<String>) -> Result<Option<String>> {
+        let (run, agent_id) = (self.run_store(&run_id), self.agent_id.clone());
+        self.now_or_submit(id, async move {
+            let state = agent::abort_suspended(&run?, &run_id, &agent_id, reason.as_deref()).await?;
+            Ok(summary(&state))
+        })
+    }
+
+    /// Records an approval decision for a suspended run (`toolCallId` absent:
+    /// every waiting call). Reports the summary; when its status is
+    /// `running`, call `drive` next.
+    #[napi(catch_unwind)]
+    pub fn resume(
+        &self,
+        id: u32,
+        run_id: String,
+        tool_call_id: Option<String>,
+        approved: bool,
+        reason: Option<String>,
+    ) -> Result<Option<String>> {
+        let (run, agent_id, prepared) = (self.run_store(&run_id), self.agent_id.clone(), self.prepared.clone());
+        let decision = if approved {
+            Decision::Approved
+        } else {
+            Decision::Declined { reason }
+        };
+        self.now_or_submit(id, async move {
+            let state = agent::resume(&run?, &run_id, &agent_id, tool_call_id.as_deref(), decision).await?;
+            let reply = summary(&state);
+            if state.status == agent::Status::Running {
+                lock(&prepared).insert(run_id, state);
+            }
+            Ok(reply)
+        })
+    }
+
+    /// Reports the summary of a stored run of this agent.
+    #[napi(catch_unwind)]
+    pub fn inspect(&self, id: u32, run_id: String) -> Result<Option<String>> {
+        let (run, agent_id) = (self.run_store(&run_id), self.agent_id.clone());
+        self.now_or_submit(id, async move {
+            let state = agent::load_owned(&run?, &run_id, &agent_id).await?;
+            Ok(summary(&state))
+        })
+    }
+
+    /// Deletes a run's state and events.
+    #[napi(catch_unwind)]
+    pub fn cleanup(&self, id: u32, run_id: String) -> Result<Option<String>> {
+        let run = self.run_store(&run_id);
+        lock(&self.prepared).remove(&run_id);
+        self.now_or_submit(id, async move {
+            run?.delete().await?;
+            Ok("null".to_owned())
+        })
+    }
+
+    /// How many runs this process drives now.
+    #[napi(getter)]
+    pub fn active_runs(&self) -> u32 {
+        lock(&self.active).len() as u32
+    }
+}

@@ -1,0 +1,450 @@
+/**
+ * `createDurableAgent`: an agent whose loop runs as durable steps in the Rust
+ * core. The model and the tools stay in JS (AI SDK models and tools, or a
+ * Mastra `Agent`); Rust calls them, checkpoints each completed step with the
+ * events it produced, and publishes every part on the run's topic
+ * (`agent.stream.<runId>`), where any reader can replay it.
+ */
+import { randomUUID } from 'node:crypto'
+
+import { NativeAgent } from '../../index.js'
+import { checkOptions } from '../args.js'
+import { coded, ErrorCodes, native } from '../errors.js'
+import { pubsubInternals, type PubSubInternals } from '../internal.js'
+import { InMemoryServerCache } from '../memory-cache.js'
+import { CachingPubSub, type InnerPubSub } from '../pubsub.js'
+import type { RedisServerCache } from '../redis-cache.js'
+import { instructionsText, toPrompt } from './messages.js'
+import { streamStep } from './model.js'
+import { DurableOutput } from './output.js'
+import { executeTool, resolveTools, type ResolvedTool } from './tools.js'
+import type {
+  AgentDefinition,
+  FullOutput,
+  LanguageModel,
+  MessageInput,
+  ObserveOptions,
+  PromptMessage,
+  ResumeData,
+  ResumeOptions,
+  RunOutcome,
+  StreamCallbacks,
+  StreamOptions,
+  StreamPart,
+} from './types.js'
+import { errorInfo } from './util.js'
+
+/** A Mastra `Agent`, read through its public getters. */
+export interface MastraAgentLike {
+  id: string
+  name?: string
+  getModel(options?: unknown): unknown
+  getInstructions(options?: unknown): unknown
+  listTools(options?: unknown): unknown
+}
+
+export interface CreateDurableAgentOptions<A extends AgentDefinition | MastraAgentLike = AgentDefinition | MastraAgentLike> {
+  agent: A
+  /** Default: the agent's id. Runs belong to this id: another id cannot resume them. */
+  id?: string
+  name?: string
+  /** Where run state and events live. Default: a new `InMemoryServerCache`. */
+  cache?: InMemoryServerCache | RedisServerCache
+  /** Our `CachingPubSub` (used as is), or a Mastra `PubSub` to wrap. Default: a native `CachingPubSub` over `cache`. */
+  pubsub?: CachingPubSub | InnerPubSub
+  maxSteps?: number
+  /** Delete a run's state and events this long after it ends (finished, failed, aborted). Default 30 s. */
+  cleanupTimeoutMs?: number
+}
+
+/** What `stream` and `resume` return (Mastra's `DurableAgentStreamResult`). */
+export interface DurableAgentStreamResult {
+  runId: string
+  threadId?: string
+  resourceId?: string
+  output: DurableOutput
+  /** `output.fullStream`. */
+  readonly fullStream: ReadableStream<StreamPart>
+  /** Deletes the run's state and events now (the run must not be needed again). */
+  cleanup(): Promise<void>
+  abort(reason?: string): Promise<void>
+}
+
+interface RunSummary {
+  runId: string
+  agentId: string
+  status: 'running' | 'suspended' | 'finished' | 'failed' | 'aborted'
+  step: number
+  nextEvent: number
+  options: { threadId?: string; resourceId?: string; requireToolApproval?: boolean }
+}
+
+const BRAND = Symbol.for('durable-agent.DurableAgent')
+
+function isMastraAgent(agent: object): agent is MastraAgentLike {
+  return typeof (agent as MastraAgentLike).getModel === 'function' && typeof (agent as MastraAgentLike).listTools === 'function'
+}
+
+function checkModel(model: unknown): LanguageModel {
+  const m = model as LanguageModel | undefined
+  if (!m || typeof m !== 'object' || typeof m.doStream !== 'function' || (m.specificationVersion !== 'v2' && m.specificationVersion !== 'v3')) {
+    throw coded(new TypeError('agent.model must be an AI SDK language model (specification v2 or v3, with doStream)'), ErrorCodes.INVALID_MODEL)
+  }
+  return m
+}
+
+/** What the agent is made of, resolved once per run start (Mastra getters may be async). */
+interface Resolved {
+  model: LanguageModel
+  tools: Map<string, ResolvedTool>
+  instructions: string | undefined
+}
+
+export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDefinition | MastraAgentLike> {
+  readonly id: string
+  readonly name: string
+  readonly agent: A
+  readonly cache: InMemoryServerCache | RedisServerCache
+  readonly pubsub: CachingPubSub
+  readonly maxSteps: number
+  readonly cleanupTimeoutMs: number
+  readonly [BRAND] = true
+  readonly #native: NativeAgent
+  readonly #pubsub: PubSubInternals
+  /** Per run driven here: its abort controller (model and tools get its signal). */
+  readonly #controllers = new Map<string, AbortController>()
+  /** Outputs of this process per run, ended by hand if the run cannot be driven. */
+  readonly #outputs = new Map<string, Set<DurableOutput>>()
+  readonly #timers = new Map<string, NodeJS.Timeout>()
+  #resolved: Promise<Resolved> | undefined
+
+  constructor(options: CreateDurableAgentOptions<A>) {
+    checkOptions(options, { agent: 'object', id: 'string', name: 'string', cache: 'object', pubsub: 'object', maxSteps: 'number', cleanupTimeoutMs: 'number' }, 'createDurableAgent options')
+    const agent = options.agent
+    if (!agent || typeof agent !== 'object' || typeof agent.id !== 'string' || agent.id === '') {
+      throw coded(new TypeError('agent must be an object with a non-empty string id (a definition or a Mastra Agent)'), ErrorCodes.INVALID_OPTION)
+    }
+    if (!isMastraAgent(agent)) checkModel((agent as AgentDefinition).model)
+    const maxSteps = options.maxSteps ?? 5
+    if (!Number.isInteger(maxSteps) || maxSteps < 1 || maxSteps > 10_000) {
+      throw coded(new RangeError(`maxSteps must be an integer from 1 to 10000, got ${maxSteps}`), ErrorCodes.INVALID_OPTION)
+    }
+    const cleanupTimeoutMs = options.cleanupTimeoutMs ?? 30_000
+    if (!Number.isFinite(cleanupTimeoutMs) || cleanupTimeoutMs < 0) {
+      throw coded(new RangeError(`cleanupTimeoutMs must be a finite number >= 0, got ${cleanupTimeoutMs}`), ErrorCodes.INVALID_OPTION)
+    }
+    this.agent = agent
+    this.id = options.id ?? agent.id
+    this.name = options.name ?? agent.name ?? this.id
+    this.maxSteps = maxSteps
+    this.cleanupTimeoutMs = cleanupTimeoutMs
+    const given = options.pubsub
+    if (given instanceof CachingPubSub) {
+      this.pubsub = given
+      const internals = pubsubInternals.get(given)!
+      if (options.cache && options.cache !== internals.cache) {
+        throw coded(new TypeError('cache and pubsub disagree: pass the cache the CachingPubSub stores in, or only one of them'), ErrorCodes.INVALID_OPTION)
+      }
+      this.cache = internals.cache as InMemoryServerCache | RedisServerCache
+    } else {
+      this.cache = options.cache ?? new InMemoryServerCache()
+      this.pubsub = new CachingPubSub(given ?? null, this.cache)
+    }
+    this.#pubsub = pubsubInternals.get(this.pubsub)!
+    this.#native = native(() => new NativeAgent(this.#pubsub.native, this.id, this.#callModel, this.#callTool))
+  }
+
+  /** Starts a run and streams it. Resolves once the run is stored (its events are readable from index 0). */
+  async stream(messages: MessageInput, options: StreamOptions = {}): Promise<DurableAgentStreamResult> {
+    checkOptions(
+      options,
+      {
+        runId: 'string',
+        threadId: 'string',
+        resourceId: 'string',
+        maxSteps: 'number',
+        requireToolApproval: 'boolean',
+        abortSignal: 'object',
+        onChunk: 'function',
+        onStepFinish: 'function',
+        onFinish: 'function',
+        onError: 'function',
+        onSuspended: 'function',
+      },
+      'stream options',
+    )
+    const maxSteps = options.maxSteps ?? this.maxSteps
+    if (!Number.isInteger(maxSteps) || maxSteps < 1) {
+      throw coded(new RangeError(`maxSteps must be a positive integer, got ${maxSteps}`), ErrorCodes.INVALID_ARG)
+    }
+    const resolved = await this.#resolve()
+    const prompt = toPrompt(messages, resolved.instructions)
+    const runId = options.runId ?? randomUUID()
+    const runOptions = {
+      ...(options.threadId !== undefined ? { threadId: options.threadId } : {}),
+      ...(options.resourceId !== undefined ? { resourceId: options.resourceId } : {}),
+      ...(options.requireToolApproval ? { requireToolApproval: true } : {}),
+    }
+    await this.#pubsub.bridge.callNowOrLater<RunSummary>((id) =>
+      this.#native.create(id, runId, JSON.stringify(prompt), maxSteps, JSON.stringify(runOptions)),
+    )
+    // Driven (so abortable) before the output reads: in memory the output
+    // hands out the first parts, and calls onChunk, synchronously.
+    this.#drive(runId, options.abortSignal)
+    const output = this.#output(runId, 0, options, () => true)
+    return this.#result(runId, output, runOptions)
+  }
+
+  /** Runs to the end (or to a suspension) and resolves with everything. A failed run rejects with its error. */
+  async generate(messages: MessageInput, options: StreamOptions = {}): Promise<FullOutput> {
+    const { output } = await this.stream(messages, options)
+    const full = await output.getFullOutput()
+    if (full.outcome === 'failed' && full.error) throw full.error
+    return full
+  }
+
+  /**
+   * Continues a suspended run with an approval decision, in this process or
+   * any other sharing the cache. The result streams the continuation.
+   */
+  async resume(runId: string, resumeData: ResumeData, options: ResumeOptions = {}): Promise<DurableAgentStreamResult> {
+    if (!resumeData || typeof resumeData !== 'object' || typeof resumeData.approved !== 'boolean') {
+      throw coded(new TypeError('resumeData must be { approved: boolean, toolCallId?, reason? }'), ErrorCodes.INVALID_ARG)
+    }
+    await this.#resolve()
+    const summary = await this.#pubsub.bridge.callNowOrLater<RunSummary>((id) =>
+      this.#native.resume(id, runId, resumeData.toolCallId, resumeData.approved, resumeData.reason),
+    )
+    if (summary.status !== 'running') {
+      // Other calls still wait for a decision: nothing runs yet.
+      const output = new DurableOutput(undefined, { ...options, runId, endAtSuspension: () => true }, 'suspended')
+      return this.#result(runId, output, summary.options)
+    }
+    this.#drive(runId, undefined)
+    const output = this.#output(runId, summary.nextEvent, options, () => true)
+    return this.#result(runId, output, summary.options)
+  }
+
+  /** Approves a waiting tool call (all of them without `toolCallId`); the output streams the continuation. */
+  async approveToolCall(options: { runId: string; toolCallId?: string } & ResumeOptions): Promise<DurableOutput> {
+    const { runId, toolCallId, ...callbacks } = options
+    return (await this.resume(runId, { approved: true, toolCallId }, callbacks)).output
+  }
+
+  /** Declines a waiting tool call; the model sees the refusal (and `reason`). */
+  async declineToolCall(options: { runId: string; toolCallId?: string; reason?: string } & ResumeOptions): Promise<DurableOutput> {
+    const { runId, toolCallId, reason, ...callbacks } = options
+    return (await this.resume(runId, { approved: false, toolCallId, reason }, callbacks)).output
+  }
+
+  /**
+   * Reads a run from `offset` (default 0: all of it), as it was and as it goes
+   * on, in this process or any other sharing the cache. Ends where the run
+   * ends, or where it waits for approval.
+   */
+  async observe(runId: string, options: ObserveOptions = {}): Promise<DurableAgentStreamResult> {
+    const offset = options.offset ?? 0
+    if (!Number.isInteger(offset) || offset < 0) {
+      throw coded(new RangeError(`offset must be an integer >= 0, got ${offset}`), ErrorCodes.INVALID_ARG)
+    }
+    const summary = await this.#inspect(runId)
+    if (summary.status !== 'running' && offset >= summary.nextEvent) {
+      // Past the last event of a run that has stopped: nothing will come.
+      const output = new DurableOutput(undefined, { ...pickCallbacks(options), runId, endAtSuspension: () => true }, summary.status)
+      return this.#result(runId, output, summary.options)
+    }
+    const output = this.#output(runId, offset, options, async () => (await this.#inspect(runId)).status === 'suspended')
+    return this.#result(runId, output, summary.options)
+  }
+
+  /** Stops a run: in flight model and tool calls get an aborted signal; the stream ends with `abort`. */
+  async abort(runId: string, reason?: string): Promise<void> {
+    const drivenHere = native(() => this.#native.abort(runId, reason))
+    // Model and tool calls in flight see the abort through their signal.
+    this.#controllers.get(runId)?.abort(reason)
+    if (drivenHere) return
+    await this.#pubsub.bridge.callNowOrLater((id) => this.#native.abortSuspended(id, runId, reason))
+    this.#scheduleCleanup(runId)
+  }
+
+  /** Deletes a run's state and events now. */
+  async cleanup(runId: string): Promise<void> {
+    clearTimeout(this.#timers.get(runId))
+    this.#timers.delete(runId)
+    await this.#pubsub.bridge.callNowOrLater((id) => this.#native.cleanup(id, runId))
+  }
+
+  /** Runs this process is driving now. */
+  get activeRuns(): number {
+    return this.#native.activeRuns
+  }
+
+  #inspect(runId: string): Promise<RunSummary> {
+    return this.#pubsub.bridge.callNowOrLater<RunSummary>((id) => this.#native.inspect(id, runId))
+  }
+
+  #resolve(): Promise<Resolved> {
+    this.#resolved ??= (async () => {
+      const agent = this.agent
+      if (isMastraAgent(agent)) {
+        const [model, tools, instructions] = await Promise.all([agent.getModel(), agent.listTools(), agent.getInstructions()])
+        return {
+          model: checkModel(model),
+          tools: await resolveTools(tools as Record<string, unknown>),
+          instructions: instructionsText(instructions),
+        }
+      }
+      const definition = agent as AgentDefinition
+      return {
+        model: checkModel(definition.model),
+        tools: await resolveTools(definition.tools as Record<string, unknown> | undefined),
+        instructions: instructionsText(definition.instructions),
+      }
+    })()
+    // A failed resolution (a bad schema) is retried by the next call, not cached.
+    this.#resolved.catch(() => (this.#resolved = undefined))
+    return this.#resolved
+  }
+
+  #output(runId: string, offset: number, callbacks: StreamCallbacks, endAtSuspension: () => boolean | Promise<boolean>): DurableOutput {
+    const reader = this.#pubsub.reader(`agent.stream.${runId}`, offset)
+    const output = new DurableOutput(reader, { ...pickCallbacks(callbacks), runId, endAtSuspension })
+    let set = this.#outputs.get(runId)
+    if (!set) this.#outputs.set(runId, (set = new Set()))
+    set.add(output)
+    void output.getFullOutput().then(() => {
+      set.delete(output)
+      if (set.size === 0 && this.#outputs.get(runId) === set) this.#outputs.delete(runId)
+    })
+    return output
+  }
+
+  #result(runId: string, output: DurableOutput, options: RunSummary['options']): DurableAgentStreamResult {
+    return {
+      runId,
+      ...(options.threadId !== undefined ? { threadId: options.threadId } : {}),
+      ...(options.resourceId !== undefined ? { resourceId: options.resourceId } : {}),
+      output,
+      get fullStream() {
+        return output.fullStream
+      },
+      cleanup: () => this.cleanup(runId),
+      abort: (reason?: string) => this.abort(runId, reason),
+    }
+  }
+
+  /** Drives the run here until it ends or suspends; the pending call keeps Node alive meanwhile. */
+  #drive(runId: string, signal: AbortSignal | undefined): void {
+    const controller = new AbortController()
+    this.#controllers.set(runId, controller)
+    const onAbort = () =>
+      this.abort(runId, signal?.reason === undefined ? undefined : String(signal.reason)).catch((error: Error) =>
+        // The run ended meanwhile (nothing left to abort) or the store failed; either way the caller's stream tells.
+        process.emitWarning(`durable-agent: aborting run ${runId} failed: ${error.message}`, 'DurableAgentAbortWarning'),
+      )
+    signal?.addEventListener('abort', onAbort, { once: true })
+    this.#pubsub.bridge
+      .call<RunSummary>((id) => this.#native.drive(id, runId))
+      .then(
+        (summary) => {
+          if (summary.status !== 'suspended') this.#scheduleCleanup(runId)
+        },
+        (error: Error) => {
+          // The run could not be checkpointed (store down, or taken over): it
+          // stays at its last checkpoint; readers here must not wait for ever.
+          for (const output of this.#outputs.get(runId) ?? []) output.fail(error)
+        },
+      )
+      .finally(() => {
+        signal?.removeEventListener('abort', onAbort)
+        if (this.#controllers.get(runId) === controller) this.#controllers.delete(runId)
+      })
+    if (signal?.aborted) onAbort()
+  }
+
+  #scheduleCleanup(runId: string): void {
+    clearTimeout(this.#timers.get(runId))
+    const timer = setTimeout(() => {
+      this.#timers.delete(runId)
+      this.cleanup(runId).catch((error: Error) =>
+        process.emitWarning(`durable-agent: cleaning up run ${runId} failed: ${error.message}`, 'DurableAgentCleanupWarning'),
+      )
+    }, this.cleanupTimeoutMs)
+    // A pending cleanup must not keep Node alive.
+    timer.unref()
+    this.#timers.set(runId, timer)
+  }
+
+  /** The model callback Rust awaits: never rejects; failures become `{ error }`. */
+  readonly #callModel = async (requestText: string): Promise<string> => {
+    try {
+      const request = JSON.parse(requestText) as { runId: string; step: number; messages: PromptMessage[]; options: RunSummary['options'] }
+      const { model, tools } = await this.#resolve()
+      const signal = this.#controllers.get(request.runId)?.signal ?? new AbortController().signal
+      const nativeAgent = this.#native
+      const reply = await streamStep(model, {
+        runId: request.runId,
+        prompt: request.messages,
+        tools,
+        requireToolApproval: request.options.requireToolApproval === true,
+        signal,
+        emit: (part) => {
+          nativeAgent.emit(request.runId, JSON.stringify(part))
+        },
+      })
+      return JSON.stringify(reply)
+    } catch (error) {
+      return JSON.stringify({ error: errorInfo(error) })
+    }
+  }
+
+  /** The tool callback Rust awaits: never rejects; failures become `{ error }`. */
+  readonly #callTool = async (requestText: string): Promise<string> => {
+    try {
+      const request = JSON.parse(requestText) as {
+        runId: string
+        step: number
+        toolCallId: string
+        toolName: string
+        input: unknown
+        idempotencyKey: string
+      }
+      const { tools } = await this.#resolve()
+      const abortSignal = this.#controllers.get(request.runId)?.signal ?? new AbortController().signal
+      const output = await executeTool(
+        tools.get(request.toolName),
+        request.toolName,
+        request.input,
+        { toolCallId: request.toolCallId, runId: request.runId, abortSignal, idempotencyKey: request.idempotencyKey, messages: [] },
+        [],
+      )
+      let text: string | undefined
+      try {
+        text = JSON.stringify(output === undefined ? null : output)
+      } catch (error) {
+        throw Object.assign(new Error(`tool "${request.toolName}" returned a value that is not JSON: ${(error as Error).message}`), {
+          name: 'ToolOutputError',
+        })
+      }
+      return `{"output":${text}}`
+    } catch (error) {
+      return JSON.stringify({ error: errorInfo(error) })
+    }
+  }
+}
+
+function pickCallbacks(options: StreamCallbacks): StreamCallbacks {
+  const { onChunk, onStepFinish, onFinish, onError, onSuspended } = options
+  return { onChunk, onStepFinish, onFinish, onError, onSuspended }
+}
+
+export function createDurableAgent<A extends AgentDefinition | MastraAgentLike>(options: CreateDurableAgentOptions<A>): DurableAgent<A> {
+  return new DurableAgent(options)
+}
+
+/** Whether `value` is a durable agent of this package. */
+export function isDurableAgent(value: unknown): value is DurableAgent {
+  return typeof value === 'object' && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true
+}
+
+export type { RunOutcome }

@@ -1,0 +1,265 @@
+/**
+ * A run's output as one reader sees it: the stored events of the run's topic
+ * from an offset, read in pages, turned into the full stream, the text stream
+ * and the promises of the AI SDK's `streamText` result.
+ *
+ * Reading starts at once (callbacks fire and promises settle whether or not
+ * anyone iterates), parts are kept so every `fullStream`/`textStream` access
+ * replays them from the start, and the output ends at a terminal part
+ * (`finish`, `error`, `abort`), or where the run suspends.
+ */
+import type { PubSubEvent, TopicReader } from '../topic-reader.js'
+import type { FinishReason, FullOutput, RunOutcome, StepResult, StreamCallbacks, StreamPart, SuspendedData, ToolCallPart, ToolResultPart, Usage } from './types.js'
+import { errorFrom } from './util.js'
+
+export interface OutputOptions extends StreamCallbacks {
+  runId: string
+  /** At a `suspended` event with nothing after it in the page: end here? */
+  endAtSuspension: () => boolean | Promise<boolean>
+}
+
+interface Deferred<T> {
+  promise: Promise<T>
+  resolve(value: T): void
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void
+  const promise = new Promise<T>((r) => (resolve = r))
+  return { promise, resolve }
+}
+
+function newStep(): StepResult {
+  return { text: '', reasoningText: '', toolCalls: [], toolResults: [], finishReason: 'unknown', usage: {}, response: {} }
+}
+
+function addUsage(total: Usage, step: Usage): Usage {
+  const out: Usage = { ...total }
+  for (const key of Object.keys(step) as (keyof Usage)[]) out[key] = (out[key] ?? 0) + (step[key] ?? 0)
+  return out
+}
+
+export class DurableOutput {
+  readonly runId: string
+  readonly #parts: StreamPart[] = []
+  readonly #steps: StepResult[] = []
+  #step: StepResult = newStep()
+  #text = ''
+  #usage: Usage = {}
+  #finishReason: FinishReason = 'unknown'
+  #outcome: RunOutcome | undefined
+  #ended = false
+  #suspended: SuspendedData | undefined
+  #error: Error | undefined
+  #wake: Deferred<void> = deferred()
+  readonly #result = deferred<FullOutput>()
+  readonly #options: OutputOptions
+  readonly #reader: TopicReader | undefined
+
+  /** `reader: undefined`: an output that is already over (`outcome`). */
+  constructor(reader: TopicReader | undefined, options: OutputOptions, outcome?: RunOutcome) {
+    this.runId = options.runId
+    this.#options = options
+    this.#reader = reader
+    if (reader) void this.#pump(reader)
+    else this.#end(outcome ?? 'finished')
+  }
+
+  /** Every part, from the first this output read: `for await` it, or use it as a `ReadableStream`. */
+  get fullStream(): ReadableStream<StreamPart> {
+    return this.#stream((part) => part)
+  }
+
+  /** The text deltas. */
+  get textStream(): ReadableStream<string> {
+    return this.#stream((part) => (part.type === 'text-delta' ? part.text : undefined))
+  }
+
+  /** All text the output read (on suspension: the text so far). */
+  get text(): Promise<string> {
+    return this.#result.promise.then((r) => r.text)
+  }
+  get usage(): Promise<Usage> {
+    return this.#result.promise.then((r) => r.usage)
+  }
+  get totalUsage(): Promise<Usage> {
+    return this.usage
+  }
+  get finishReason(): Promise<FinishReason> {
+    return this.#result.promise.then((r) => r.finishReason)
+  }
+  get steps(): Promise<StepResult[]> {
+    return this.#result.promise.then((r) => r.steps)
+  }
+  /** The tool calls of the last step. */
+  get toolCalls(): Promise<ToolCallPart[]> {
+    return this.#result.promise.then((r) => r.toolCalls)
+  }
+  /** The tool results of the last step. */
+  get toolResults(): Promise<ToolResultPart[]> {
+    return this.#result.promise.then((r) => r.toolResults)
+  }
+  /** Everything, once the output ends. */
+  getFullOutput(): Promise<FullOutput> {
+    return this.#result.promise
+  }
+
+  /** Ends the output with an error that is not in the stream (the run could not be driven). */
+  fail(error: Error): void {
+    if (this.#ended) return
+    this.#reader?.close()
+    void this.#accept({ type: 'error', error }).then(() => this.#end('failed'))
+  }
+
+  #stream<T>(pick: (part: StreamPart) => T | undefined): ReadableStream<T> {
+    let i = 0
+    return new ReadableStream<T>(
+      {
+        pull: async (controller) => {
+          for (;;) {
+            let pushed = false
+            while (i < this.#parts.length) {
+              const value = pick(this.#parts[i++]!)
+              if (value !== undefined) {
+                controller.enqueue(value)
+                pushed = true
+              }
+            }
+            if (pushed) return
+            if (this.#ended) return controller.close()
+            await this.#wake.promise
+          }
+        },
+      },
+      { highWaterMark: 0 },
+    )
+  }
+
+  async #pump(reader: TopicReader): Promise<void> {
+    try {
+      for (;;) {
+        const page = reader.ready() ?? (await reader.next(true))
+        if (page === undefined) return this.#end(this.#outcome ?? 'aborted')
+        for (let i = 0; i < page.length; i++) {
+          const event = page[i]!
+          if (event.type === 'chunk') await this.#accept(hydrate(event.data as StreamPart))
+          else if (event.type === 'suspended') await this.#atSuspension(event, i === page.length - 1)
+          if (this.#ended) return
+        }
+        this.#signal()
+      }
+    } catch (error) {
+      await this.#accept({ type: 'error', error: error as Error })
+      this.#end('failed')
+    } finally {
+      reader.close()
+    }
+  }
+
+  async #atSuspension(event: PubSubEvent, last: boolean): Promise<void> {
+    const data = event.data as SuspendedData
+    // Something follows in this page: the run went on, so read on.
+    if (!last || !(await this.#options.endAtSuspension())) return
+    this.#suspended = data
+    await this.#call(this.#options.onSuspended, data)
+    this.#end('suspended')
+  }
+
+  async #accept(part: StreamPart): Promise<void> {
+    this.#parts.push(part)
+    await this.#call(this.#options.onChunk, part)
+    const step = this.#step
+    switch (part.type) {
+      case 'start-step':
+        this.#step = newStep()
+        break
+      case 'text-delta':
+        this.#text += part.text
+        step.text += part.text
+        break
+      case 'reasoning-delta':
+        step.reasoningText += part.text
+        break
+      case 'tool-call':
+        step.toolCalls.push(part)
+        break
+      case 'tool-result':
+        step.toolResults.push(part)
+        break
+      case 'finish-step':
+        step.finishReason = part.finishReason
+        step.usage = part.usage
+        step.response = part.response
+        this.#steps.push(step)
+        this.#usage = addUsage(this.#usage, part.usage)
+        this.#step = newStep()
+        await this.#call(this.#options.onStepFinish, step)
+        break
+      case 'finish':
+        this.#finishReason = part.finishReason
+        this.#usage = part.totalUsage
+        this.#outcome = 'finished'
+        await this.#call(this.#options.onFinish, this.#full())
+        this.#end('finished')
+        break
+      case 'error':
+        this.#error = part.error
+        this.#finishReason = 'error'
+        await this.#call(this.#options.onError, { error: part.error })
+        this.#end('failed')
+        break
+      case 'abort':
+        this.#finishReason = 'other'
+        this.#end('aborted')
+        break
+    }
+  }
+
+  #full(): FullOutput {
+    const last = this.#steps[this.#steps.length - 1]
+    return {
+      runId: this.runId,
+      text: this.#text,
+      usage: this.#usage,
+      finishReason: this.#finishReason,
+      steps: this.#steps,
+      toolCalls: last?.toolCalls ?? [],
+      toolResults: last?.toolResults ?? [],
+      outcome: this.#outcome ?? 'finished',
+      ...(this.#suspended ? { suspended: this.#suspended } : {}),
+      ...(this.#error ? { error: this.#error } : {}),
+    }
+  }
+
+  #end(outcome: RunOutcome): void {
+    if (this.#ended) return
+    this.#ended = true
+    this.#outcome = outcome
+    if (outcome === 'suspended' && this.#finishReason === 'unknown') this.#finishReason = 'tool-calls'
+    this.#reader?.close()
+    this.#result.resolve(this.#full())
+    this.#signal()
+  }
+
+  #signal(): void {
+    const wake = this.#wake
+    this.#wake = deferred()
+    wake.resolve()
+  }
+
+  /** Runs a user callback; one that throws is reported, never allowed to break the stream. */
+  async #call<T>(callback: ((arg: T) => void | PromiseLike<void>) | undefined, arg: T): Promise<void> {
+    if (!callback) return
+    try {
+      await callback(arg)
+    } catch (error) {
+      process.emitWarning(`durable-agent: a stream callback threw: ${(error as Error)?.message ?? String(error)}`, 'DurableAgentCallbackWarning')
+    }
+  }
+}
+
+/** Errors are stored as `{ name, message }`; readers get `Error`s back. */
+function hydrate(part: StreamPart): StreamPart {
+  if (part.type === 'error' || part.type === 'tool-error') part.error = errorFrom(part.error)
+  return part
+}

@@ -1,0 +1,210 @@
+/**
+ * Public types of durable agents: AI SDK vocabulary (language models of
+ * specification v2 and v3, full-stream parts, tools), described structurally
+ * so this package needs no AI SDK types at build time.
+ */
+
+/** JSON as stored: what tool inputs, outputs and options are. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
+
+/** An AI SDK language model (`LanguageModelV2` or `LanguageModelV3`), driven through `doStream`. */
+export interface LanguageModel {
+  readonly specificationVersion: 'v2' | 'v3'
+  readonly provider?: string
+  readonly modelId?: string
+  doStream(options: LanguageModelCallOptions): PromiseLike<{ stream: ReadableStream<unknown> }>
+}
+
+/** What `doStream` gets (the AI SDK's call options, as far as we set them). */
+export interface LanguageModelCallOptions {
+  prompt: PromptMessage[]
+  tools?: { type: 'function'; name: string; description?: string; inputSchema: object }[]
+  toolChoice?: { type: 'auto' }
+  abortSignal?: AbortSignal
+  includeRawChunks?: boolean
+}
+
+/** A language-model prompt message (AI SDK `LanguageModelV2Prompt` / `V3Prompt` item). */
+export type PromptMessage =
+  | { role: 'system'; content: string }
+  | { role: 'user'; content: ContentPart[] }
+  | { role: 'assistant'; content: ContentPart[] }
+  | { role: 'tool'; content: ToolResultContent[] }
+
+export type ContentPart =
+  | { type: 'text'; text: string }
+  | { type: 'reasoning'; text: string }
+  | { type: 'tool-call'; toolCallId: string; toolName: string; input: unknown }
+  | { type: 'file'; data: string; mediaType: string; filename?: string }
+
+export interface ToolResultContent {
+  type: 'tool-result'
+  toolCallId: string
+  toolName: string
+  output:
+    | { type: 'json'; value: JsonValue }
+    | { type: 'text' | 'error-text'; value: string }
+    | { type: 'execution-denied'; reason?: string }
+}
+
+/**
+ * Messages a run starts from: a string (one user message) or AI SDK model
+ * messages (`{ role, content }`, content a string or parts).
+ */
+export type MessageInput = string | InputMessage | InputMessage[]
+export interface InputMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool'
+  content: string | unknown[]
+}
+
+/** What a tool's `execute` gets besides its input. */
+export interface ToolExecutionOptions {
+  toolCallId: string
+  runId: string
+  abortSignal: AbortSignal
+  /** `<runId>:<step>:<toolCallId>`: stable across retries and recovery of the same call. */
+  idempotencyKey: string
+  /** The conversation up to this call. */
+  messages: PromptMessage[]
+}
+
+/** An AI SDK-style tool. `inputSchema`: a JSON Schema, an AI SDK `jsonSchema()`, or a schema the AI SDK accepts (zod, Standard Schema). */
+export interface Tool<Input = any, Output = unknown> {
+  description?: string
+  inputSchema: unknown
+  execute?: (input: Input, options: ToolExecutionOptions) => Output | PromiseLike<Output>
+  /** Ask the user before running it; a function decides per call. */
+  needsApproval?: boolean | ((input: Input, options: { toolCallId: string; messages: PromptMessage[] }) => boolean | PromiseLike<boolean>)
+}
+
+export type ToolSet = Record<string, Tool>
+
+/** A plain agent definition. */
+export interface AgentDefinition {
+  id: string
+  name?: string
+  instructions?: string
+  model: LanguageModel
+  tools?: ToolSet
+}
+
+/** Token usage (AI SDK `LanguageModelUsage`). */
+export interface Usage {
+  inputTokens?: number
+  outputTokens?: number
+  totalTokens?: number
+  reasoningTokens?: number
+  cachedInputTokens?: number
+}
+
+export type FinishReason = 'stop' | 'length' | 'content-filter' | 'tool-calls' | 'error' | 'other' | 'unknown' | (string & {})
+
+export interface ToolCallPart {
+  type: 'tool-call'
+  toolCallId: string
+  toolName: string
+  input: unknown
+}
+
+export interface ToolResultPart {
+  type: 'tool-result'
+  toolCallId: string
+  toolName: string
+  input: unknown
+  output: unknown
+}
+
+/** A part of a run's full stream: the AI SDK's `TextStreamPart` shapes. */
+export type StreamPart =
+  | { type: 'start' }
+  | { type: 'start-step'; request: object; warnings: unknown[] }
+  | { type: 'text-start' | 'text-end' | 'reasoning-start' | 'reasoning-end'; id: string; providerMetadata?: object }
+  | { type: 'text-delta' | 'reasoning-delta'; id: string; text: string; providerMetadata?: object }
+  | { type: 'tool-input-start'; id: string; toolName: string }
+  | { type: 'tool-input-delta'; id: string; delta: string }
+  | { type: 'tool-input-end'; id: string }
+  | ToolCallPart
+  | ToolResultPart
+  | { type: 'tool-error'; toolCallId: string; toolName: string; input: unknown; error: Error }
+  | { type: 'tool-output-denied'; toolCallId: string; toolName: string; reason?: string }
+  | { type: 'tool-approval-request'; approvalId: string; toolCall: ToolCallPart }
+  | { type: 'source'; [key: string]: unknown }
+  | { type: 'file'; file: unknown }
+  | { type: 'raw'; rawValue: unknown }
+  | { type: 'finish-step'; response: object; usage: Usage; finishReason: FinishReason; providerMetadata?: object }
+  | { type: 'finish'; finishReason: FinishReason; totalUsage: Usage }
+  | { type: 'error'; error: Error }
+  | { type: 'abort'; reason?: string }
+
+/** One model step and the tool calls it made. */
+export interface StepResult {
+  text: string
+  reasoningText: string
+  toolCalls: ToolCallPart[]
+  toolResults: ToolResultPart[]
+  finishReason: FinishReason
+  usage: Usage
+  response: object
+}
+
+/** What the run waits for when it suspends (Mastra's `AgentSuspendedEventData`). */
+export interface SuspendedData {
+  type: 'approval'
+  toolCallId: string
+  toolName: string
+  args: unknown
+  /** Every call waiting, when the model asked for several. */
+  toolCalls: { toolCallId: string; toolName: string; args: unknown }[]
+}
+
+/** How a run (or the part of it an output read) ended. */
+export type RunOutcome = 'finished' | 'failed' | 'aborted' | 'suspended'
+
+export interface FullOutput {
+  runId: string
+  text: string
+  usage: Usage
+  finishReason: FinishReason
+  steps: StepResult[]
+  toolCalls: ToolCallPart[]
+  toolResults: ToolResultPart[]
+  /** `suspended`: the run waits for tool approval (see `suspended`). */
+  outcome: RunOutcome
+  suspended?: SuspendedData
+  error?: Error
+}
+
+export interface StreamCallbacks {
+  onChunk?: (part: StreamPart) => void | PromiseLike<void>
+  onStepFinish?: (step: StepResult) => void | PromiseLike<void>
+  onFinish?: (result: FullOutput) => void | PromiseLike<void>
+  onError?: (event: { error: Error }) => void | PromiseLike<void>
+  onSuspended?: (data: SuspendedData) => void | PromiseLike<void>
+}
+
+export interface StreamOptions extends StreamCallbacks {
+  /** Default: a random UUID. 1-200 printable characters, no spaces or braces. */
+  runId?: string
+  threadId?: string
+  resourceId?: string
+  maxSteps?: number
+  /** Every tool call waits for approval. */
+  requireToolApproval?: boolean
+  abortSignal?: AbortSignal
+}
+
+export type ResumeOptions = StreamCallbacks
+
+export interface ObserveOptions extends StreamCallbacks {
+  /** The index of the first event to replay; 0 (default) replays the whole run. */
+  offset?: number
+}
+
+/** What `resume` takes: an approval decision (Mastra's shape). */
+export interface ResumeData {
+  approved: boolean
+  /** Which waiting call; absent: all of them. */
+  toolCallId?: string
+  /** Why a call was declined (the model sees it). */
+  reason?: string
+}
