@@ -31,8 +31,12 @@ export declare class NativeAgent {
   emit(runId: string, part: string): boolean
   /** Stops a run driven here; false when it is not driven here. */
   abort(runId: string, reason?: string | undefined | null): boolean
-  /** Aborts a suspended run (no driver holds it); reports its summary. */
-  abortSuspended(id: number, runId: string, reason?: string | undefined | null): string | null
+  /**
+   * Aborts a run no driver here holds: a suspended one at once, a running
+   * one by asking its driver in another process; a run that ended is left
+   * as it is. Reports its summary.
+   */
+  abortElsewhere(id: number, runId: string, reason?: string | undefined | null): string | null
   /**
    * Records an approval decision for a suspended run (`toolCallId` absent:
    * every waiting call). Reports the summary; when its status is

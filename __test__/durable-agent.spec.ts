@@ -783,6 +783,38 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       }
     })
 
+    it('abort() by another agent instance (as from another process) stops a run driven elsewhere', async () => {
+      let signal: AbortSignal | undefined
+      const model = kits[0]!.model((_call, options) => {
+        signal = options.abortSignal
+        const s = controlledStream()
+        openStreams.push(s.close)
+        s.push({ type: 'stream-start', warnings: [] })
+        s.push({ type: 'text-start', id: 't' })
+        s.push({ type: 'text-delta', id: 't', delta: 'working' })
+        return s.stream
+      })
+      const driver = agentOf(model)
+      const other = agentOf(kits[0]!.model(() => {
+        throw new Error('the other instance never calls its model')
+      }))
+      const result = await driver.stream('Go')
+      const seen: string[] = []
+      const reading = collect(result.fullStream, 'the aborted stream to end', 5_000)
+      const observer = await other.observe(result.runId, { onChunk: (part) => void seen.push(part.type) })
+      await within(eventually(() => seen.includes('text-delta')), 5_000, 'the run to stream')
+      await other.abort(result.runId, 'from elsewhere')
+      const parts = await reading
+      expect(parts.at(-1)).toEqual({ type: 'abort', reason: 'from elsewhere' })
+      expect((await result.output.getFullOutput()).outcome).toBe('aborted')
+      expect((await within(observer.output.getFullOutput(), 5_000, 'the observer to end')).outcome).toBe('aborted')
+      await within(eventually(() => signal?.aborted === true), 5_000, "the driver's model signal to abort")
+      // Aborting a run that has ended changes nothing.
+      await other.abort(result.runId, 'again')
+      const replay = await collect((await other.observe(result.runId)).output.fullStream)
+      expect(replay).toEqual(parts)
+    })
+
     it('an abortSignal that is already aborted aborts the run', async () => {
       const agent = agentOf(neverEnding())
       const controller = new AbortController()

@@ -258,12 +258,14 @@ impl NativeAgent {
         }
     }
 
-    /// Aborts a suspended run (no driver holds it); reports its summary.
+    /// Aborts a run no driver here holds: a suspended one at once, a running
+    /// one by asking its driver in another process; a run that ended is left
+    /// as it is. Reports its summary.
     #[napi(catch_unwind)]
-    pub fn abort_suspended(&self, id: u32, run_id: String, reason: Option<String>) -> Result<Option<String>> {
+    pub fn abort_elsewhere(&self, id: u32, run_id: String, reason: Option<String>) -> Result<Option<String>> {
         let (run, agent_id) = (self.run_store(&run_id), self.agent_id.clone());
         self.now_or_submit(id, async move {
-            let state = agent::abort_suspended(&run?, &run_id, &agent_id, reason.as_deref()).await?;
+            let state = agent::abort(&run?, &run_id, &agent_id, reason.as_deref()).await?;
             Ok(summary(&state))
         })
     }

@@ -257,14 +257,20 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
     return this.#result(runId, output, summary.options)
   }
 
-  /** Stops a run: in flight model and tool calls get an aborted signal; the stream ends with `abort`. */
+  /**
+   * Stops a run: in flight model and tool calls get an aborted signal; the
+   * stream ends with `abort`. Works from any process sharing the cache (the
+   * driving process sees the request within a quarter of a second); a run that
+   * already ended is left as it is.
+   */
   async abort(runId: string, reason?: string): Promise<void> {
     const drivenHere = native(() => this.#native.abort(runId, reason))
     // Model and tool calls in flight see the abort through their signal.
     this.#controllers.get(runId)?.abort(reason)
     if (drivenHere) return
-    await this.#pubsub.bridge.callNowOrLater((id) => this.#native.abortSuspended(id, runId, reason))
-    this.#scheduleCleanup(runId)
+    const summary = await this.#pubsub.bridge.callNowOrLater<RunSummary>((id) => this.#native.abortElsewhere(id, runId, reason))
+    // Aborted here (it was suspended): nobody drives it, so clean up here.
+    if (summary.status === 'suspended') this.#scheduleCleanup(runId)
   }
 
   /** Deletes a run's state and events now. */
@@ -347,6 +353,8 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
       .call<RunSummary>((id) => this.#native.drive(id, runId))
       .then(
         (summary) => {
+          // Aborted from elsewhere: calls still in flight here learn it now.
+          if (summary.status === 'aborted' && !controller.signal.aborted) controller.abort(abortedElsewhere())
           if (summary.status !== 'suspended') this.#scheduleCleanup(runId)
         },
         (error: Error) => {
@@ -431,6 +439,12 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
       return JSON.stringify({ error: errorInfo(error) })
     }
   }
+}
+
+function abortedElsewhere(): Error {
+  const error = new Error('the run was aborted')
+  error.name = 'AbortError'
+  return error
 }
 
 function pickCallbacks(options: StreamCallbacks): StreamCallbacks {

@@ -93,15 +93,32 @@ impl Store {
         }
     }
 
-    /// Deletes a run's state and topic.
-    pub async fn delete_run(&self, state_key: &str, log_key: &str) -> Result<(), CacheError> {
+    /// Deletes a run's keys (state, topic, abort request).
+    pub async fn delete_run(&self, keys: &[&str]) -> Result<(), CacheError> {
         match self {
             Store::Memory(cache) => {
-                cache.delete(state_key);
-                cache.delete(log_key);
+                for key in keys {
+                    cache.delete(key);
+                }
                 Ok(())
             }
-            Store::Redis(cache) => cache.run_delete(state_key, log_key).await,
+            Store::Redis(cache) => cache.run_delete(keys).await,
+        }
+    }
+
+    /// Records a request to abort a run (`reason_json`), if its state exists.
+    pub async fn request_abort(&self, state_key: &str, abort_key: &str, reason_json: &str) -> Result<bool, CacheError> {
+        match self {
+            Store::Memory(cache) => Ok(cache.run_request_abort(state_key, abort_key, reason_json)),
+            Store::Redis(cache) => cache.run_request_abort(state_key, abort_key, reason_json).await,
+        }
+    }
+
+    /// The reason of a requested abort (JSON text), if any.
+    pub async fn abort_requested(&self, abort_key: &str) -> Result<Option<String>, CacheError> {
+        match self {
+            Store::Memory(cache) => Ok(cache.get(abort_key)),
+            Store::Redis(cache) => cache.get(abort_key).await,
         }
     }
 

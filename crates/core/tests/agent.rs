@@ -136,6 +136,9 @@ on_both_stores!(
     max_steps_stops_a_model_that_always_calls_tools,
     abort_during_a_model_call,
     abort_during_tool_calls,
+    abort_requested_elsewhere_stops_a_model_call,
+    abort_requested_elsewhere_stops_tool_calls,
+    abort_from_elsewhere_of_suspended_and_ended_runs,
     approval_suspends_and_an_approved_resume_runs_the_tool_once,
     declined_tool_call_is_denied_and_the_model_sees_it,
     resume_and_create_errors,
@@ -901,6 +904,67 @@ async fn abort_during_tool_calls(store: Store) {
     check_stored(&run, &state, Status::Aborted).await;
     assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 1));
     assert_inert(&run, &fake, "abort-tools").await;
+}
+
+/// Another process asks (`agent::abort` on a store it shares): the driver,
+/// waiting for a model call that never returns, sees the request and aborts.
+async fn abort_requested_elsewhere_stops_a_model_call(store: Store) {
+    let (run, created) = create(&store, "abort-remote-model", 5).await;
+    let fake = Fake::model_only(|_, _| ModelStep {
+        parts: vec![json!({ "type": "text-delta", "id": "t", "delta": "thinking" })],
+        reply: Reply::Never,
+    });
+    // The control stays alive and unused: only the request can stop the run.
+    let (task, _control) = start(&run, &fake, created);
+    wait_for_event(&run, "text-delta").await;
+    let asked = agent::abort(&run, "abort-remote-model", AGENT, Some("from elsewhere"))
+        .await
+        .unwrap();
+    assert_eq!(asked.status, Status::Running, "the driver publishes the abort, not the asker");
+    let state = finish(task).await;
+    let events = events(&run).await;
+    assert_eq!(kinds(&events), ["start", "start-step", "text-delta", "abort"]);
+    assert_eq!(events[3]["data"], json!({ "type": "abort", "reason": "from elsewhere" }));
+    check_stored(&run, &state, Status::Aborted).await;
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 0));
+}
+
+async fn abort_requested_elsewhere_stops_tool_calls(store: Store) {
+    let (run, created) = create(&store, "abort-remote-tools", 5).await;
+    let fake = Fake::new(
+        |n, _| {
+            assert_eq!(n, 0);
+            tool_calls_reply(&[call("slow", "slow", json!({}))])
+        },
+        |_, _| never(),
+    );
+    let (task, _control) = start(&run, &fake, created);
+    fake.wait_calls(|&(_, tools)| tools == 1).await;
+    agent::abort(&run, "abort-remote-tools", AGENT, None).await.unwrap();
+    let state = finish(task).await;
+    assert_eq!(kinds(&events(&run).await).last().map(String::as_str), Some("abort"));
+    check_stored(&run, &state, Status::Aborted).await;
+}
+
+/// Nobody drives a suspended run: the asker aborts it itself. A run that
+/// ended stays as it was; an unknown run is an error.
+async fn abort_from_elsewhere_of_suspended_and_ended_runs(store: Store) {
+    let fake = transfer_fake();
+    let (run, _) = suspended_run(&store, "abort-suspended-remote", &fake).await;
+    let aborted = agent::abort(&run, "abort-suspended-remote", AGENT, Some("no")).await.unwrap();
+    assert_eq!(aborted.status, Status::Aborted);
+    let events = events(&run).await;
+    assert_eq!(events.last().unwrap()["data"], json!({ "type": "abort", "reason": "no" }));
+    let again = agent::abort(&run, "abort-suspended-remote", AGENT, None).await.unwrap();
+    assert_eq!(again.status, Status::Aborted);
+    assert_eq!(crate::events(&run).await.len(), events.len(), "an ended run is left as it was");
+    assert_eq!(fake.tool_calls(), 0);
+
+    let missing = RunStore::new(store.clone(), "pubsub:", "abort-missing", Default::default()).unwrap();
+    assert_eq!(
+        code(agent::abort(&missing, "abort-missing", AGENT, None).await),
+        "ERR_RUN_NOT_FOUND"
+    );
 }
 
 // ---------------------------------------------------------------------------

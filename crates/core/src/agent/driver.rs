@@ -79,6 +79,9 @@ pub struct Driver {
     /// The state's version was written by the caller just now (`create`,
     /// `resume`): no other driver can start from it, so no claim is needed.
     claimed: bool,
+    /// An abort asked for by another process, seen at a checkpoint or while
+    /// waiting for a callback ("" without a reason).
+    requested_abort: Option<String>,
 }
 
 enum Flow {
@@ -187,6 +190,7 @@ impl Driver {
             inbox,
             writer,
             claimed: false,
+            requested_abort: None,
         }
     }
 
@@ -215,7 +219,7 @@ impl Driver {
             if self.state.status != Status::Running {
                 return Ok(self.state);
             }
-            let cancel = self.inbox.cancel.borrow().clone();
+            let cancel = self.inbox.cancel.borrow().clone().or_else(|| self.requested_abort.take());
             if let Some(reason) = cancel {
                 self.abort(reason).await?;
                 continue;
@@ -242,7 +246,11 @@ impl Driver {
         self.state.version += 1;
         self.state.next_event += events.len() as u64;
         self.state.updated_at = iso_now();
-        self.run.commit(&self.state, Some(expected), &events).await
+        let requested = self.run.commit(&self.state, Some(expected), &events).await?;
+        if let (Some(reason), Status::Running) = (requested, self.state.status) {
+            self.requested_abort = Some(reason.unwrap_or_default());
+        }
+        Ok(())
     }
 
     /// Publishes parts outside a checkpoint.
@@ -299,13 +307,13 @@ impl Driver {
         let mut parts_open = true;
         let reply = loop {
             enum Next {
-                Cancelled,
+                Cancelled(String),
                 Parts,
                 Done(Result<String, String>),
             }
             let next = tokio::select! {
                 biased;
-                _ = cancelled(&mut self.inbox.cancel) => Next::Cancelled,
+                reason = stop_requested(&mut self.inbox.cancel, &self.run) => Next::Cancelled(reason),
                 received = self.inbox.parts.recv_many(&mut parts, 256), if parts_open => {
                     parts_open = received > 0;
                     Next::Parts
@@ -313,7 +321,10 @@ impl Driver {
                 reply = &mut call => Next::Done(reply),
             };
             match next {
-                Next::Cancelled => return Ok(Flow::Continue),
+                Next::Cancelled(reason) => {
+                    self.requested_abort = Some(reason);
+                    return Ok(Flow::Continue);
+                }
                 Next::Parts => {
                     let events = parts
                         .drain(..)
@@ -459,12 +470,16 @@ impl Driver {
         while !running.is_empty() {
             let next = tokio::select! {
                 biased;
-                _ = cancelled(&mut self.inbox.cancel) => None,
-                done = running.next() => done,
+                reason = stop_requested(&mut self.inbox.cancel, &self.run) => Err(reason),
+                done = running.next() => done.ok_or_else(String::new),
             };
             // Cancelled: abandon the calls; the loop publishes `abort`.
-            let Some((call, reply)) = next else {
-                return Ok(Flow::Continue);
+            let (call, reply) = match next {
+                Ok(done) => done,
+                Err(reason) => {
+                    self.requested_abort = Some(reason);
+                    return Ok(Flow::Continue);
+                }
             };
             let reply = match reply {
                 Ok(text) => serde_json::from_str::<ToolReply>(&text)
@@ -579,14 +594,35 @@ impl Driver {
     }
 }
 
-/// Resolves once the run is cancelled; never if its handle is gone.
-async fn cancelled(cancel: &mut watch::Receiver<Option<String>>) {
-    loop {
-        if cancel.borrow_and_update().is_some() {
-            return;
+/// How often a driver waiting for a callback looks for an abort requested by
+/// another process (it also sees one at every checkpoint).
+const ABORT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Resolves with the reason ("" for none) once the run is aborted, here
+/// (through its [`RunControl`]) or by request from elsewhere.
+async fn stop_requested(cancel: &mut watch::Receiver<Option<String>>, run: &RunStore) -> String {
+    let here = async {
+        loop {
+            if let Some(reason) = cancel.borrow_and_update().clone() {
+                return reason;
+            }
+            // Without its handle nobody here can abort it any more.
+            if cancel.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
-        if cancel.changed().await.is_err() {
-            std::future::pending::<()>().await;
+    };
+    let elsewhere = async {
+        loop {
+            tokio::time::sleep(ABORT_POLL).await;
+            // A failing store is noticed by the next checkpoint, not here.
+            if let Ok(Some(reason)) = run.abort_requested().await {
+                return reason.unwrap_or_default();
+            }
         }
+    };
+    tokio::select! {
+        reason = here => reason,
+        reason = elsewhere => reason,
     }
 }

@@ -25,6 +25,8 @@ pub struct RunStore {
     pub store: Store,
     pub log_key: String,
     pub state_key: String,
+    /// Where another process asks the run's driver to abort.
+    pub abort_key: String,
     pub retention: Retention,
 }
 
@@ -35,6 +37,7 @@ impl RunStore {
         let log_key = format!("{prefix}{}", stream_topic(run_id));
         Ok(RunStore {
             state_key: format!("{{{log_key}}}:run"),
+            abort_key: format!("{{{log_key}}}:abort"),
             log_key,
             store,
             retention,
@@ -57,7 +60,14 @@ impl RunStore {
     /// Writes `state` (whose `version` is the new one) and `events`, if the
     /// stored state still has `expected`. A commit that timed out but landed
     /// counts as done when it is retried (the stored state is then ours).
-    pub async fn commit(&self, state: &RunState, expected: Option<u64>, events: &[String]) -> Result<(), AgentError> {
+    /// Returns the reason of an abort someone requested (see
+    /// [`Self::request_abort`]), if any: `Some(None)` without a reason.
+    pub async fn commit(
+        &self,
+        state: &RunState,
+        expected: Option<u64>,
+        events: &[String],
+    ) -> Result<Option<Option<String>>, AgentError> {
         let text = serde_json::to_string(state).expect("run state serialises");
         let retention = if state.status == Status::Suspended {
             // Kept until resumed or cleaned up, however long that takes.
@@ -71,6 +81,7 @@ impl RunStore {
         let commit = Commit {
             state_key: &self.state_key,
             log_key: &self.log_key,
+            abort_key: &self.abort_key,
             expected,
             version: state.version,
             state: &text,
@@ -82,7 +93,7 @@ impl RunStore {
         let mut maybe_landed = false;
         loop {
             match self.store.commit(&commit).await {
-                Ok(CommitOutcome::Done { .. }) => return Ok(()),
+                Ok(CommitOutcome::Done { abort, .. }) => return Ok(abort.map(|a| reason_of(&a))),
                 // Ours only if the stored state is exactly ours: another writer
                 // from the same checkpoint writes the same version number.
                 Ok(CommitOutcome::Stale { found })
@@ -90,7 +101,7 @@ impl RunStore {
                         && found == Some(state.version)
                         && self.store.load_run(&self.state_key).await?.as_deref() == Some(text.as_str()) =>
                 {
-                    return Ok(())
+                    return Ok(None)
                 }
                 Ok(CommitOutcome::Stale { found: None }) if expected.is_some() => {
                     return Err(AgentError::RunNotFound(state.run_id.clone()))
@@ -124,8 +135,35 @@ impl RunStore {
 
     /// Deletes the run's state and events.
     pub async fn delete(&self) -> Result<(), AgentError> {
-        Ok(self.store.delete_run(&self.state_key, &self.log_key).await?)
+        Ok(self
+            .store
+            .delete_run(&[&self.state_key, &self.log_key, &self.abort_key])
+            .await?)
     }
+
+    /// Asks whichever process drives the run to abort it; false when the run
+    /// does not exist.
+    pub async fn request_abort(&self, reason: Option<&str>) -> Result<bool, AgentError> {
+        let reason = serde_json::to_string(&reason).expect("strings serialise");
+        Ok(self
+            .store
+            .request_abort(&self.state_key, &self.abort_key, &reason)
+            .await?)
+    }
+
+    /// A requested abort: `Some(reason)`.
+    pub async fn abort_requested(&self) -> Result<Option<Option<String>>, AgentError> {
+        Ok(self
+            .store
+            .abort_requested(&self.abort_key)
+            .await?
+            .map(|a| reason_of(&a)))
+    }
+}
+
+/// An abort request's reason: a JSON string, or null.
+fn reason_of(json: &str) -> Option<String> {
+    serde_json::from_str::<Option<String>>(json).ok().flatten()
 }
 
 fn transient(error: &crate::CacheError) -> bool {
@@ -274,6 +312,30 @@ pub async fn abort_suspended(
     state.updated_at = iso_now();
     run.commit(&state, Some(expected), &events).await?;
     Ok(state)
+}
+
+/// Aborts a run that no driver in this process holds: a suspended one at once;
+/// a running one by asking its driver (wherever it is), which publishes
+/// `abort` within moments. A run that already ended is left as it is.
+pub async fn abort(run: &RunStore, run_id: &str, agent_id: &str, reason: Option<&str>) -> Result<RunState, AgentError> {
+    let state = load_owned(run, run_id, agent_id).await?;
+    match state.status {
+        Status::Suspended => match abort_suspended(run, run_id, agent_id, reason).await {
+            // Resumed meanwhile: now a driver holds it.
+            Err(AgentError::NotSuspended { .. } | AgentError::Conflict(_)) => {
+                run.request_abort(reason).await?;
+                Ok(state)
+            }
+            other => other,
+        },
+        Status::Running => {
+            if !run.request_abort(reason).await? {
+                return Err(AgentError::RunNotFound(run_id.to_owned()));
+            }
+            Ok(state)
+        }
+        Status::Finished | Status::Failed | Status::Aborted => Ok(state),
+    }
 }
 
 pub(crate) fn abort_part(reason: Option<&str>) -> serde_json::Value {

@@ -443,7 +443,22 @@ impl MemoryCache {
                 .insert(commit.log_key.to_owned(), Slot { data: slot.data, ttl });
         }
         self.set(commit.state_key, commit.state, Some(ttl));
-        Ok(CommitOutcome::Done { last_index })
+        Ok(CommitOutcome::Done {
+            last_index,
+            abort: self.get(commit.abort_key),
+        })
+    }
+
+    /// Records an abort request for the run whose state is at `state_key`;
+    /// false when there is no such state. Under the commit lock, so a commit
+    /// either sees it or ran before it.
+    pub fn run_request_abort(&self, state_key: &str, abort_key: &str, reason_json: &str) -> bool {
+        let _serialised = lock(&self.commits);
+        if !self.entries.contains_key(state_key) {
+            return false;
+        }
+        self.set(abort_key, reason_json, None);
+        true
     }
 
     /// Up to `max` events of the topic log at `key` from index `from`.

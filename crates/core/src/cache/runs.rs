@@ -12,6 +12,8 @@ pub struct Commit<'a> {
     pub state_key: &'a str,
     /// Cache key of the run's topic log.
     pub log_key: &'a str,
+    /// Cache key of an abort request for the run (see [`CommitOutcome::Done`]).
+    pub abort_key: &'a str,
     /// The version the stored state must have; `None`: there must be none.
     pub expected: Option<u64>,
     /// The version written.
@@ -25,10 +27,14 @@ pub struct Commit<'a> {
 }
 
 /// How a [`Commit`] went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
-    /// Written; the index of the last event appended, if any.
-    Done { last_index: Option<u64> },
+    /// Written; the index of the last event appended, if any, and the reason
+    /// of an abort someone requested meanwhile (JSON text), if any.
+    Done {
+        last_index: Option<u64>,
+        abort: Option<String>,
+    },
     /// Nothing written: the stored state has another version (`None`: absent).
     Stale { found: Option<u64> },
 }

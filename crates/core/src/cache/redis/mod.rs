@@ -23,7 +23,7 @@ use crate::signal::Signals;
 mod log;
 mod runs;
 
-pub use runs::RUN_COMMIT_SCRIPT;
+pub use runs::{RUN_COMMIT_SCRIPT, RUN_REQUEST_ABORT_SCRIPT};
 
 /// Where Redis is.
 #[derive(Debug, Clone)]
@@ -212,6 +212,7 @@ struct Inner {
     command_timeout: Duration,
     push_indexed: Script,
     run_commit: Script,
+    run_request_abort: Script,
 }
 
 impl RedisCache {
@@ -254,6 +255,7 @@ impl RedisCache {
                 command_timeout: config.command_timeout,
                 push_indexed: Script::new(LIST_PUSH_INDEXED_SCRIPT),
                 run_commit: Script::new(RUN_COMMIT_SCRIPT),
+                run_request_abort: Script::new(RUN_REQUEST_ABORT_SCRIPT),
             }),
         })
     }

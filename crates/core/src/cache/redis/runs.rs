@@ -10,13 +10,14 @@ use crate::error::CacheError;
 use crate::json;
 use crate::log::Retention;
 
-/// KEYS: state hash, topic stream. ARGV: expected version ('' = absent), new
+/// KEYS: state hash, topic stream, abort request. ARGV: expected version ('' = absent), new
 /// version, state text, TTL in ms (0 = keep until deleted), MAXLEN (0 = none),
-/// then the event bodies. Returns `{1, last id}` or `{0, found version}`.
+/// then the event bodies. Returns `{1, last id, abort request}` or `{0, found
+/// version}`.
 pub const RUN_COMMIT_SCRIPT: &str = r#"
 local found = redis.call('HGET', KEYS[1], 'v')
 if found == false then found = '' end
-if found ~= ARGV[1] then return {0, found} end
+if found ~= ARGV[1] then return {0, found, ''} end
 local last = ''
 local maxlen = tonumber(ARGV[5])
 for i = 6, #ARGV do
@@ -28,10 +29,23 @@ for i = 6, #ARGV do
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3])
 local ttl = tonumber(ARGV[4])
-for _, key in ipairs(KEYS) do
-  if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
+for i = 1, 2 do
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
 end
-return {1, last}
+return {1, last, redis.call('GET', KEYS[3]) or ''}
+"#;
+
+/// KEYS: state hash, abort request. ARGV: the reason (JSON). The request
+/// lives as long as the state. Returns 1, or 0 when there is no state.
+pub const RUN_REQUEST_ABORT_SCRIPT: &str = r#"
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then return 0 end
+if ttl > 0 then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[2], ARGV[1])
+end
+return 1
 "#;
 
 impl RedisCache {
@@ -47,6 +61,7 @@ impl RedisCache {
         invocation
             .key(self.key(commit.state_key))
             .key(self.key(commit.log_key))
+            .key(self.key(commit.abort_key))
             .arg(commit.expected.map_or_else(String::new, |v| v.to_string()))
             .arg(commit.version)
             .arg(commit.state)
@@ -56,7 +71,7 @@ impl RedisCache {
             invocation.arg(&*json::without_index(event)?);
         }
         let mut conn = self.connection()?;
-        let (done, value): (i64, String) = self
+        let (done, value, abort): (i64, String, Option<String>) = self
             .deadline(commit.log_key, async move { invocation.invoke_async(&mut conn).await })
             .await?;
         if done == 0 {
@@ -72,7 +87,10 @@ impl RedisCache {
         } else {
             Some(super::log::index_of(&value)?)
         };
-        Ok(CommitOutcome::Done { last_index })
+        Ok(CommitOutcome::Done {
+            last_index,
+            abort: abort.filter(|a| !a.is_empty()),
+        })
     }
 
     /// The stored state of a run, `None` when absent.
@@ -81,13 +99,25 @@ impl RedisCache {
             .await
     }
 
-    /// Deletes a run: its state and its topic.
-    pub async fn run_delete(&self, state_key: &str, log_key: &str) -> Result<(), CacheError> {
-        self.run(
-            log_key,
-            redis::cmd("DEL").arg(self.key(state_key)).arg(self.key(log_key)),
-        )
-        .await
+    /// Deletes a run: its state, its topic, and an abort request.
+    pub async fn run_delete(&self, keys: &[&str]) -> Result<(), CacheError> {
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        self.run(keys.first().map_or("", |k| k.as_str()), redis::cmd("DEL").arg(&keys))
+            .await
+    }
+
+    /// Records an abort request for a run, if its state exists; false if not.
+    pub async fn run_request_abort(&self, state_key: &str, abort_key: &str, reason_json: &str) -> Result<bool, CacheError> {
+        let mut invocation = self.inner.run_request_abort.prepare_invoke();
+        invocation
+            .key(self.key(state_key))
+            .key(self.key(abort_key))
+            .arg(reason_json);
+        let mut conn = self.connection()?;
+        let set: i64 = self
+            .deadline(state_key, async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(set == 1)
     }
 
     /// Appends events in order, in one round trip; returns the last index.
