@@ -22,7 +22,8 @@ const SECTIONS = [
   { name: 'cache-redis', aliases: ['redis'], module: './sections/cache-redis.mjs' },
   { name: 'pubsub-memory', aliases: [], module: './sections/pubsub-memory.mjs' },
   { name: 'pubsub-redis', aliases: [], module: './sections/pubsub-redis.mjs' },
-  // Later: agent.
+  { name: 'agent-memory', aliases: ['agent'], module: './sections/agent-memory.mjs' },
+  { name: 'agent-redis', aliases: [], module: './sections/agent-redis.mjs' },
 ]
 
 const root = fileURLToPath(new URL('..', import.meta.url))

@@ -217,7 +217,10 @@ impl NativeAgent {
         // `drive` must reach the run (it waits in the inbox for the driver).
         let (control, inbox) = RunControl::new();
         lock(&self.active).insert(run_id.clone(), control);
-        let registered = Registered { active, run_id: run_id.clone() };
+        let registered = Registered {
+            active,
+            run_id: run_id.clone(),
+        };
         self.bridge.submit(id, async move {
             // Unregistered however the drive ends, a panic included.
             let _registered = registered;

@@ -920,11 +920,18 @@ async fn abort_requested_elsewhere_stops_a_model_call(store: Store) {
     let asked = agent::abort(&run, "abort-remote-model", AGENT, Some("from elsewhere"))
         .await
         .unwrap();
-    assert_eq!(asked.status, Status::Running, "the driver publishes the abort, not the asker");
+    assert_eq!(
+        asked.status,
+        Status::Running,
+        "the driver publishes the abort, not the asker"
+    );
     let state = finish(task).await;
     let events = events(&run).await;
     assert_eq!(kinds(&events), ["start", "start-step", "text-delta", "abort"]);
-    assert_eq!(events[3]["data"], json!({ "type": "abort", "reason": "from elsewhere" }));
+    assert_eq!(
+        events[3]["data"],
+        json!({ "type": "abort", "reason": "from elsewhere" })
+    );
     check_stored(&run, &state, Status::Aborted).await;
     assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 0));
 }
@@ -951,13 +958,22 @@ async fn abort_requested_elsewhere_stops_tool_calls(store: Store) {
 async fn abort_from_elsewhere_of_suspended_and_ended_runs(store: Store) {
     let fake = transfer_fake();
     let (run, _) = suspended_run(&store, "abort-suspended-remote", &fake).await;
-    let aborted = agent::abort(&run, "abort-suspended-remote", AGENT, Some("no")).await.unwrap();
+    let aborted = agent::abort(&run, "abort-suspended-remote", AGENT, Some("no"))
+        .await
+        .unwrap();
     assert_eq!(aborted.status, Status::Aborted);
     let events = events(&run).await;
-    assert_eq!(events.last().unwrap()["data"], json!({ "type": "abort", "reason": "no" }));
+    assert_eq!(
+        events.last().unwrap()["data"],
+        json!({ "type": "abort", "reason": "no" })
+    );
     let again = agent::abort(&run, "abort-suspended-remote", AGENT, None).await.unwrap();
     assert_eq!(again.status, Status::Aborted);
-    assert_eq!(crate::events(&run).await.len(), events.len(), "an ended run is left as it was");
+    assert_eq!(
+        crate::events(&run).await.len(),
+        events.len(),
+        "an ended run is left as it was"
+    );
     assert_eq!(fake.tool_calls(), 0);
 
     let missing = RunStore::new(store.clone(), "pubsub:", "abort-missing", Default::default()).unwrap();

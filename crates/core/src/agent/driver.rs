@@ -219,7 +219,12 @@ impl Driver {
             if self.state.status != Status::Running {
                 return Ok(self.state);
             }
-            let cancel = self.inbox.cancel.borrow().clone().or_else(|| self.requested_abort.take());
+            let cancel = self
+                .inbox
+                .cancel
+                .borrow()
+                .clone()
+                .or_else(|| self.requested_abort.take());
             if let Some(reason) = cancel {
                 self.abort(reason).await?;
                 continue;

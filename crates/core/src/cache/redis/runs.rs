@@ -107,7 +107,12 @@ impl RedisCache {
     }
 
     /// Records an abort request for a run, if its state exists; false if not.
-    pub async fn run_request_abort(&self, state_key: &str, abort_key: &str, reason_json: &str) -> Result<bool, CacheError> {
+    pub async fn run_request_abort(
+        &self,
+        state_key: &str,
+        abort_key: &str,
+        reason_json: &str,
+    ) -> Result<bool, CacheError> {
         let mut invocation = self.inner.run_request_abort.prepare_invoke();
         invocation
             .key(self.key(state_key))
