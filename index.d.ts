@@ -25,10 +25,10 @@ export declare class NativeAgent {
    */
   drive(id: number, runId: string): void
   /**
-   * A stream part of the model step in progress (JSON text); false when the
-   * run is not being driven here.
+   * Stream parts of the model step in progress (a JSON array of parts, in
+   * order); false when the run is not being driven here.
    */
-  emit(runId: string, part: string): boolean
+  emit(runId: string, parts: string): boolean
   /** Stops a run driven here; false when it is not driven here. */
   abort(runId: string, reason?: string | undefined | null): boolean
   /**

@@ -53,7 +53,11 @@ export interface CreateDurableAgentOptions<A extends AgentDefinition | MastraAge
   /** Our `CachingPubSub` (used as is), or a Mastra `PubSub` to wrap. Default: a native `CachingPubSub` over `cache`. */
   pubsub?: CachingPubSub | InnerPubSub
   maxSteps?: number
-  /** Delete a run's state and events this long after it ends (finished, failed, aborted). Default 30 s. */
+  /**
+   * Delete a run's state and events this long after it ends (finished,
+   * failed, aborted), once this process's readers of it are done. Default
+   * 30 s; 0 turns auto-cleanup off (as in Mastra: call `cleanup()`).
+   */
   cleanupTimeoutMs?: number
 }
 
@@ -273,11 +277,14 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
     if (summary.status === 'suspended') this.#scheduleCleanup(runId)
   }
 
-  /** Deletes a run's state and events now. */
+  /** Deletes a run's state and events now; this process's outputs still reading it end with `ERR_RUN_NOT_FOUND`. */
   async cleanup(runId: string): Promise<void> {
     clearTimeout(this.#timers.get(runId))
     this.#timers.delete(runId)
     await this.#pubsub.bridge.callNowOrLater((id) => this.#native.cleanup(id, runId))
+    for (const output of this.#outputs.get(runId) ?? []) {
+      output.fail(coded(new Error(`run \`${runId}\` was cleaned up while this output read it`), ErrorCodes.RUN_NOT_FOUND))
+    }
   }
 
   /** Runs this process is driving now. */
@@ -314,7 +321,13 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
 
   #output(runId: string, offset: number, callbacks: StreamCallbacks, endAtSuspension: () => boolean | Promise<boolean>): DurableOutput {
     const reader = this.#pubsub.reader(`agent.stream.${runId}`, offset)
-    const output = new DurableOutput(reader, { ...pickCallbacks(callbacks), runId, endAtSuspension })
+    const output = new DurableOutput(reader, {
+      ...pickCallbacks(callbacks),
+      runId,
+      endAtSuspension,
+      // Deleted (cleaned up elsewhere, expired): end instead of waiting for ever.
+      checkRun: () => this.#inspect(runId),
+    })
     let set = this.#outputs.get(runId)
     if (!set) this.#outputs.set(runId, (set = new Set()))
     set.add(output)
@@ -371,12 +384,17 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
   }
 
   #scheduleCleanup(runId: string): void {
+    if (this.cleanupTimeoutMs === 0) return
     clearTimeout(this.#timers.get(runId))
     const timer = setTimeout(() => {
       this.#timers.delete(runId)
-      this.cleanup(runId).catch((error: Error) =>
-        process.emitWarning(`durable-agent: cleaning up run ${runId} failed: ${error.message}`, 'DurableAgentCleanupWarning'),
-      )
+      // Readers here that have not reached the end yet finish first.
+      const reading = [...(this.#outputs.get(runId) ?? [])].map((output) => output.getFullOutput())
+      Promise.all(reading)
+        .then(() => this.cleanup(runId))
+        .catch((error: Error) =>
+          process.emitWarning(`durable-agent: cleaning up run ${runId} failed: ${error.message}`, 'DurableAgentCleanupWarning'),
+        )
     }, this.cleanupTimeoutMs)
     // A pending cleanup must not keep Node alive.
     timer.unref()
@@ -389,18 +407,36 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
       const request = JSON.parse(requestText) as { runId: string; step: number; messages: PromptMessage[]; options: RunSummary['options'] }
       const { model, tools } = await this.#resolve()
       const signal = this.#controllers.get(request.runId)?.signal ?? new AbortController().signal
-      const nativeAgent = this.#native
-      const reply = await streamStep(model, {
-        runId: request.runId,
-        prompt: request.messages,
-        tools,
-        requireToolApproval: request.options.requireToolApproval === true,
-        signal,
-        emit: (part) => {
-          nativeAgent.emit(request.runId, JSON.stringify(part))
-        },
-      })
-      return JSON.stringify(reply)
+      // Parts go to the run in batches, one per event-loop turn (a model's
+      // network chunk, or all of an instant model's parts): one native call
+      // and one wake-up of the run's readers per batch, not per part.
+      const batch: string[] = []
+      let scheduled: NodeJS.Immediate | undefined
+      const flush = () => {
+        scheduled = undefined
+        if (batch.length === 0) return
+        const parts = `[${batch.join(',')}]`
+        batch.length = 0
+        this.#native.emit(request.runId, parts)
+      }
+      try {
+        const reply = await streamStep(model, {
+          runId: request.runId,
+          prompt: request.messages,
+          tools,
+          requireToolApproval: request.options.requireToolApproval === true,
+          signal,
+          emit: (part) => {
+            batch.push(JSON.stringify(part))
+            scheduled ??= setImmediate(flush)
+          },
+        })
+        return JSON.stringify(reply)
+      } finally {
+        // Every part before the reply.
+        if (scheduled) clearImmediate(scheduled)
+        flush()
+      }
     } catch (error) {
       return JSON.stringify({ error: errorInfo(error) })
     }

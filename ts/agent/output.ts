@@ -16,7 +16,17 @@ export interface OutputOptions extends StreamCallbacks {
   runId: string
   /** At a `suspended` event with nothing after it in the page: end here? */
   endAtSuspension: () => boolean | Promise<boolean>
+  /**
+   * Called when the output has waited a while for the next event: rejects if
+   * the run is gone (cleaned up or expired), which then ends the output with
+   * that error instead of a wait for ever.
+   */
+  checkRun?: () => Promise<unknown>
 }
+
+/** How long an output waits for the next event before it checks the run still exists. */
+const IDLE_CHECK_MS = 2_000
+const IDLE = Symbol('idle')
 
 interface Deferred<T> {
   promise: Promise<T>
@@ -104,16 +114,22 @@ export class DurableOutput {
     return this.#result.promise
   }
 
-  /** Ends the output with an error that is not in the stream (the run could not be driven). */
+  /** Ends the output with an error that is not in the stream (the run could not be driven, or was deleted). */
   fail(error: Error): void {
     if (this.#ended) return
     this.#reader?.close()
-    void this.#accept({ type: 'error', error }).then(() => this.#end('failed'))
+    void Promise.resolve(this.#accept({ type: 'error', error })).then(() => this.#end('failed'))
   }
 
+  /**
+   * A `ReadableStream` of the picked parts whose `for await` skips the stream
+   * machinery (a promise and a pull per part): iterating is the common case,
+   * and this halves its cost. `getReader()`, `pipeTo()` and the rest work as
+   * on any stream.
+   */
   #stream<T>(pick: (part: StreamPart) => T | undefined): ReadableStream<T> {
     let i = 0
-    return new ReadableStream<T>(
+    const stream = new ReadableStream<T>(
       {
         pull: async (controller) => {
           for (;;) {
@@ -133,17 +149,37 @@ export class DurableOutput {
       },
       { highWaterMark: 0 },
     )
+    const iterate = (): AsyncIterableIterator<T> => this.#iterate(pick)
+    Object.defineProperties(stream, {
+      [Symbol.asyncIterator]: { value: iterate },
+      values: { value: iterate },
+    })
+    return stream
+  }
+
+  async *#iterate<T>(pick: (part: StreamPart) => T | undefined): AsyncGenerator<T, void, undefined> {
+    let i = 0
+    for (;;) {
+      while (i < this.#parts.length) {
+        const value = pick(this.#parts[i++]!)
+        if (value !== undefined) yield value
+      }
+      if (this.#ended) return
+      await this.#wake.promise
+    }
   }
 
   async #pump(reader: TopicReader): Promise<void> {
     try {
       for (;;) {
-        const page = reader.ready() ?? (await reader.next(true))
+        const page = reader.ready() ?? (await this.#next(reader))
         if (page === undefined) return this.#end(this.#outcome ?? 'aborted')
         for (let i = 0; i < page.length; i++) {
           const event = page[i]!
-          if (event.type === 'chunk') await this.#accept(hydrate(event.data as StreamPart))
-          else if (event.type === 'suspended') await this.#atSuspension(event, i === page.length - 1)
+          if (event.type === 'chunk') {
+            const accepted = this.#accept(hydrate(event.data as StreamPart))
+            if (accepted) await accepted
+          } else if (event.type === 'suspended') await this.#atSuspension(event, i === page.length - 1)
           if (this.#ended) return
         }
         this.#signal()
@@ -156,6 +192,21 @@ export class DurableOutput {
     }
   }
 
+  /** The next page, checking now and then that the run still exists (see `checkRun`). */
+  async #next(reader: TopicReader): Promise<PubSubEvent[] | undefined> {
+    const waiting = reader.next(true)
+    const check = this.#options.checkRun
+    if (!check) return waiting
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined
+      const idle = new Promise<typeof IDLE>((resolve) => (timer = setTimeout(resolve, IDLE_CHECK_MS, IDLE)))
+      const page = await Promise.race([waiting, idle])
+      clearTimeout(timer)
+      if (page !== IDLE) return page
+      await check()
+    }
+  }
+
   async #atSuspension(event: PubSubEvent, last: boolean): Promise<void> {
     const data = event.data as SuspendedData
     // Something follows in this page: the run went on, so read on.
@@ -165,9 +216,15 @@ export class DurableOutput {
     this.#end('suspended')
   }
 
-  async #accept(part: StreamPart): Promise<void> {
+  /** Takes a part in; a promise only when a user callback returned one. */
+  #accept(part: StreamPart): void | Promise<void> {
     this.#parts.push(part)
-    await this.#call(this.#options.onChunk, part)
+    const chunk = this.#call(this.#options.onChunk, part)
+    if (chunk) return chunk.then(() => this.#update(part))
+    return this.#update(part)
+  }
+
+  #update(part: StreamPart): void | Promise<void> {
     const step = this.#step
     switch (part.type) {
       case 'start-step':
@@ -193,21 +250,22 @@ export class DurableOutput {
         this.#steps.push(step)
         this.#usage = addUsage(this.#usage, part.usage)
         this.#step = newStep()
-        await this.#call(this.#options.onStepFinish, step)
-        break
-      case 'finish':
+        return this.#call(this.#options.onStepFinish, step)
+      case 'finish': {
         this.#finishReason = part.finishReason
         this.#usage = part.totalUsage
         this.#outcome = 'finished'
-        await this.#call(this.#options.onFinish, this.#full())
-        this.#end('finished')
-        break
-      case 'error':
+        const called = this.#call(this.#options.onFinish, this.#full())
+        if (called) return called.then(() => this.#end('finished'))
+        return this.#end('finished')
+      }
+      case 'error': {
         this.#error = part.error
         this.#finishReason = 'error'
-        await this.#call(this.#options.onError, { error: part.error })
-        this.#end('failed')
-        break
+        const called = this.#call(this.#options.onError, { error: part.error })
+        if (called) return called.then(() => this.#end('failed'))
+        return this.#end('failed')
+      }
       case 'abort':
         this.#finishReason = 'other'
         this.#end('aborted')
@@ -247,15 +305,24 @@ export class DurableOutput {
     wake.resolve()
   }
 
-  /** Runs a user callback; one that throws is reported, never allowed to break the stream. */
-  async #call<T>(callback: ((arg: T) => void | PromiseLike<void>) | undefined, arg: T): Promise<void> {
-    if (!callback) return
+  /**
+   * Runs a user callback; one that throws or rejects is reported, never
+   * allowed to break the stream. A promise only when the callback returned one.
+   */
+  #call<T>(callback: ((arg: T) => void | PromiseLike<void>) | undefined, arg: T): Promise<void> | undefined {
+    if (!callback) return undefined
     try {
-      await callback(arg)
+      const returned = callback(arg)
+      if (returned && typeof returned.then === 'function') return Promise.resolve(returned).then(undefined, warnCallback)
     } catch (error) {
-      process.emitWarning(`durable-agent: a stream callback threw: ${(error as Error)?.message ?? String(error)}`, 'DurableAgentCallbackWarning')
+      warnCallback(error)
     }
+    return undefined
   }
+}
+
+function warnCallback(error: unknown): void {
+  process.emitWarning(`durable-agent: a stream callback threw: ${(error as Error)?.message ?? String(error)}`, 'DurableAgentCallbackWarning')
 }
 
 /** Errors are stored as `{ name, message }`; readers get `Error`s back. */

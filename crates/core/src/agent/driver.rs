@@ -295,8 +295,9 @@ impl Driver {
     }
 
     async fn model_step(&mut self) -> Result<Flow, AgentError> {
-        let start = self.chunk(&json!({ "type": "start-step", "request": {}, "warnings": [] }));
-        self.append(vec![start]).await?;
+        // Published with the step's first parts (or its reply): a write, and a
+        // wake-up of every reader, less per step.
+        let mut start = Some(self.chunk(&json!({ "type": "start-step", "request": {}, "warnings": [] })));
         let request = format!(
             r#"{{"runId":{},"step":{},"messages":{},"options":{}}}"#,
             serde_json::to_string(&self.state.run_id).expect("strings serialise"),
@@ -331,10 +332,8 @@ impl Driver {
                     return Ok(Flow::Continue);
                 }
                 Next::Parts => {
-                    let events = parts
-                        .drain(..)
-                        .map(|p| self.writer.event(super::parts::CHUNK, &p))
-                        .collect();
+                    let mut events: Vec<String> = start.take().into_iter().collect();
+                    events.extend(parts.drain(..).map(|p| self.writer.event(super::parts::CHUNK, &p)));
                     self.append(events).await?;
                 }
                 Next::Done(reply) => break reply,
@@ -344,10 +343,8 @@ impl Driver {
         while let Ok(part) = self.inbox.parts.try_recv() {
             parts.push(part);
         }
-        let events: Vec<String> = parts
-            .drain(..)
-            .map(|p| self.writer.event(super::parts::CHUNK, &p))
-            .collect();
+        let mut events: Vec<String> = start.take().into_iter().collect();
+        events.extend(parts.drain(..).map(|p| self.writer.event(super::parts::CHUNK, &p)));
         self.append(events).await?;
 
         let reply = match reply {
