@@ -9,9 +9,6 @@
 //! keeps Node alive (a run in progress does, through the bridge).
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::sync::{Arc, Mutex};
 
 use durable_agent_core::agent::{
@@ -224,7 +221,7 @@ impl NativeAgent {
             active,
             run_id: run_id.clone(),
         };
-        let mut work: Pin<Box<dyn Future<Output = std::result::Result<Reply, AgentError>> + Send>> = Box::pin(async move {
+        self.bridge.submit(id, async move {
             // Unregistered however the drive ends, a panic included.
             let _registered = registered;
             let (state, fresh) = match state {
@@ -237,23 +234,6 @@ impl NativeAgent {
             }
             driver.drive().await.map(|state| Reply::Json(summary(&state)))
         });
-        if matches!(self.store, Store::Memory(_)) {
-            // In memory nothing before the first model call waits, so run the
-            // drive up to that call here, on the JS thread: the model is then
-            // called on this thread's next turn instead of after a hop to the
-            // runtime thread and back. The runtime polls it on from there (its
-            // first poll sees whatever happened meanwhile, so the no-op waker
-            // loses nothing).
-            let polled = napi::bindgen_prelude::within_runtime_if_available(|| {
-                work.as_mut()
-                    .poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
-            });
-            if let Poll::Ready(outcome) = polled {
-                self.bridge.submit(id, async move { outcome });
-                return Ok(());
-            }
-        }
-        self.bridge.submit(id, work);
         Ok(())
     }
 
@@ -261,13 +241,18 @@ impl NativeAgent {
     /// order); false when the run is not being driven here.
     #[napi(catch_unwind)]
     pub fn emit(&self, run_id: String, parts: String) -> Result<bool> {
-        let parts: Vec<Box<RawValue>> = serde_json::from_str(&parts)
-            .map_err(|e| agent_to_napi(AgentError::InvalidArg(format!("stream parts must be a JSON array: {e}"))))?;
+        let parts: Vec<Box<RawValue>> = serde_json::from_str(&parts).map_err(|e| {
+            agent_to_napi(AgentError::InvalidArg(format!(
+                "stream parts must be a JSON array: {e}"
+            )))
+        })?;
         let active = lock(&self.active);
         let Some(control) = active.get(&run_id) else {
             return Ok(false);
         };
-        Ok(parts.into_iter().all(|part| control.emit(String::from(Box::<str>::from(part)))))
+        Ok(parts
+            .into_iter()
+            .all(|part| control.emit(String::from(Box::<str>::from(part)))))
     }
 
     /// Stops a run driven here; false when it is not driven here.

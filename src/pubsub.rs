@@ -91,11 +91,16 @@ impl NativePubSub {
     }
 
     fn create(store: Store, options: NativePubSubOptions, on_ready: OnReady) -> Result<Self> {
+        // In memory nothing waits on I/O: work runs on the JS thread.
+        let bridge = match store {
+            Store::Memory(_) => Bridge::new_local(on_ready),
+            Store::Redis(_) => Bridge::new(on_ready),
+        };
         Ok(NativePubSub {
             store,
             retention: retention(&options).into_napi()?,
             prefix: options.key_prefix,
-            bridge: Bridge::new(on_ready),
+            bridge,
         })
     }
 
