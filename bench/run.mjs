@@ -22,7 +22,7 @@ const SECTIONS = [
   { name: 'cache-redis', aliases: ['redis'], module: './sections/cache-redis.mjs' },
   { name: 'pubsub-memory', aliases: [], module: './sections/pubsub-memory.mjs' },
   { name: 'pubsub-redis', aliases: [], module: './sections/pubsub-redis.mjs' },
-  { name: 'agent-memory', aliases: ['agent'], module: './sections/agent-memory.mjs' },
+  { name: 'agent-memory', aliases: [], module: './sections/agent-memory.mjs' },
   { name: 'agent-redis', aliases: [], module: './sections/agent-redis.mjs' },
 ]
 
