@@ -426,6 +426,12 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       ])
       expect(calls[0]!.options).toMatchObject({ toolCallId: 'call-a', runId: result.runId, idempotencyKey: `${result.runId}:0:call-a` })
       expect(calls[1]!.options).toMatchObject({ toolCallId: 'call-b', runId: result.runId, idempotencyKey: `${result.runId}:1:call-b` })
+      // Each call gets the conversation up to it (the AI SDK's `messages`).
+      expect(calls[0]!.options.messages).toEqual(afterA.slice(0, 3))
+      expect(calls[1]!.options.messages).toEqual([
+        ...afterA,
+        { role: 'assistant', content: [{ type: 'tool-call', toolCallId: 'call-b', toolName: 'convert', input: { celsius: 21 } }] },
+      ])
       for (const { options } of calls) {
         expect(options.abortSignal).toBeInstanceOf(AbortSignal)
         expect(options.abortSignal.aborted).toBe(false)

@@ -452,6 +452,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
         toolName: string
         input: unknown
         idempotencyKey: string
+        messages: PromptMessage[]
       }
       const { tools } = await this.#resolve()
       const abortSignal = this.#controllers.get(request.runId)?.signal ?? new AbortController().signal
@@ -459,8 +460,13 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
         tools.get(request.toolName),
         request.toolName,
         request.input,
-        { toolCallId: request.toolCallId, runId: request.runId, abortSignal, idempotencyKey: request.idempotencyKey, messages: [] },
-        [],
+        {
+          toolCallId: request.toolCallId,
+          runId: request.runId,
+          abortSignal,
+          idempotencyKey: request.idempotencyKey,
+          messages: request.messages,
+        },
       )
       let text: string | undefined
       try {

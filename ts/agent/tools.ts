@@ -4,7 +4,7 @@
  * call's result). Accepts AI SDK tools and Mastra `createTool` tools.
  */
 import { coded, ErrorCodes } from '../errors.js'
-import type { JsonValue, PromptMessage, Tool, ToolExecutionOptions } from './types.js'
+import type { JsonValue, Tool, ToolExecutionOptions } from './types.js'
 
 export interface ResolvedTool {
   name: string
@@ -108,7 +108,6 @@ export async function executeTool(
   toolName: string,
   input: unknown,
   options: ToolExecutionOptions,
-  messages: PromptMessage[],
 ): Promise<unknown> {
   if (!tool) throw Object.assign(new Error(`model tried to call unavailable tool "${toolName}"`), { name: 'NoSuchToolError' })
   if (!tool.execute) throw Object.assign(new Error(`tool "${toolName}" has no execute function`), { name: 'ToolExecutionError' })
@@ -120,5 +119,5 @@ export async function executeTool(
     }
     value = checked.value
   }
-  return tool.execute(value, { ...options, messages })
+  return tool.execute(value, options)
 }

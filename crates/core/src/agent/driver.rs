@@ -29,7 +29,7 @@ pub trait Callbacks: Send + Sync + 'static {
     fn model(&self, request: String) -> BoxFuture<'static, Result<String, String>>;
 
     /// One tool call. Request: `{runId, step, toolCallId, toolName, input,
-    /// idempotencyKey, options}`. Reply: `{output}` or `{error: {name, message}}`.
+    /// idempotencyKey, messages, options}`. Reply: `{output}` or `{error: {name, message}}`.
     fn tool(&self, request: String) -> BoxFuture<'static, Result<String, String>>;
 }
 
@@ -451,11 +451,13 @@ impl Driver {
             .filter(|c| !c.needs_approval || c.decision == Some(Decision::Approved))
             .cloned()
             .collect();
+        // The conversation up to these calls (AI SDK tools get it as `messages`).
+        let messages = join(&self.state.messages);
         let mut running: FuturesUnordered<_> = runnable
             .into_iter()
             .map(|call| {
                 let request = format!(
-                    r#"{{"runId":{run},"step":{step},"toolCallId":{id},"toolName":{name},"input":{input},"idempotencyKey":{key},"options":{options}}}"#,
+                    r#"{{"runId":{run},"step":{step},"toolCallId":{id},"toolName":{name},"input":{input},"idempotencyKey":{key},"messages":{messages},"options":{options}}}"#,
                     run = serde_json::to_string(&self.state.run_id).expect("strings serialise"),
                     step = self.state.step,
                     id = serde_json::to_string(&call.tool_call_id).expect("strings serialise"),
@@ -463,6 +465,7 @@ impl Driver {
                     input = call.input.get(),
                     key = serde_json::to_string(&format!("{}:{}:{}", self.state.run_id, self.state.step, call.tool_call_id))
                         .expect("strings serialise"),
+                    messages = messages,
                     options = self.state.options.get(),
                 );
                 let reply = self.callbacks.tool(request);
