@@ -10,7 +10,7 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 export declare class NativeAgent {
-  constructor(pubsub: NativePubSub, agentId: string, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>)
+  constructor(pubsub: NativePubSub, agentId: string, leaseMs: number, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>)
   /** The bridge this object reports through (the pubsub's). */
   get bridge(): NativeBridge
   /**
@@ -45,6 +45,17 @@ export declare class NativeAgent {
   resume(id: number, runId: string, toolCallId: string | undefined | null, approved: boolean, reason?: string | undefined | null): string | null
   /** Reports the summary of a stored run of this agent. */
   inspect(id: number, runId: string): string | null
+  /**
+   * Reports the summary of a stored run of this agent, with `leased`:
+   * whether a process holds its lease (drives it now).
+   */
+  inspectLease(id: number, runId: string): string | null
+  /**
+   * Reports the summaries (with `leased`) of this agent's running runs in
+   * the store: those without a lease lost their driver and can be
+   * recovered.
+   */
+  runningRuns(id: number): string | null
   /** Deletes a run's state and events. */
   cleanup(id: number, runId: string): string | null
   /** How many runs this process drives now. */

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use durable_agent_core::agent::{
     self, AgentError, Callbacks, Decision, Driver, NewRun, RunControl, RunState, RunStore,
@@ -60,6 +61,8 @@ pub struct NativeAgent {
     retention: Retention,
     bridge: Bridge,
     agent_id: String,
+    /// How long the lease of a run driven here lasts (renewed every third).
+    lease: Duration,
     callbacks: Arc<JsCallbacks>,
     /// Runs this process drives now.
     active: Arc<Mutex<HashMap<String, RunControl>>>,
@@ -114,6 +117,11 @@ fn summary(state: &RunState) -> String {
     .to_string()
 }
 
+/// A summary with `"leased"` added (it is an object: `{...}`).
+fn with_leased(summary: String, leased: bool) -> String {
+    format!("{},\"leased\":{leased}}}", &summary[..summary.len() - 1])
+}
+
 fn raw(text: String, what: &str) -> std::result::Result<Box<RawValue>, AgentError> {
     RawValue::from_string(text).map_err(|e| AgentError::InvalidArg(format!("{what} is not valid JSON: {e}")))
 }
@@ -123,15 +131,17 @@ impl NativeAgent {
     #[napi(
         constructor,
         catch_unwind,
-        ts_args_type = "pubsub: NativePubSub, agentId: string, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>"
+        ts_args_type = "pubsub: NativePubSub, agentId: string, leaseMs: number, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>"
     )]
     pub fn new(
         pubsub: ClassInstance<NativePubSub>,
         agent_id: String,
+        lease_ms: u32,
         call_model: JsAsyncFn,
         call_tool: JsAsyncFn,
     ) -> Self {
         NativeAgent {
+            lease: Duration::from_millis(u64::from(lease_ms.max(1))),
             store: pubsub.store.clone(),
             prefix: pubsub.prefix.clone(),
             retention: pubsub.retention,
@@ -211,7 +221,12 @@ impl NativeAgent {
     pub fn drive(&self, id: u32, run_id: String) -> Result<()> {
         let run = self.run_store(&run_id).map_err(agent_to_napi)?;
         let state = lock(&self.prepared).remove(&run_id);
-        let (callbacks, active, agent_id) = (self.callbacks.clone(), self.active.clone(), self.agent_id.clone());
+        let (callbacks, active, agent_id, lease) = (
+            self.callbacks.clone(),
+            self.active.clone(),
+            self.agent_id.clone(),
+            self.lease,
+        );
         let callbacks: Arc<dyn Callbacks> = callbacks;
         // Registered now, not when the task starts: an abort right after
         // `drive` must reach the run (it waits in the inbox for the driver).
@@ -228,7 +243,7 @@ impl NativeAgent {
                 Some(state) => (state, true),
                 None => (agent::load_owned(&run, &run_id, &agent_id).await?, false),
             };
-            let mut driver = Driver::with_inbox(run, callbacks, state, inbox);
+            let mut driver = Driver::with_inbox(run, callbacks, state, inbox).with_lease(lease);
             if fresh {
                 driver = driver.freshly_committed();
             }
@@ -314,6 +329,48 @@ impl NativeAgent {
         self.now_or_submit(id, async move {
             let state = agent::load_owned(&run?, &run_id, &agent_id).await?;
             Ok(summary(&state))
+        })
+    }
+
+    /// Reports the summary of a stored run of this agent, with `leased`:
+    /// whether a process holds its lease (drives it now).
+    #[napi(catch_unwind)]
+    pub fn inspect_lease(&self, id: u32, run_id: String) -> Result<Option<String>> {
+        let (run, agent_id) = (self.run_store(&run_id), self.agent_id.clone());
+        self.now_or_submit(id, async move {
+            let run = run?;
+            let state = agent::load_owned(&run, &run_id, &agent_id).await?;
+            let leased = run.store.lease_held(&run.lease_key).await?;
+            Ok(with_leased(summary(&state), leased))
+        })
+    }
+
+    /// Reports the summaries (with `leased`) of this agent's running runs in
+    /// the store: those without a lease lost their driver and can be
+    /// recovered.
+    #[napi(catch_unwind)]
+    pub fn running_runs(&self, id: u32) -> Result<Option<String>> {
+        let (store, prefix, retention, agent_id) = (
+            self.store.clone(),
+            self.prefix.clone(),
+            self.retention,
+            self.agent_id.clone(),
+        );
+        self.now_or_submit(id, async move {
+            let mut found = Vec::new();
+            for run_id in agent::list_run_ids(&store, &prefix).await? {
+                let run = RunStore::new(store.clone(), &prefix, &run_id, retention)?;
+                // Gone meanwhile, or another agent's: not ours to recover.
+                let Ok(state) = agent::load_owned(&run, &run_id, &agent_id).await else {
+                    continue;
+                };
+                if state.status != agent::Status::Running {
+                    continue;
+                }
+                let leased = run.store.lease_held(&run.lease_key).await?;
+                found.push(with_leased(summary(&state), leased));
+            }
+            Ok(format!("[{}]", found.join(",")))
         })
     }
 

@@ -30,6 +30,8 @@ export const ErrorCodes = {
   RUN_NOT_SUSPENDED: 'ERR_RUN_NOT_SUSPENDED',
   /** The run belongs to another agent (another id). */
   RUN_OWNED_ELSEWHERE: 'ERR_RUN_OWNED_ELSEWHERE',
+  /** Another process drives the run (it holds the run's lease): `recover` refuses it. */
+  RUN_ACTIVE: 'ERR_RUN_ACTIVE',
   /** A new run was given the id of an existing one. */
   RUN_EXISTS: 'ERR_RUN_EXISTS',
   /** Another writer changed the run meanwhile (a concurrent resume, or another process driving it). */

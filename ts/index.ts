@@ -28,6 +28,8 @@ export {
   DurableAgent,
   isDurableAgent,
   type CreateDurableAgentOptions,
+  type DurableAgentActiveRun,
+  type DurableAgentRecoverActiveRunsResult,
   type DurableAgentStreamResult,
   type MastraAgentLike,
 } from './agent/durable-agent.js'

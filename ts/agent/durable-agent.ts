@@ -54,6 +54,13 @@ export interface CreateDurableAgentOptions<A extends AgentDefinition | MastraAge
   pubsub?: CachingPubSub | InnerPubSub
   maxSteps?: number
   /**
+   * How long the lease of a run this process drives lasts; renewed every
+   * third of it while the run is driven. When the process dies, the run can
+   * be recovered elsewhere (`recover`, `recoverActiveRuns`) once its lease
+   * has lapsed. Default 30 s.
+   */
+  leaseMs?: number
+  /**
    * Delete a run's state and events this long after it ends (finished,
    * failed, aborted), once this process's readers of it are done. Default
    * 30 s; 0 turns auto-cleanup off (as in Mastra: call `cleanup()`).
@@ -74,12 +81,33 @@ export interface DurableAgentStreamResult {
   abort(reason?: string): Promise<void>
 }
 
+/** A running run in the store (Mastra's `DurableAgentActiveRun`, plus whether a process drives it). */
+export interface DurableAgentActiveRun {
+  runId: string
+  status: 'running'
+  threadId?: string
+  resourceId?: string
+  updatedAt: Date
+  /** Whether a process holds the run's lease (drives it now); false: its driver is gone, recover it. */
+  driven: boolean
+}
+
+/** What `recoverActiveRuns` did (Mastra's shape): a run `success` when recovered and driven to its end or a suspension. */
+export interface DurableAgentRecoverActiveRunsResult {
+  recovered: { runId: string; status: 'success' | 'failed'; error?: Error }[]
+  succeeded: number
+  failed: number
+}
+
 interface RunSummary {
   runId: string
   agentId: string
   status: 'running' | 'suspended' | 'finished' | 'failed' | 'aborted'
   step: number
   nextEvent: number
+  updatedAt: string
+  /** From `inspectLease` and `runningRuns` only. */
+  leased?: boolean
   options: { threadId?: string; resourceId?: string; requireToolApproval?: boolean }
 }
 
@@ -112,6 +140,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
   readonly pubsub: CachingPubSub
   readonly maxSteps: number
   readonly cleanupTimeoutMs: number
+  readonly leaseMs: number
   readonly [BRAND] = true
   readonly #native: NativeAgent
   readonly #pubsub: PubSubInternals
@@ -123,7 +152,11 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
   #resolved: Promise<Resolved> | undefined
 
   constructor(options: CreateDurableAgentOptions<A>) {
-    checkOptions(options, { agent: 'object', id: 'string', name: 'string', cache: 'object', pubsub: 'object', maxSteps: 'number', cleanupTimeoutMs: 'number' }, 'createDurableAgent options')
+    checkOptions(
+      options,
+      { agent: 'object', id: 'string', name: 'string', cache: 'object', pubsub: 'object', maxSteps: 'number', cleanupTimeoutMs: 'number', leaseMs: 'number' },
+      'createDurableAgent options',
+    )
     const agent = options.agent
     if (!agent || typeof agent !== 'object' || typeof agent.id !== 'string' || agent.id === '') {
       throw coded(new TypeError('agent must be an object with a non-empty string id (a definition or a Mastra Agent)'), ErrorCodes.INVALID_OPTION)
@@ -137,6 +170,11 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
     if (!Number.isFinite(cleanupTimeoutMs) || cleanupTimeoutMs < 0) {
       throw coded(new RangeError(`cleanupTimeoutMs must be a finite number >= 0, got ${cleanupTimeoutMs}`), ErrorCodes.INVALID_OPTION)
     }
+    const leaseMs = options.leaseMs ?? 30_000
+    if (!Number.isInteger(leaseMs) || leaseMs < 10 || leaseMs > 2 ** 31 - 1) {
+      throw coded(new RangeError(`leaseMs must be an integer from 10 to 2147483647, got ${leaseMs}`), ErrorCodes.INVALID_OPTION)
+    }
+    this.leaseMs = leaseMs
     this.agent = agent
     this.id = options.id ?? agent.id
     this.name = options.name ?? agent.name ?? this.id
@@ -155,7 +193,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
       this.pubsub = new CachingPubSub(given ?? null, this.cache)
     }
     this.#pubsub = pubsubInternals.get(this.pubsub)!
-    this.#native = native(() => new NativeAgent(this.#pubsub.native, this.id, this.#callModel, this.#callTool))
+    this.#native = native(() => new NativeAgent(this.#pubsub.native, this.id, leaseMs, this.#callModel, this.#callTool))
   }
 
   /** Starts a run and streams it. Resolves once the run is stored (its events are readable from index 0). */
@@ -285,6 +323,60 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
     for (const output of this.#outputs.get(runId) ?? []) {
       output.fail(coded(new Error(`run \`${runId}\` was cleaned up while this output read it`), ErrorCodes.RUN_NOT_FOUND))
     }
+  }
+
+  /**
+   * Finishes a run whose process died, from its last checkpoint: steps
+   * whose results were checkpointed are not run again; a model step that was
+   * cut off runs again (its partial parts stay in the log, the retry starts
+   * with a new `start-step`). The result streams from the checkpoint on. A
+   * run that is not running (finished, suspended, ...) is only observed from
+   * there. Rejects with `ERR_RUN_ACTIVE` while a process holds the run's lease.
+   */
+  async recover(runId: string, options: ResumeOptions = {}): Promise<DurableAgentStreamResult> {
+    await this.#resolve()
+    const summary = await this.#pubsub.bridge.callNowOrLater<RunSummary>((id) => this.#native.inspectLease(id, runId))
+    if (summary.status !== 'running') return this.observe(runId, { ...pickCallbacks(options), offset: summary.nextEvent })
+    if (summary.leased) {
+      throw coded(new Error(`run \`${runId}\` is being driven by another process (it holds the run's lease)`), ErrorCodes.RUN_ACTIVE)
+    }
+    this.#drive(runId, undefined)
+    const output = this.#output(runId, summary.nextEvent, options, () => true)
+    return this.#result(runId, output, summary.options)
+  }
+
+  /** This agent's running runs in the store, and whether a process drives each (`driven: false`: recover it). */
+  async listActiveRuns(): Promise<{ runs: DurableAgentActiveRun[]; total: number }> {
+    const summaries = await this.#pubsub.bridge.callNowOrLater<RunSummary[]>((id) => this.#native.runningRuns(id))
+    const runs = summaries.map((s) => ({
+      runId: s.runId,
+      status: 'running' as const,
+      ...(s.options.threadId !== undefined ? { threadId: s.options.threadId } : {}),
+      ...(s.options.resourceId !== undefined ? { resourceId: s.options.resourceId } : {}),
+      updatedAt: new Date(s.updatedAt),
+      driven: s.leased === true,
+    }))
+    return { runs, total: runs.length }
+  }
+
+  /** Recovers every running run of this agent that no process drives, and waits for each to end or suspend. */
+  async recoverActiveRuns(): Promise<DurableAgentRecoverActiveRunsResult> {
+    const { runs } = await this.listActiveRuns()
+    const recovered = await Promise.all(
+      runs
+        .filter((run) => !run.driven)
+        .map(async ({ runId }) => {
+          try {
+            const full = await (await this.recover(runId)).output.getFullOutput()
+            if (full.outcome === 'failed') return { runId, status: 'failed' as const, error: full.error ?? new Error('the run failed') }
+            return { runId, status: 'success' as const }
+          } catch (error) {
+            return { runId, status: 'failed' as const, error: error as Error }
+          }
+        }),
+    )
+    const succeeded = recovered.filter((r) => r.status === 'success').length
+    return { recovered, succeeded, failed: recovered.length - succeeded }
   }
 
   /** Runs this process is driving now. */

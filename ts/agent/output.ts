@@ -54,6 +54,7 @@ export class DurableOutput {
   readonly #parts: StreamPart[] = []
   readonly #steps: StepResult[] = []
   #step: StepResult = newStep()
+  /** Text of the steps that finished; the current step's is in `#step`. */
   #text = ''
   #usage: Usage = {}
   #finishReason: FinishReason = 'unknown'
@@ -85,7 +86,11 @@ export class DurableOutput {
     return this.#stream((part) => (part.type === 'text-delta' ? part.text : undefined))
   }
 
-  /** All text the output read (on suspension: the text so far). */
+  /**
+   * All text of the steps the output read (on suspension: the text so far).
+   * A step cut off by a crash and run again counts once: its partial deltas
+   * stay in the streams, not here.
+   */
   get text(): Promise<string> {
     return this.#result.promise.then((r) => r.text)
   }
@@ -228,10 +233,11 @@ export class DurableOutput {
     const step = this.#step
     switch (part.type) {
       case 'start-step':
+        // A step that started but never finished was cut off (its process
+        // died) and is being run again: its text does not count.
         this.#step = newStep()
         break
       case 'text-delta':
-        this.#text += part.text
         step.text += part.text
         break
       case 'reasoning-delta':
@@ -248,6 +254,7 @@ export class DurableOutput {
         step.usage = part.usage
         step.response = part.response
         this.#steps.push(step)
+        this.#text += step.text
         this.#usage = addUsage(this.#usage, part.usage)
         this.#step = newStep()
         return this.#call(this.#options.onStepFinish, step)
@@ -277,7 +284,7 @@ export class DurableOutput {
     const last = this.#steps[this.#steps.length - 1]
     return {
       runId: this.runId,
-      text: this.#text,
+      text: this.#text + this.#step.text,
       usage: this.#usage,
       finishReason: this.#finishReason,
       steps: this.#steps,

@@ -2,6 +2,7 @@
 //! from any index, and wait for what comes next.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -77,6 +78,26 @@ impl Store {
         }
     }
 
+    /// [`Self::append_many`] if `owner` holds the lease at `lease_key`, in one
+    /// atomic step; `None` (nothing appended) if not.
+    pub async fn append_many_leased(
+        &self,
+        key: &str,
+        objects: &[String],
+        retention: &Retention,
+        lease_key: &str,
+        owner: &str,
+    ) -> Result<Option<Option<u64>>, CacheError> {
+        match self {
+            Store::Memory(cache) => cache.log_append_many_leased(key, objects, retention, lease_key, &quoted(owner)),
+            Store::Redis(cache) => {
+                cache
+                    .log_append_many_leased(key, objects, retention, lease_key, owner)
+                    .await
+            }
+        }
+    }
+
     /// A run's atomic write of state and events (see [`Commit`]).
     pub async fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, CacheError> {
         match self {
@@ -119,6 +140,49 @@ impl Store {
         match self {
             Store::Memory(cache) => Ok(cache.get(abort_key)),
             Store::Redis(cache) => cache.get(abort_key).await,
+        }
+    }
+
+    /// Takes the lease at `key` for `owner` for `ttl`, if nobody holds it.
+    pub async fn lease_acquire(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, CacheError> {
+        match self {
+            Store::Memory(cache) => Ok(cache.lease_acquire(key, &quoted(owner), ttl)),
+            Store::Redis(cache) => cache.lease_acquire(key, owner, ttl.as_millis() as u64).await,
+        }
+    }
+
+    /// Extends the lease at `key` if `owner` still holds it.
+    pub async fn lease_renew(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, CacheError> {
+        match self {
+            Store::Memory(cache) => Ok(cache.lease_renew(key, &quoted(owner), ttl)),
+            Store::Redis(cache) => cache.lease_renew(key, owner, ttl.as_millis() as u64).await,
+        }
+    }
+
+    /// Gives the lease at `key` up if `owner` holds it.
+    pub async fn lease_release(&self, key: &str, owner: &str) -> Result<(), CacheError> {
+        match self {
+            Store::Memory(cache) => {
+                cache.lease_release(key, &quoted(owner));
+                Ok(())
+            }
+            Store::Redis(cache) => cache.lease_release(key, owner).await,
+        }
+    }
+
+    /// Whether someone holds the lease at `key`.
+    pub async fn lease_held(&self, key: &str) -> Result<bool, CacheError> {
+        match self {
+            Store::Memory(cache) => Ok(cache.get(key).is_some()),
+            Store::Redis(cache) => Ok(cache.lease_holder(key).await?.is_some()),
+        }
+    }
+
+    /// Every key that starts with `prefix` and ends with `suffix`.
+    pub async fn keys_matching(&self, prefix: &str, suffix: &str) -> Result<Vec<String>, CacheError> {
+        match self {
+            Store::Memory(cache) => Ok(cache.keys_matching(prefix, suffix)),
+            Store::Redis(cache) => cache.keys_matching(prefix, suffix).await,
         }
     }
 
@@ -242,4 +306,9 @@ impl Subscription {
             let _ = self.seen.changed().await;
         }
     }
+}
+
+/// The in-memory cache holds JSON text: a lease owner is stored as a string.
+fn quoted(owner: &str) -> String {
+    serde_json::to_string(owner).expect("strings serialise")
 }

@@ -150,6 +150,8 @@ on_both_stores!(
     crash_in_tool_step_resumes_from_the_last_checkpoint,
     crash_in_model_step_repeats_only_that_step,
     two_drivers_of_one_checkpoint_only_one_runs,
+    a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_lapses,
+    appends_are_fenced_by_the_lease,
     invalid_run_ids_are_rejected,
 );
 
@@ -981,6 +983,100 @@ async fn abort_from_elsewhere_of_suspended_and_ended_runs(store: Store) {
         code(agent::abort(&missing, "abort-missing", AGENT, None).await),
         "ERR_RUN_NOT_FOUND"
     );
+}
+
+/// A driver holds the run's lease: a second one (another process) is refused
+/// with ERR_RUN_ACTIVE. A driver that dies without giving the lease up (its
+/// task is dropped, as when its process is killed) leaves it to lapse; then a
+/// new driver recovers the run from its last checkpoint, and the lease is
+/// given up when the run ends.
+async fn a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_lapses(store: Store) {
+    const LEASE: Duration = Duration::from_millis(300);
+    let (run, created) = create(&store, "leased", 5).await;
+    let fake = Fake::new(
+        |n, _| match n {
+            0 => tool_calls_reply(&[call("c1", "lookup", json!({}))]),
+            // The first driver's second model call never returns: it dies there.
+            1 => ModelStep {
+                parts: vec![],
+                reply: Reply::Never,
+            },
+            2 => text_reply("Recovered."),
+            _ => panic!("three model calls"),
+        },
+        |_, earlier| {
+            assert_eq!(earlier, 0, "the checkpointed tool call never runs again");
+            now(output(json!("looked up")))
+        },
+    );
+    let (driver, control) = Driver::new(run.clone(), fake.clone(), created);
+    fake.set_control(control);
+    let first = tokio::spawn(driver.with_lease(LEASE).drive());
+    fake.wait_calls(|&(models, _)| models == 2).await;
+    assert!(run.store.lease_held(&run.lease_key).await.unwrap());
+
+    // While the first driver lives (and renews), nobody else may drive.
+    let stored = agent::load_owned(&run, "leased", AGENT).await.unwrap();
+    let (second, _control) = Driver::new(run.clone(), fake.clone(), stored.clone());
+    assert_eq!(code(second.with_lease(LEASE).drive().await), "ERR_RUN_ACTIVE");
+    assert_eq!(fake.model_calls(), 2, "the refused driver called nothing");
+
+    // The first driver dies without giving the lease up.
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while run.store.lease_held(&run.lease_key).await.unwrap() {
+        assert!(tokio::time::Instant::now() < deadline, "the lease lapses");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stored = agent::load_owned(&run, "leased", AGENT).await.unwrap();
+    assert_eq!(
+        (stored.status, stored.phase, stored.step),
+        (Status::Running, Phase::Model, 1)
+    );
+    let (recovering, control) = Driver::new(run.clone(), fake.clone(), stored);
+    fake.set_control(control);
+    let state = tokio::time::timeout(DEADLINE, recovering.with_lease(LEASE).drive())
+        .await
+        .expect("the recovered run ends in time")
+        .unwrap();
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (3, 1));
+    assert!(
+        !run.store.lease_held(&run.lease_key).await.unwrap(),
+        "given up at the end"
+    );
+    let events = events(&run).await;
+    assert_eq!(parts_of(&events, "tool-result").len(), 1);
+    assert_eq!(parts_of(&events, "finish").len(), 1);
+}
+
+/// A driver that lost its lease must not add to the log of the one that took
+/// over: its appends are refused, atomically with the lease check.
+async fn appends_are_fenced_by_the_lease(store: Store) {
+    let (run, _created) = create(&store, "fenced", 5).await;
+    assert!(run
+        .store
+        .lease_acquire(&run.lease_key, "owner-a", Duration::from_secs(30))
+        .await
+        .unwrap());
+    let before = events(&run).await.len() as u64;
+    let part = |text: &str| {
+        format!(
+            r#"{{"id":"{text}","type":"chunk","runId":"fenced","data":{{"type":"text-delta","id":"t","text":"{text}"}},"createdAt":"2026-11-28T00:00:00.000Z"}}"#
+        )
+    };
+    assert_eq!(
+        run.append(&[part("a")], Some("owner-a")).await.unwrap(),
+        Some(before + 1)
+    );
+    assert_eq!(
+        code(run.append(&[part("b")], Some("owner-b")).await),
+        "ERR_RUN_CONFLICT"
+    );
+    let events = events(&run).await;
+    assert_eq!(events.len() as u64, before + 1, "the refused append added nothing");
+    assert_eq!(events.last().unwrap()["id"], "a");
 }
 
 // ---------------------------------------------------------------------------

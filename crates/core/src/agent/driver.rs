@@ -4,7 +4,9 @@
 //! checkpointed with the events it produced (see `RunStore::commit`); a step
 //! whose result is checkpointed never runs again for that run.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt as _};
@@ -82,6 +84,55 @@ pub struct Driver {
     /// An abort asked for by another process, seen at a checkpoint or while
     /// waiting for a callback ("" without a reason).
     requested_abort: Option<String>,
+    /// How long a lease on the run lasts, when this driver takes one.
+    lease_ttl: Option<Duration>,
+    lease: Option<Arc<Lease>>,
+}
+
+/// This driver's hold on its run (see `RunStore::lease_key`).
+struct Lease {
+    owner: String,
+    ttl: Duration,
+    renewed: Mutex<Instant>,
+}
+
+impl Lease {
+    /// Renews the lease once a third of it has passed; false when it was lost.
+    async fn keep(&self, run: &RunStore) -> Result<bool, AgentError> {
+        let due = lock(&self.renewed).elapsed() >= self.ttl / 3;
+        if !due {
+            return Ok(true);
+        }
+        let kept = run.store.lease_renew(&run.lease_key, &self.owner, self.ttl).await?;
+        *lock(&self.renewed) = Instant::now();
+        Ok(kept)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A lease owner id no other driver has: this process, now, and a counter.
+fn new_owner() -> String {
+    static DRIVERS: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{}:{nanos}:{}",
+        std::process::id(),
+        DRIVERS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Why a wait for a callback ended early.
+enum Stop {
+    /// Aborted here or by request ("" without a reason).
+    Abort(String),
+    /// The lease lapsed and someone else took it: another process drives now.
+    LeaseLost,
 }
 
 enum Flow {
@@ -191,6 +242,8 @@ impl Driver {
             writer,
             claimed: false,
             requested_abort: None,
+            lease_ttl: None,
+            lease: None,
         }
     }
 
@@ -201,11 +254,39 @@ impl Driver {
         self
     }
 
+    /// Holds a lease on the run while driving it (taken at the start, renewed
+    /// every third of `ttl`, given up at the end), so that other processes
+    /// know it is driven and can recover it once the lease lapses.
+    pub fn with_lease(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = Some(ttl);
+        self
+    }
+
     /// Runs the loop until the run finishes, fails, aborts or suspends, and
     /// returns its last state. An error means the run could not be
     /// checkpointed (the store failed, or another writer took it over): it
     /// stays at its last checkpoint.
     pub async fn drive(mut self) -> Result<RunState, AgentError> {
+        if let (Some(ttl), Status::Running) = (self.lease_ttl, self.state.status) {
+            let owner = new_owner();
+            if !self.run.store.lease_acquire(&self.run.lease_key, &owner, ttl).await? {
+                return Err(AgentError::RunActive(self.state.run_id.clone()));
+            }
+            self.lease = Some(Arc::new(Lease {
+                owner,
+                ttl,
+                renewed: Mutex::new(Instant::now()),
+            }));
+        }
+        let outcome = self.run_loop().await;
+        if let Some(lease) = &self.lease {
+            // Best effort: a lease not given up lapses by itself.
+            let _ = self.run.store.lease_release(&self.run.lease_key, &lease.owner).await;
+        }
+        outcome.map(|()| self.state)
+    }
+
+    async fn run_loop(&mut self) -> Result<(), AgentError> {
         if self.state.status == Status::Running && !self.claimed {
             // Claim the run with a checkpoint of its own: this driver then
             // starts from a version no other driver starts from (so its event
@@ -217,7 +298,7 @@ impl Driver {
         }
         loop {
             if self.state.status != Status::Running {
-                return Ok(self.state);
+                return Ok(());
             }
             let cancel = self
                 .inbox
@@ -240,7 +321,7 @@ impl Driver {
                 }
             };
             if let Flow::Stop = flow {
-                return Ok(self.state);
+                return Ok(());
             }
         }
     }
@@ -251,6 +332,11 @@ impl Driver {
         self.state.version += 1;
         self.state.next_event += events.len() as u64;
         self.state.updated_at = iso_now();
+        if let Some(lease) = &self.lease {
+            if !lease.keep(&self.run).await? {
+                return Err(AgentError::Conflict(self.state.run_id.clone()));
+            }
+        }
         let requested = self.run.commit(&self.state, Some(expected), &events).await?;
         if let (Some(reason), Status::Running) = (requested, self.state.status) {
             self.requested_abort = Some(reason.unwrap_or_default());
@@ -258,12 +344,20 @@ impl Driver {
         Ok(())
     }
 
-    /// Publishes parts outside a checkpoint.
+    /// Publishes parts outside a checkpoint; refused once another driver
+    /// holds the run's lease.
     async fn append(&mut self, events: Vec<String>) -> Result<(), AgentError> {
-        if let Some(next) = self.run.append(&events).await? {
+        let owner = self.lease.as_ref().map(|lease| lease.owner.as_str());
+        if let Some(next) = self.run.append(&events, owner).await? {
             self.state.next_event = next;
         }
         Ok(())
+    }
+
+    /// Resolves when the run must stop waiting for its callbacks (see
+    /// [`stop_requested`]); owns what it watches, so the driver stays free.
+    fn stop_watcher(&self) -> impl std::future::Future<Output = Stop> + 'static {
+        stop_requested(self.inbox.cancel.clone(), self.run.clone(), self.lease.clone())
     }
 
     fn chunk(&mut self, part: &Value) -> String {
@@ -307,19 +401,24 @@ impl Driver {
         );
         let call = self.callbacks.model(request);
         tokio::pin!(call);
+        // One watcher for the whole step: made anew per pass of the loop, its
+        // timer would restart with every batch of parts, and a model that
+        // streams steadily would never have its lease renewed.
+        let stop = self.stop_watcher();
+        tokio::pin!(stop);
         let mut parts = Vec::new();
         // Once every `RunControl` is gone no part can come: stop listening,
         // or the closed channel (ready at once, forever) would spin the loop.
         let mut parts_open = true;
         let reply = loop {
             enum Next {
-                Cancelled(String),
+                Cancelled(Stop),
                 Parts,
                 Done(Result<String, String>),
             }
             let next = tokio::select! {
                 biased;
-                reason = stop_requested(&mut self.inbox.cancel, &self.run) => Next::Cancelled(reason),
+                stop = &mut stop => Next::Cancelled(stop),
                 received = self.inbox.parts.recv_many(&mut parts, 256), if parts_open => {
                     parts_open = received > 0;
                     Next::Parts
@@ -327,10 +426,11 @@ impl Driver {
                 reply = &mut call => Next::Done(reply),
             };
             match next {
-                Next::Cancelled(reason) => {
+                Next::Cancelled(Stop::Abort(reason)) => {
                     self.requested_abort = Some(reason);
                     return Ok(Flow::Continue);
                 }
+                Next::Cancelled(Stop::LeaseLost) => return Err(AgentError::Conflict(self.state.run_id.clone())),
                 Next::Parts => {
                     let mut events: Vec<String> = start.take().into_iter().collect();
                     events.extend(parts.drain(..).map(|p| self.writer.event(super::parts::CHUNK, &p)));
@@ -472,19 +572,23 @@ impl Driver {
                 async move { (call, reply.await) }
             })
             .collect();
+        let stop = self.stop_watcher();
+        tokio::pin!(stop);
         while !running.is_empty() {
             let next = tokio::select! {
                 biased;
-                reason = stop_requested(&mut self.inbox.cancel, &self.run) => Err(reason),
-                done = running.next() => done.ok_or_else(String::new),
+                stop = &mut stop => Err(stop),
+                // Never `None`: the loop runs while calls are pending.
+                done = running.next() => done.ok_or(Stop::Abort(String::new())),
             };
             // Cancelled: abandon the calls; the loop publishes `abort`.
             let (call, reply) = match next {
                 Ok(done) => done,
-                Err(reason) => {
+                Err(Stop::Abort(reason)) => {
                     self.requested_abort = Some(reason);
                     return Ok(Flow::Continue);
                 }
+                Err(Stop::LeaseLost) => return Err(AgentError::Conflict(self.state.run_id.clone())),
             };
             let reply = match reply {
                 Ok(text) => serde_json::from_str::<ToolReply>(&text)
@@ -603,9 +707,12 @@ impl Driver {
 /// another process (it also sees one at every checkpoint).
 const ABORT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Resolves with the reason ("" for none) once the run is aborted, here
-/// (through its [`RunControl`]) or by request from elsewhere.
-async fn stop_requested(cancel: &mut watch::Receiver<Option<String>>, run: &RunStore) -> String {
+/// Resolves once the run is aborted, here (through its [`RunControl`]) or by
+/// request from elsewhere, or once its lease is lost; keeps the lease
+/// meanwhile, looking every [`ABORT_POLL`] or every third of the lease,
+/// whichever is sooner.
+async fn stop_requested(mut cancel: watch::Receiver<Option<String>>, run: RunStore, lease: Option<Arc<Lease>>) -> Stop {
+    let every = lease.as_ref().map_or(ABORT_POLL, |lease| ABORT_POLL.min(lease.ttl / 3));
     let here = async {
         loop {
             if let Some(reason) = cancel.borrow_and_update().clone() {
@@ -619,15 +726,20 @@ async fn stop_requested(cancel: &mut watch::Receiver<Option<String>>, run: &RunS
     };
     let elsewhere = async {
         loop {
-            tokio::time::sleep(ABORT_POLL).await;
+            tokio::time::sleep(every).await;
             // A failing store is noticed by the next checkpoint, not here.
             if let Ok(Some(reason)) = run.abort_requested().await {
-                return reason.unwrap_or_default();
+                return Stop::Abort(reason.unwrap_or_default());
+            }
+            if let Some(lease) = &lease {
+                if let Ok(false) = lease.keep(&run).await {
+                    return Stop::LeaseLost;
+                }
             }
         }
     };
     tokio::select! {
-        reason = here => reason,
-        reason = elsewhere => reason,
+        reason = here => Stop::Abort(reason),
+        stop = elsewhere => stop,
     }
 }

@@ -23,6 +23,10 @@ pub enum AgentError {
         agent: String,
     },
 
+    /// Another process drives the run (it holds the run's lease).
+    #[error("run `{0}` is being driven by another process (it holds the run's lease)")]
+    RunActive(String),
+
     /// A new run with the id of an existing one.
     #[error("run `{0}` already exists")]
     RunExists(String),
@@ -53,6 +57,7 @@ impl AgentError {
             AgentError::NotSuspended { .. } => "ERR_RUN_NOT_SUSPENDED",
             AgentError::OwnedElsewhere { .. } => "ERR_RUN_OWNED_ELSEWHERE",
             AgentError::RunExists(_) => "ERR_RUN_EXISTS",
+            AgentError::RunActive(_) => "ERR_RUN_ACTIVE",
             AgentError::Conflict(_) => "ERR_RUN_CONFLICT",
             AgentError::UnknownToolCall { .. } => "ERR_UNKNOWN_TOOL_CALL",
             AgentError::InvalidArg(_) => "ERR_INVALID_ARG",

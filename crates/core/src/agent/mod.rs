@@ -8,5 +8,5 @@ pub mod state;
 
 pub use driver::{Callbacks, Driver, RunControl};
 pub use error::AgentError;
-pub use run::{abort, abort_suspended, create, load_owned, resume, stream_topic, NewRun, RunStore};
+pub use run::{abort, abort_suspended, create, list_run_ids, load_owned, resume, stream_topic, NewRun, RunStore};
 pub use state::{Decision, RunState, Status};

@@ -27,6 +27,9 @@ pub struct RunStore {
     pub state_key: String,
     /// Where another process asks the run's driver to abort.
     pub abort_key: String,
+    /// Held by the process driving the run, renewed while it does: a run
+    /// whose lease lapsed lost its driver and may be recovered.
+    pub lease_key: String,
     pub retention: Retention,
 }
 
@@ -38,6 +41,7 @@ impl RunStore {
         Ok(RunStore {
             state_key: format!("{{{log_key}}}:run"),
             abort_key: format!("{{{log_key}}}:abort"),
+            lease_key: format!("{{{log_key}}}:lease"),
             log_key,
             store,
             retention,
@@ -125,19 +129,26 @@ impl RunStore {
 
     /// Appends events outside a checkpoint (a model step's stream parts);
     /// returns the index after the last.
-    pub async fn append(&self, events: &[String]) -> Result<Option<u64>, AgentError> {
-        Ok(self
-            .store
-            .append_many(&self.log_key, events, &self.retention)
-            .await?
-            .map(|last| last + 1))
+    /// `lease_owner`: append only while this owner holds the run's lease
+    /// (a driver that lost it must not add to the log of the one that took
+    /// over); refused with `ERR_RUN_CONFLICT` otherwise.
+    pub async fn append(&self, events: &[String], lease_owner: Option<&str>) -> Result<Option<u64>, AgentError> {
+        let appended = match lease_owner {
+            None => self.store.append_many(&self.log_key, events, &self.retention).await?,
+            Some(owner) => self
+                .store
+                .append_many_leased(&self.log_key, events, &self.retention, &self.lease_key, owner)
+                .await?
+                .ok_or_else(|| AgentError::Conflict(self.log_key.clone()))?,
+        };
+        Ok(appended.map(|last| last + 1))
     }
 
     /// Deletes the run's state and events.
     pub async fn delete(&self) -> Result<(), AgentError> {
         Ok(self
             .store
-            .delete_run(&[&self.state_key, &self.log_key, &self.abort_key])
+            .delete_run(&[&self.state_key, &self.log_key, &self.abort_key, &self.lease_key])
             .await?)
     }
 
@@ -159,6 +170,17 @@ impl RunStore {
             .await?
             .map(|a| reason_of(&a)))
     }
+}
+
+/// The runs stored under a pubsub `prefix` (their ids), of every agent and
+/// status: what recovery looks through.
+pub async fn list_run_ids(store: &Store, prefix: &str) -> Result<Vec<String>, AgentError> {
+    let start = format!("{{{prefix}agent.stream.");
+    let keys = store.keys_matching(&start, "}:run").await?;
+    Ok(keys
+        .into_iter()
+        .filter_map(|key| Some(key.strip_prefix(&start)?.strip_suffix("}:run")?.to_owned()))
+        .collect())
 }
 
 /// An abort request's reason: a JSON string, or null.

@@ -461,6 +461,61 @@ impl MemoryCache {
         true
     }
 
+    /// [`Self::log_append_many`] if `owner` (a JSON string) holds the lease at
+    /// `lease_key`; `None` if not. Under the lock leases change under.
+    pub fn log_append_many_leased(
+        &self,
+        key: &str,
+        objects: &[String],
+        retention: &Retention,
+        lease_key: &str,
+        owner: &str,
+    ) -> Result<Option<Option<u64>>, CacheError> {
+        let _serialised = lock(&self.commits);
+        if self.get(lease_key).as_deref() != Some(owner) {
+            return Ok(None);
+        }
+        self.log_append_many(key, objects, retention).map(Some)
+    }
+
+    /// Takes the lease at `key` for `owner` (a JSON string) if nobody holds it.
+    pub fn lease_acquire(&self, key: &str, owner: &str, ttl: Duration) -> bool {
+        let _serialised = lock(&self.commits);
+        if self.entries.contains_key(key) {
+            return false;
+        }
+        self.set(key, owner, Some(Some(ttl)));
+        true
+    }
+
+    /// Extends the lease at `key` if `owner` still holds it.
+    pub fn lease_renew(&self, key: &str, owner: &str, ttl: Duration) -> bool {
+        let _serialised = lock(&self.commits);
+        if self.get(key).as_deref() != Some(owner) {
+            return false;
+        }
+        self.set(key, owner, Some(Some(ttl)));
+        true
+    }
+
+    /// Gives the lease at `key` up if `owner` holds it.
+    pub fn lease_release(&self, key: &str, owner: &str) {
+        let _serialised = lock(&self.commits);
+        if self.get(key).as_deref() == Some(owner) {
+            self.delete(key);
+        }
+    }
+
+    /// Every key that starts with `prefix` and ends with `suffix`.
+    pub fn keys_matching(&self, prefix: &str, suffix: &str) -> Vec<String> {
+        self.entries
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| key.starts_with(prefix) && key.ends_with(suffix))
+            .map(|key| (*key).clone())
+            .collect()
+    }
+
     /// Up to `max` events of the topic log at `key` from index `from`.
     pub fn log_read(&self, key: &str, from: u64, max: usize) -> Result<Page, CacheError> {
         match self.entries.get(key).map(|slot| slot.data) {

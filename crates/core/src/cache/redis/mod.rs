@@ -213,6 +213,7 @@ struct Inner {
     push_indexed: Script,
     run_commit: Script,
     run_request_abort: Script,
+    append_leased: Script,
 }
 
 impl RedisCache {
@@ -256,6 +257,7 @@ impl RedisCache {
                 push_indexed: Script::new(LIST_PUSH_INDEXED_SCRIPT),
                 run_commit: Script::new(RUN_COMMIT_SCRIPT),
                 run_request_abort: Script::new(RUN_REQUEST_ABORT_SCRIPT),
+                append_leased: Script::new(runs::APPEND_LEASED_SCRIPT),
             }),
         })
     }
@@ -499,7 +501,7 @@ fn display_addr(addr: &ConnectionAddr) -> String {
 }
 
 /// Escapes glob metacharacters so a prefix matches only itself in SCAN MATCH.
-fn glob_escape(text: &str) -> String {
+pub(super) fn glob_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

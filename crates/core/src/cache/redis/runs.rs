@@ -48,7 +48,169 @@ end
 return 1
 "#;
 
+/// KEYS: lease. ARGV: owner, TTL in ms. Extends the lease if the owner holds it.
+const LEASE_RENEW_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// KEYS: lease. ARGV: owner. Deletes the lease if the owner holds it.
+const LEASE_RELEASE_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+/// KEYS: stream, lease. ARGV: owner, MAXLEN (0 = none), TTL in ms (0 =
+/// none), then the event bodies. Appends only while the owner holds the
+/// lease; returns the last id, or 0 (nothing appended) when it does not.
+pub const APPEND_LEASED_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local last = ''
+local maxlen = tonumber(ARGV[2])
+for i = 4, #ARGV do
+  if maxlen > 0 then
+    last = redis.call('XADD', KEYS[1], 'MAXLEN', '=', maxlen, '0-*', 'e', ARGV[i])
+  else
+    last = redis.call('XADD', KEYS[1], '0-*', 'e', ARGV[i])
+  end
+end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return last
+"#;
+
 impl RedisCache {
+    /// [`Self::log_append_many`] if `owner` holds the lease at `lease_key`, in
+    /// one script; `None` (nothing appended) if not.
+    pub async fn log_append_many_leased(
+        &self,
+        key: &str,
+        objects: &[String],
+        retention: &Retention,
+        lease_key: &str,
+        owner: &str,
+    ) -> Result<Option<Option<u64>>, CacheError> {
+        if objects.is_empty() {
+            return Ok(Some(None));
+        }
+        let mut invocation = self.inner.append_leased.prepare_invoke();
+        invocation
+            .key(self.key(key))
+            .key(self.key(lease_key))
+            .arg(owner)
+            .arg(retention.max_events.unwrap_or(0))
+            .arg(self.ttl_ms(retention));
+        for object in objects {
+            invocation.arg(&*json::without_index(object)?);
+        }
+        let mut conn = self.connection()?;
+        let reply: redis::Value = self
+            .deadline(key, async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        match reply {
+            redis::Value::Int(0) => Ok(None),
+            redis::Value::BulkString(id) => {
+                self.inner.signals.notify(key);
+                Ok(Some(Some(super::log::index_of(&String::from_utf8_lossy(&id))?)))
+            }
+            other => Err(CacheError::InvalidValue(format!(
+                "unexpected reply to a leased append: {other:?}"
+            ))),
+        }
+    }
+
+    /// Takes the lease at `key` for `owner` if nobody holds it (`SET NX PX`).
+    pub async fn lease_acquire(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, CacheError> {
+        let set: Option<String> = self
+            .run(
+                key,
+                redis::cmd("SET")
+                    .arg(self.key(key))
+                    .arg(owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms.max(1)),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Extends the lease at `key` if `owner` still holds it.
+    pub async fn lease_renew(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, CacheError> {
+        let renewed: i64 = self
+            .run(
+                key,
+                redis::cmd("EVAL")
+                    .arg(LEASE_RENEW_SCRIPT)
+                    .arg(1)
+                    .arg(self.key(key))
+                    .arg(owner)
+                    .arg(ttl_ms.max(1)),
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    /// Gives the lease at `key` up if `owner` holds it.
+    pub async fn lease_release(&self, key: &str, owner: &str) -> Result<(), CacheError> {
+        let _: i64 = self
+            .run(
+                key,
+                redis::cmd("EVAL")
+                    .arg(LEASE_RELEASE_SCRIPT)
+                    .arg(1)
+                    .arg(self.key(key))
+                    .arg(owner),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The holder of the lease at `key`, if any.
+    pub async fn lease_holder(&self, key: &str) -> Result<Option<String>, CacheError> {
+        self.run(key, redis::cmd("GET").arg(self.key(key))).await
+    }
+
+    /// Every cache key (as given to this cache, without its prefix) that
+    /// starts with `prefix` and ends with `suffix` (SCAN, never KEYS).
+    pub async fn keys_matching(&self, prefix: &str, suffix: &str) -> Result<Vec<String>, CacheError> {
+        let physical_prefix = self.key(prefix);
+        let pattern = format!(
+            "{}*{}",
+            super::glob_escape(&physical_prefix),
+            super::glob_escape(suffix)
+        );
+        let mut found = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .run(
+                    "",
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            let cache_prefix = self.key_prefix();
+            found.extend(
+                keys.into_iter()
+                    .filter_map(|k| k.strip_prefix(cache_prefix).map(str::to_owned)),
+            );
+            if next == 0 {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
     fn ttl_ms(&self, retention: &Retention) -> u64 {
         retention
             .ttl
