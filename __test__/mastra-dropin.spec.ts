@@ -79,3 +79,55 @@ describe.each(caches)("@mastra/core's CachingPubSub over our %s", (_name, make) 
       expect((await pubsub.getHistory(topic)).map((e) => e.index)).toEqual([0])
     }))
 })
+
+describe('our createDurableAgent inside a Mastra app', () => {
+  it('registers in new Mastra({ agents }) and runs durably through mastra.getAgent(...)', async () => {
+    const { Mastra } = await import('@mastra/core')
+    const { Agent } = await import('@mastra/core/agent')
+    const { MockLanguageModelV3 } = await import('ai/test')
+    const { createDurableAgent, isDurableAgent, DurableAgent } = await import('../dist/index.js')
+    const prompts: unknown[] = []
+    const model = new MockLanguageModelV3({
+      doStream: async ({ prompt }) => {
+        prompts.push(prompt)
+        return {
+          stream: new ReadableStream({
+            start(controller) {
+              controller.enqueue({ type: 'text-start', id: 't' })
+              controller.enqueue({ type: 'text-delta', id: 't', delta: 'Registered and durable.' })
+              controller.enqueue({ type: 'text-end', id: 't' })
+              controller.enqueue({
+                type: 'finish',
+                finishReason: { unified: 'stop', raw: 'stop' },
+                usage: { inputTokens: { total: 3, noCache: 3, cacheRead: undefined, cacheWrite: undefined }, outputTokens: { total: 3, text: 3, reasoning: undefined } },
+              })
+              controller.close()
+            },
+          }),
+        }
+      },
+    })
+    const agent = new Agent({ id: 'support', name: 'Support', instructions: 'Be brief.', model })
+    const durable = createDurableAgent({ agent })
+    // Ours, and it also answers for the Mastra agent it wraps.
+    expect(isDurableAgent(durable)).toBe(true)
+    expect(durable).toBeInstanceOf(DurableAgent)
+    expect('getInstructions' in durable).toBe(true)
+
+    const mastra = new Mastra({ agents: { support: durable as never }, logger: false })
+    const registered = mastra.getAgent('support') as unknown as typeof durable
+    expect(registered).toBe(durable)
+    expect(await (registered as unknown as { getInstructions(): Promise<string> }).getInstructions()).toBe('Be brief.')
+
+    const result = await registered.stream('Hello')
+    expect(await result.output.text).toBe('Registered and durable.')
+    expect(prompts[0]).toEqual([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: [{ type: 'text', text: 'Hello' }] },
+    ])
+    // The run is stored: any reader can replay it.
+    const replay = await durable.observe(result.runId)
+    expect((await replay.output.getFullOutput()).text).toBe('Registered and durable.')
+    await durable.cleanup(result.runId)
+  })
+})

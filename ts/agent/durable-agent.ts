@@ -587,7 +587,27 @@ function pickCallbacks(options: StreamCallbacks): StreamCallbacks {
 }
 
 export function createDurableAgent<A extends AgentDefinition | MastraAgentLike>(options: CreateDurableAgentOptions<A>): DurableAgent<A> {
-  return new DurableAgent(options)
+  const durable = new DurableAgent(options)
+  return isMastraAgent(options.agent) ? withAgentFallback(durable, options.agent) : durable
+}
+
+/**
+ * Over a Mastra `Agent`, the durable agent also answers for the agent (as
+ * Mastra's own proxy-based durable agent does): what it does not have itself
+ * (`getInstructions`, `listTools`, `__registerMastra`, ...) goes to the
+ * wrapped agent, so `new Mastra({ agents: { support: durable } })` can
+ * register it and `mastra.getAgent('support').stream(...)` runs durably.
+ */
+function withAgentFallback<A extends AgentDefinition | MastraAgentLike>(durable: DurableAgent<A>, agent: object): DurableAgent<A> {
+  const from = (owner: object, prop: string | symbol): unknown => {
+    const value: unknown = Reflect.get(owner, prop, owner)
+    // Bound: methods reach their private fields through `this`.
+    return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(owner) : value
+  }
+  return new Proxy(durable, {
+    get: (target, prop) => from(prop in target ? target : agent, prop),
+    has: (target, prop) => prop in target || prop in agent,
+  })
 }
 
 /** Whether `value` is a durable agent of this package. */
