@@ -1200,3 +1200,22 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
     })
   })
 })
+
+describe('the default cache', () => {
+  it('keeps far more runs than an InMemoryServerCache of the default 1,000 keys would', async () => {
+    const model = kits[0]!.model(() => streamOf([...textParts('t', ['kept']), kits[0]!.finish('stop', 1, 1)]))
+    // No cache given: the agent makes its own. No auto-cleanup: every run stays.
+    const agent = createDurableAgent({ agent: { id: 'default-cache', model }, cleanupTimeoutMs: 0 })
+    const runIds: string[] = []
+    for (let i = 0; i < 800; i++) {
+      const result = await agent.stream('Hi')
+      await result.output.getFullOutput()
+      runIds.push(result.runId)
+    }
+    // 1,600 keys of finished runs: the first run is still there, whole.
+    for (const runId of [runIds[0]!, runIds[400]!, runIds.at(-1)!]) {
+      const replay = await agent.observe(runId)
+      expect((await replay.output.getFullOutput()).text).toBe('kept')
+    }
+  })
+})

@@ -48,7 +48,13 @@ export interface CreateDurableAgentOptions<A extends AgentDefinition | MastraAge
   /** Default: the agent's id. Runs belong to this id: another id cannot resume them. */
   id?: string
   name?: string
-  /** Where run state and events live. Default: a new `InMemoryServerCache`. */
+  /**
+   * Where run state and events live. Default: a new `InMemoryServerCache`
+   * with `maxSize: 100_000`. A run takes two keys until it is cleaned up (a
+   * few more while driven): size an in-memory cache you pass for the runs
+   * you keep, since it evicts the least recently used keys, live runs
+   * included, beyond `maxSize`.
+   */
   cache?: InMemoryServerCache | RedisServerCache
   /** Our `CachingPubSub` (used as is), or a Mastra `PubSub` to wrap. Default: a native `CachingPubSub` over `cache`. */
   pubsub?: CachingPubSub | InnerPubSub
@@ -112,6 +118,9 @@ interface RunSummary {
 }
 
 const BRAND = Symbol.for('durable-agent.DurableAgent')
+
+/** `maxSize` of the in-memory cache a durable agent makes when given none. */
+const DEFAULT_CACHE_KEYS = 100_000
 
 function isMastraAgent(agent: object): agent is MastraAgentLike {
   return typeof (agent as MastraAgentLike).getModel === 'function' && typeof (agent as MastraAgentLike).listTools === 'function'
@@ -189,7 +198,10 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
       }
       this.cache = internals.cache as InMemoryServerCache | RedisServerCache
     } else {
-      this.cache = options.cache ?? new InMemoryServerCache()
+      // A run takes two keys (state and events) until it is cleaned up: the
+      // cache's default of 1,000 keys would start evicting live runs at a
+      // few hundred kept runs.
+      this.cache = options.cache ?? new InMemoryServerCache({ maxSize: DEFAULT_CACHE_KEYS })
       this.pubsub = new CachingPubSub(given ?? null, this.cache)
     }
     this.#pubsub = pubsubInternals.get(this.pubsub)!

@@ -1752,7 +1752,7 @@ async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_run_keys_share_a_hash_tag_and_suspended_runs_never_expire() {
+async fn redis_run_keys_share_a_hash_tag_and_unended_runs_never_expire() {
     let env = Env::redis("keys");
     let (cache, prefix) = env.redis.clone().unwrap();
     let mut conn = redis::Client::open(redis_url())
@@ -1796,6 +1796,25 @@ async fn redis_run_keys_share_a_hash_tag_and_suspended_runs_never_expire() {
             ttl > 0 && ttl <= (REDIS_TTL_SECONDS * 1000.0) as i64,
             "{key}: PTTL {ttl}"
         );
+    }
+
+    // Running (here: waiting for a model call): kept too, however long the
+    // call takes; a run whose process died stays recoverable.
+    let (running, created) = create(&env.store, "keys-running", 5).await;
+    let hanging = Fake::model_only(|_, _| ModelStep {
+        parts: vec![json!({ "type": "text-delta", "id": "t", "delta": "slow" })],
+        reply: Reply::Never,
+    });
+    let (task, control) = start(&running, &hanging, created);
+    wait_for_event(&running, "text-delta").await;
+    let (running_state, running_log) = (cache.key(&running.state_key), cache.key(&running.log_key));
+    assert_eq!(pttl(&mut conn, &running_state).await, -1);
+    assert_eq!(pttl(&mut conn, &running_log).await, -1);
+    control.abort(None);
+    assert_eq!(finish(task).await.status, Status::Aborted);
+    for key in [&running_state, &running_log] {
+        let ttl = pttl(&mut conn, key).await;
+        assert!(ttl > 0, "{key}: PTTL {ttl} once the run ended");
     }
 
     // Aborted while suspended: expires too.

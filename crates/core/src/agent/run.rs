@@ -73,14 +73,10 @@ impl RunStore {
         events: &[String],
     ) -> Result<Option<Option<String>>, AgentError> {
         let text = serde_json::to_string(state).expect("run state serialises");
-        let retention = if state.status == Status::Suspended {
-            // Kept until resumed or cleaned up, however long that takes.
-            Retention {
-                ttl: Some(None),
-                ..self.retention
-            }
-        } else {
+        let retention = if state.status.is_terminal() {
             self.retention
+        } else {
+            self.kept()
         };
         let commit = Commit {
             state_key: &self.state_key,
@@ -134,14 +130,24 @@ impl RunStore {
     /// over); refused with `ERR_RUN_CONFLICT` otherwise.
     pub async fn append(&self, events: &[String], lease_owner: Option<&str>) -> Result<Option<u64>, AgentError> {
         let appended = match lease_owner {
-            None => self.store.append_many(&self.log_key, events, &self.retention).await?,
+            None => self.store.append_many(&self.log_key, events, &self.kept()).await?,
             Some(owner) => self
                 .store
-                .append_many_leased(&self.log_key, events, &self.retention, &self.lease_key, owner)
+                .append_many_leased(&self.log_key, events, &self.kept(), &self.lease_key, owner)
                 .await?
                 .ok_or_else(|| AgentError::Conflict(self.log_key.clone()))?,
         };
         Ok(appended.map(|last| last + 1))
+    }
+
+    /// A run that has not ended (running, or suspended) is kept until it ends
+    /// or is cleaned up, however long a tool call, an approval or a recovery
+    /// takes: its keys get the TTL only with its last checkpoint.
+    fn kept(&self) -> Retention {
+        Retention {
+            ttl: Some(None),
+            ..self.retention
+        }
     }
 
     /// Deletes the run's state and events.

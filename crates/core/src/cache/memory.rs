@@ -443,6 +443,10 @@ impl MemoryCache {
                 .insert(commit.log_key.to_owned(), Slot { data: slot.data, ttl });
         }
         self.set(commit.state_key, commit.state, Some(ttl));
+        // An abort request lives as long as the run it stops.
+        if let Some(abort) = self.get(commit.abort_key) {
+            self.set(commit.abort_key, &abort, Some(ttl));
+        }
         Ok(CommitOutcome::Done {
             last_index,
             abort: self.get(commit.abort_key),

@@ -32,6 +32,7 @@ local ttl = tonumber(ARGV[4])
 for i = 1, 2 do
   if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
 end
+if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 return {1, last, redis.call('GET', KEYS[3]) or ''}
 "#;
 
