@@ -22,7 +22,6 @@ import {
   RedisServerCache,
   type DurableAgent,
   type DurableAgentStreamResult,
-  type LanguageModel,
   type PromptMessage,
   type PubSubEvent,
   type StreamPart,
@@ -178,7 +177,7 @@ function recoveringModel() {
     }) as never,
   })
   return {
-    model: model as unknown as LanguageModel,
+    model,
     prompts,
     get calls() {
       return prompts.length
@@ -585,7 +584,7 @@ describe('recovering runs whose process died (Redis, child processes)', () => {
     })
     const charge = countingCharge()
     const agent = createDurableAgent({
-      agent: { id: agentId, model: model as unknown as LanguageModel, tools: { charge: { ...charge.tool, needsApproval: true } } },
+      agent: { id: agentId, model, tools: { charge: { ...charge.tool, needsApproval: true } } },
       cache,
       leaseMs: LEASE_MS,
       cleanupTimeoutMs: 600_000,
@@ -701,7 +700,7 @@ describe('recover in the process that drives the run (in memory)', () => {
       }) as never,
     })
     const charge = countingCharge()
-    const agent = createDurableAgent({ agent: { id: 'local-agent', model: model as unknown as LanguageModel, tools: { charge: charge.tool } }, cache, cleanupTimeoutMs: 600_000 })
+    const agent = createDurableAgent({ agent: { id: 'local-agent', model, tools: { charge: charge.tool } }, cache, cleanupTimeoutMs: 600_000 })
 
     const run = await agent.stream('Charge order 9.')
     // Right after stream(): the run is being driven here.

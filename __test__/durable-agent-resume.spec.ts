@@ -117,7 +117,7 @@ function scriptedModel(version: Version, respond: (prompt: PromptMessage[], call
   }
   const model = version === 'v3' ? new MockLanguageModelV3({ doStream: doStream as never }) : new MockLanguageModelV2({ doStream })
   return {
-    model: model as unknown as LanguageModel,
+    model,
     prompts,
     offered,
     get calls() {
@@ -578,7 +578,7 @@ describe.each(backends)('durable agent approval and resume (%s)', (_name, make) 
           return { stream: readable(modelParts('v3', { text: 'Done waiting.' }, calls)) }
         }) as never,
       })
-      const agent = durable({ id: 'slow', model: model as unknown as LanguageModel })
+      const agent = durable({ id: 'slow', model })
       const run = await agent.stream('Take your time.')
       await eventually(() => calls === 1, DEADLINE_MS, 'the model step to start')
       await expectCode(agent.approveToolCall({ runId: run.runId }), ErrorCodes.RUN_NOT_SUSPENDED)

@@ -3,7 +3,7 @@
  * model's stream parts (specification v2 or v3) to full-stream parts, hands
  * each to the run as it arrives, and sums the step up for the Rust loop.
  */
-import type { ContentPart, LanguageModel, PromptMessage, StreamPart, Usage } from './types.js'
+import type { ContentPart, LanguageModel, LanguageModelCallOptions, PromptMessage, StreamPart, Usage } from './types.js'
 import type { ResolvedTool } from './tools.js'
 import { errorInfo } from './util.js'
 
@@ -102,7 +102,8 @@ export async function streamStep(model: LanguageModel, ctx: StepContext): Promis
     description: t.description,
     inputSchema: t.jsonSchema,
   }))
-  const { stream } = await model.doStream({
+  const doStream = model.doStream as (options: LanguageModelCallOptions) => PromiseLike<{ stream: ReadableStream<unknown> }>
+  const { stream } = await doStream.call(model, {
     prompt: promptFor(model, ctx.prompt),
     ...(tools.length > 0 ? { tools, toolChoice: { type: 'auto' as const } } : {}),
     abortSignal: ctx.signal,

@@ -12,7 +12,12 @@ export interface LanguageModel {
   readonly specificationVersion: 'v2' | 'v3'
   readonly provider?: string
   readonly modelId?: string
-  doStream(options: LanguageModelCallOptions): PromiseLike<{ stream: ReadableStream<unknown> }>
+  /**
+   * The model's `doStream`, which we call with `LanguageModelCallOptions`.
+   * Typed `never` here so that every AI SDK model fits as it is: v2 and v3
+   * (and their providers) declare their call options differently.
+   */
+  doStream(options: never): PromiseLike<{ stream: ReadableStream<unknown> }>
 }
 
 /** What `doStream` gets (the AI SDK's call options, as far as we set them). */
