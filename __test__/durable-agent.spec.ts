@@ -1073,6 +1073,8 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       expect(first.runId).toBe(runId)
       const live = await collect(first.fullStream)
       expect(live.at(-1)?.type).toBe('finish')
+      // The driver gives its lease up just after the last part: wait for it.
+      await eventually(() => agent.activeRuns === 0)
       const residue = await store.residue(runId)
 
       const error = await failure(() => agent.stream('Second', { runId }))

@@ -152,6 +152,7 @@ on_both_stores!(
     two_drivers_of_one_checkpoint_only_one_runs,
     a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_lapses,
     appends_are_fenced_by_the_lease,
+    a_new_run_needs_an_empty_topic,
     invalid_run_ids_are_rejected,
 );
 
@@ -1049,6 +1050,34 @@ async fn a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_laps
     let events = events(&run).await;
     assert_eq!(parts_of(&events, "tool-result").len(), 1);
     assert_eq!(parts_of(&events, "finish").len(), 1);
+}
+
+/// A run's topic holds that run only: a new run whose topic already has
+/// events (left by something else) is refused, and nothing is written.
+async fn a_new_run_needs_an_empty_topic(store: Store) {
+    let run = RunStore::new(store.clone(), "pubsub:", "taken-topic", Default::default()).unwrap();
+    store
+        .append(
+            &run.log_key,
+            r#"{"id":"x","type":"chunk","runId":"taken-topic","data":{},"createdAt":"2026-11-28T00:00:00.000Z"}"#,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let refused = agent::create(
+        &run,
+        NewRun {
+            run_id: "taken-topic".into(),
+            agent_id: AGENT.into(),
+            messages: vec![],
+            max_steps: 5,
+            options: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+        },
+    )
+    .await;
+    assert_eq!(code(refused), "ERR_RUN_EXISTS");
+    assert_eq!(events(&run).await.len(), 1, "nothing was added to the topic");
+    assert_eq!(code(run.load("taken-topic").await), "ERR_RUN_NOT_FOUND");
 }
 
 /// A driver that lost its lease must not add to the log of the one that took

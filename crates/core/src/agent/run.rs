@@ -255,7 +255,8 @@ pub async fn create(run: &RunStore, new: NewRun) -> Result<RunState, AgentError>
     };
     let mut writer = EventWriter::new(&state.run_id, 0);
     let events = [writer.chunk(&json!({ "type": "start" }))];
-    state.next_event = run.store.next_index(&run.log_key).await? + events.len() as u64;
+    // A new run's topic is empty (the commit refuses one whose topic exists).
+    state.next_event = events.len() as u64;
     run.commit(&state, None, &events).await?;
     Ok(state)
 }

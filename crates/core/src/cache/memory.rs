@@ -431,7 +431,8 @@ impl MemoryCache {
             Some(Data::Value(text)) => version_of(&text),
             Some(other) => return Err(wrong_type(commit.state_key, "a run state", &other)),
         };
-        if found != commit.expected {
+        let topic_taken = found.is_none() && self.entries.contains_key(commit.log_key);
+        if found != commit.expected || topic_taken {
             return Ok(CommitOutcome::Stale { found });
         }
         let last_index = self.log_append_many(commit.log_key, commit.events, &commit.retention)?;

@@ -14,7 +14,8 @@ pub struct Commit<'a> {
     pub log_key: &'a str,
     /// Cache key of an abort request for the run (see [`CommitOutcome::Done`]).
     pub abort_key: &'a str,
-    /// The version the stored state must have; `None`: there must be none.
+    /// The version the stored state must have; `None`: there must be none,
+    /// and no topic log either (a new run starts an empty topic).
     pub expected: Option<u64>,
     /// The version written.
     pub version: u64,

@@ -214,6 +214,8 @@ struct Inner {
     run_commit: Script,
     run_request_abort: Script,
     append_leased: Script,
+    lease_renew: Script,
+    lease_release: Script,
 }
 
 impl RedisCache {
@@ -258,6 +260,8 @@ impl RedisCache {
                 run_commit: Script::new(RUN_COMMIT_SCRIPT),
                 run_request_abort: Script::new(RUN_REQUEST_ABORT_SCRIPT),
                 append_leased: Script::new(runs::APPEND_LEASED_SCRIPT),
+                lease_renew: Script::new(runs::LEASE_RENEW_SCRIPT),
+                lease_release: Script::new(runs::LEASE_RELEASE_SCRIPT),
             }),
         })
     }

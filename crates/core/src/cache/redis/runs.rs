@@ -10,6 +10,7 @@ use crate::error::CacheError;
 use crate::json;
 use crate::log::Retention;
 
+/// A new run (expected version '') also needs an empty topic.
 /// KEYS: state hash, topic stream, abort request. ARGV: expected version ('' = absent), new
 /// version, state text, TTL in ms (0 = keep until deleted), MAXLEN (0 = none),
 /// then the event bodies. Returns `{1, last id, abort request}` or `{0, found
@@ -18,6 +19,7 @@ pub const RUN_COMMIT_SCRIPT: &str = r#"
 local found = redis.call('HGET', KEYS[1], 'v')
 if found == false then found = '' end
 if found ~= ARGV[1] then return {0, found, ''} end
+if found == '' and redis.call('EXISTS', KEYS[2]) == 1 then return {0, '', ''} end
 local last = ''
 local maxlen = tonumber(ARGV[5])
 for i = 6, #ARGV do
@@ -50,7 +52,7 @@ return 1
 "#;
 
 /// KEYS: lease. ARGV: owner, TTL in ms. Extends the lease if the owner holds it.
-const LEASE_RENEW_SCRIPT: &str = r#"
+pub const LEASE_RENEW_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
@@ -59,7 +61,7 @@ return 0
 "#;
 
 /// KEYS: lease. ARGV: owner. Deletes the lease if the owner holds it.
-const LEASE_RELEASE_SCRIPT: &str = r#"
+pub const LEASE_RELEASE_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -143,31 +145,22 @@ impl RedisCache {
 
     /// Extends the lease at `key` if `owner` still holds it.
     pub async fn lease_renew(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, CacheError> {
+        let mut invocation = self.inner.lease_renew.prepare_invoke();
+        invocation.key(self.key(key)).arg(owner).arg(ttl_ms.max(1));
+        let mut conn = self.connection()?;
         let renewed: i64 = self
-            .run(
-                key,
-                redis::cmd("EVAL")
-                    .arg(LEASE_RENEW_SCRIPT)
-                    .arg(1)
-                    .arg(self.key(key))
-                    .arg(owner)
-                    .arg(ttl_ms.max(1)),
-            )
+            .deadline(key, async move { invocation.invoke_async(&mut conn).await })
             .await?;
         Ok(renewed == 1)
     }
 
     /// Gives the lease at `key` up if `owner` holds it.
     pub async fn lease_release(&self, key: &str, owner: &str) -> Result<(), CacheError> {
+        let mut invocation = self.inner.lease_release.prepare_invoke();
+        invocation.key(self.key(key)).arg(owner);
+        let mut conn = self.connection()?;
         let _: i64 = self
-            .run(
-                key,
-                redis::cmd("EVAL")
-                    .arg(LEASE_RELEASE_SCRIPT)
-                    .arg(1)
-                    .arg(self.key(key))
-                    .arg(owner),
-            )
+            .deadline(key, async move { invocation.invoke_async(&mut conn).await })
             .await?;
         Ok(())
     }
