@@ -43,13 +43,11 @@ export declare class NativeAgent {
    * `running`, call `drive` next.
    */
   resume(id: number, runId: string, toolCallId: string | undefined | null, approved: boolean, reason?: string | undefined | null): string | null
-  /** Reports the summary of a stored run of this agent. */
-  inspect(id: number, runId: string): string | null
   /**
    * Reports the summary of a stored run of this agent, with `leased`:
    * whether a process holds its lease (drives it now).
    */
-  inspectLease(id: number, runId: string): string | null
+  inspect(id: number, runId: string): string | null
   /**
    * Reports the summaries (with `leased`) of this agent's running runs in
    * the store: those without a lease lost their driver and can be

@@ -322,20 +322,10 @@ impl NativeAgent {
         })
     }
 
-    /// Reports the summary of a stored run of this agent.
-    #[napi(catch_unwind)]
-    pub fn inspect(&self, id: u32, run_id: String) -> Result<Option<String>> {
-        let (run, agent_id) = (self.run_store(&run_id), self.agent_id.clone());
-        self.now_or_submit(id, async move {
-            let state = agent::load_owned(&run?, &run_id, &agent_id).await?;
-            Ok(summary(&state))
-        })
-    }
-
     /// Reports the summary of a stored run of this agent, with `leased`:
     /// whether a process holds its lease (drives it now).
     #[napi(catch_unwind)]
-    pub fn inspect_lease(&self, id: u32, run_id: String) -> Result<Option<String>> {
+    pub fn inspect(&self, id: u32, run_id: String) -> Result<Option<String>> {
         let (run, agent_id) = (self.run_store(&run_id), self.agent_id.clone());
         self.now_or_submit(id, async move {
             let run = run?;

@@ -112,7 +112,7 @@ interface RunSummary {
   step: number
   nextEvent: number
   updatedAt: string
-  /** From `inspectLease` and `runningRuns` only. */
+  /** Whether a process holds the run's lease (drives it now); from `inspect` and `runningRuns`. */
   leased?: boolean
   options: { threadId?: string; resourceId?: string; requireToolApproval?: boolean }
 }
@@ -347,7 +347,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
    */
   async recover(runId: string, options: ResumeOptions = {}): Promise<DurableAgentStreamResult> {
     await this.#resolve()
-    const summary = await this.#pubsub.bridge.callNowOrLater<RunSummary>((id) => this.#native.inspectLease(id, runId))
+    const summary = await this.#inspect(runId)
     if (summary.status !== 'running') return this.observe(runId, { ...pickCallbacks(options), offset: summary.nextEvent })
     if (summary.leased) {
       throw coded(new Error(`run \`${runId}\` is being driven by another process (it holds the run's lease)`), ErrorCodes.RUN_ACTIVE)
