@@ -567,6 +567,22 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       ])
     })
 
+    it('reports a tool returning a function or a symbol (nothing JSON can hold) as a tool-error', async () => {
+      const tools: ToolSet = {
+        fn: { inputSchema: { type: 'object', properties: {} }, execute: async () => () => 1 },
+        sym: { inputSchema: { type: 'object', properties: {} }, execute: async () => Symbol('s') },
+      }
+      const { parts } = await runCalling(tools, [toolCall('call-1', 'fn', {}), toolCall('call-2', 'sym', {})])
+      const errors = ofType(parts, 'tool-error')
+      // The two calls run concurrently: their results come in either order.
+      expect(errors.map((e) => [e.toolName, e.error.message]).sort()).toEqual([
+        ['fn', 'tool "fn" returned a value that is not JSON: got a function'],
+        ['sym', 'tool "sym" returned a value that is not JSON: got a symbol'],
+      ])
+      expect(ofType(parts, 'tool-result')).toEqual([])
+      expect(parts.at(-1)?.type).toBe('finish')
+    })
+
     it('reports a call of an unknown tool as a tool-error (NoSuchToolError)', async () => {
       const tools: ToolSet = { known: { inputSchema: { type: 'object', properties: {} }, execute: async () => 'ok' } }
       const { parts, toolResults } = await runCalling(tools, [toolCall('call-1', 'unknown', { q: 1 })])

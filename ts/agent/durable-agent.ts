@@ -15,16 +15,15 @@ import { InMemoryServerCache } from '../memory-cache.js'
 import { CachingPubSub, type InnerPubSub } from '../pubsub.js'
 import type { RedisServerCache } from '../redis-cache.js'
 import { instructionsText, toPrompt } from './messages.js'
-import { streamStep } from './model.js'
+import { loopCallbacks, type Resolved } from './callbacks.js'
 import { DurableOutput } from './output.js'
-import { executeTool, resolveTools, type ResolvedTool } from './tools.js'
+import { resolveTools } from './tools.js'
 import type {
   AgentDefinition,
   FullOutput,
   LanguageModel,
   MessageInput,
   ObserveOptions,
-  PromptMessage,
   ResumeData,
   ResumeOptions,
   RunOutcome,
@@ -32,7 +31,6 @@ import type {
   StreamOptions,
   StreamPart,
 } from './types.js'
-import { errorInfo } from './util.js'
 
 /** A Mastra `Agent`, read through its public getters. */
 export interface MastraAgentLike {
@@ -134,13 +132,6 @@ function checkModel(model: unknown): LanguageModel {
   return m
 }
 
-/** What the agent is made of, resolved once per run start (Mastra getters may be async). */
-interface Resolved {
-  model: LanguageModel
-  tools: Map<string, ResolvedTool>
-  instructions: string | undefined
-}
-
 export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDefinition | MastraAgentLike> {
   readonly id: string
   readonly name: string
@@ -205,7 +196,13 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
       this.pubsub = new CachingPubSub(given ?? null, this.cache)
     }
     this.#pubsub = pubsubInternals.get(this.pubsub)!
-    this.#native = native(() => new NativeAgent(this.#pubsub.native, this.id, leaseMs, this.#callModel, this.#callTool))
+    const { callModel, callTool } = loopCallbacks({
+      resolve: () => this.#resolve(),
+      // A run not driven here has no controller: its calls get a signal that never aborts.
+      signalOf: (runId) => this.#controllers.get(runId)?.signal ?? new AbortController().signal,
+      emit: (runId, parts) => this.#native.emit(runId, parts),
+    })
+    this.#native = native(() => new NativeAgent(this.#pubsub.native, this.id, leaseMs, callModel, callTool))
   }
 
   /** Starts a run and streams it. Resolves once the run is stored (its events are readable from index 0). */
@@ -503,87 +500,6 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
     // A pending cleanup must not keep Node alive.
     timer.unref()
     this.#timers.set(runId, timer)
-  }
-
-  /** The model callback Rust awaits: never rejects; failures become `{ error }`. */
-  readonly #callModel = async (requestText: string): Promise<string> => {
-    try {
-      const request = JSON.parse(requestText) as { runId: string; step: number; messages: PromptMessage[]; options: RunSummary['options'] }
-      const { model, tools } = await this.#resolve()
-      const signal = this.#controllers.get(request.runId)?.signal ?? new AbortController().signal
-      // Parts go to the run in batches, one per event-loop turn (a model's
-      // network chunk, or all of an instant model's parts): one native call
-      // and one wake-up of the run's readers per batch, not per part.
-      const batch: string[] = []
-      let scheduled: NodeJS.Immediate | undefined
-      const flush = () => {
-        scheduled = undefined
-        if (batch.length === 0) return
-        const parts = `[${batch.join(',')}]`
-        batch.length = 0
-        this.#native.emit(request.runId, parts)
-      }
-      try {
-        const reply = await streamStep(model, {
-          runId: request.runId,
-          prompt: request.messages,
-          tools,
-          requireToolApproval: request.options.requireToolApproval === true,
-          signal,
-          emit: (part) => {
-            batch.push(JSON.stringify(part))
-            scheduled ??= setImmediate(flush)
-          },
-        })
-        return JSON.stringify(reply)
-      } finally {
-        // Every part before the reply.
-        if (scheduled) clearImmediate(scheduled)
-        flush()
-      }
-    } catch (error) {
-      return JSON.stringify({ error: errorInfo(error) })
-    }
-  }
-
-  /** The tool callback Rust awaits: never rejects; failures become `{ error }`. */
-  readonly #callTool = async (requestText: string): Promise<string> => {
-    try {
-      const request = JSON.parse(requestText) as {
-        runId: string
-        step: number
-        toolCallId: string
-        toolName: string
-        input: unknown
-        idempotencyKey: string
-        messages: PromptMessage[]
-      }
-      const { tools } = await this.#resolve()
-      const abortSignal = this.#controllers.get(request.runId)?.signal ?? new AbortController().signal
-      const output = await executeTool(
-        tools.get(request.toolName),
-        request.toolName,
-        request.input,
-        {
-          toolCallId: request.toolCallId,
-          runId: request.runId,
-          abortSignal,
-          idempotencyKey: request.idempotencyKey,
-          messages: request.messages,
-        },
-      )
-      let text: string | undefined
-      try {
-        text = JSON.stringify(output === undefined ? null : output)
-      } catch (error) {
-        throw Object.assign(new Error(`tool "${request.toolName}" returned a value that is not JSON: ${(error as Error).message}`), {
-          name: 'ToolOutputError',
-        })
-      }
-      return `{"output":${text}}`
-    } catch (error) {
-      return JSON.stringify({ error: errorInfo(error) })
-    }
   }
 }
 
