@@ -653,6 +653,21 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       expect(calls).toBe(2)
     })
 
+    it('fails the run when the model answers in a shape that is not a stream', async () => {
+      for (const stream of [42, null, { getReader: 'no' }]) {
+        const model = kit.model(() => stream as unknown as ReadableStream<unknown>)
+        const result = await createDurableAgent({ agent: { id: 'bad-shape', model }, cache: store.cache }).stream('Go')
+        const parts = await collect(result.fullStream)
+        expect(types(parts), JSON.stringify(stream)).toEqual(['start', 'start-step', 'error'])
+        // Rebuilt from the stored name and message.
+        const { error } = parts.at(-1) as PartOf<'error'>
+        expect(error).toBeInstanceOf(Error)
+        expect(error.name).toBe('TypeError')
+        expect(error.message).toMatch(/getReader/)
+        expect((await result.output.getFullOutput()).outcome).toBe('failed')
+      }
+    })
+
     // 6 ---------------------------------------------------------------------
     it('stops at maxSteps when the model keeps calling tools', async () => {
       let executions = 0
