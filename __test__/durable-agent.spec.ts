@@ -668,6 +668,44 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       }
     })
 
+    it('hands the model its settings, tool choice and active tools on every step', async () => {
+      const tools: ToolSet = {
+        a: { inputSchema: { type: 'object', properties: {} }, execute: async () => 'A' },
+        b: { inputSchema: { type: 'object', properties: {} }, execute: async () => 'B' },
+      }
+      const model = kit.model((call) =>
+        streamOf(
+          call === 0
+            ? [{ type: 'tool-call', toolCallId: 'c1', toolName: 'a', input: '{}' }, kit.finish('tool-calls', 1, 1)]
+            : [...textParts('t', ['done']), kit.finish('stop', 1, 1)],
+        ),
+      )
+      const agent = agentOf(model, { tools })
+      const result = await agent.stream('Go', {
+        modelSettings: { temperature: 0.2, maxOutputTokens: 50, stopSequences: ['END'], providerOptions: { mock: { flag: true } } },
+        toolChoice: 'required',
+        activeTools: ['a'],
+      })
+      expect((await result.output.getFullOutput()).text).toBe('done')
+      expect(model.doStreamCalls).toHaveLength(2)
+      for (const options of model.doStreamCalls) {
+        expect(options).toMatchObject({ temperature: 0.2, maxOutputTokens: 50, stopSequences: ['END'], providerOptions: { mock: { flag: true } } })
+        expect(options.toolChoice).toEqual({ type: 'required' })
+        expect(options.tools?.map((t) => t.name)).toEqual(['a'])
+      }
+      const named = await agent.stream('Go', { toolChoice: { type: 'tool', toolName: 'b' } })
+      await named.output.getFullOutput()
+      expect(model.doStreamCalls[2]!.toolChoice).toEqual({ type: 'tool', toolName: 'b' })
+
+      for (const bad of ['sometimes', { type: 'tool' }, 42]) {
+        const error = await failure(() => agent.stream('Go', { toolChoice: bad as never }))
+        expect(error.code, JSON.stringify(bad)).toBe(ErrorCodes.INVALID_OPTION)
+      }
+      expect((await failure(() => agent.stream('Go', { activeTools: 'a' as never }))).code).toBe(ErrorCodes.INVALID_OPTION)
+      expect((await failure(() => agent.stream('Go', { toolCallConcurrency: 0 }))).code).toBe(ErrorCodes.INVALID_OPTION)
+      expect((await failure(() => agent.stream('Go', { modelSettings: { seed: 1n as never } }))).code).toBe(ErrorCodes.INVALID_OPTION)
+    })
+
     // 6 ---------------------------------------------------------------------
     it('stops at maxSteps when the model keeps calling tools', async () => {
       let executions = 0

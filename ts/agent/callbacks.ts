@@ -9,7 +9,7 @@
  * - tool: `{ runId, step, toolCallId, toolName, input, idempotencyKey,
  *   messages, options }` → `{ output }`.
  */
-import type { LanguageModel, PromptMessage } from './types.js'
+import type { LanguageModel, ModelSettings, PromptMessage, ToolChoice } from './types.js'
 import { streamStep } from './model.js'
 import { executeTool, type ResolvedTool } from './tools.js'
 import { errorInfo } from './util.js'
@@ -19,6 +19,17 @@ export interface Resolved {
   model: LanguageModel
   tools: Map<string, ResolvedTool>
   instructions: string | undefined
+}
+
+/** A run's options as stored with it (JSON), handed back with every callback. */
+export interface RunOptions {
+  threadId?: string
+  resourceId?: string
+  requireToolApproval?: boolean
+  modelSettings?: ModelSettings
+  toolChoice?: ToolChoice
+  activeTools?: string[]
+  toolCallConcurrency?: number
 }
 
 export interface LoopDependencies {
@@ -38,7 +49,7 @@ export function loopCallbacks(deps: LoopDependencies): { callModel: JsonCallback
         runId: string
         step: number
         messages: PromptMessage[]
-        options: { requireToolApproval?: boolean }
+        options: RunOptions
       }
       const { model, tools } = await deps.resolve()
       // Parts go to the run in batches, one per event-loop turn (a model's
@@ -59,6 +70,9 @@ export function loopCallbacks(deps: LoopDependencies): { callModel: JsonCallback
           prompt: request.messages,
           tools,
           requireToolApproval: request.options.requireToolApproval === true,
+          settings: request.options.modelSettings ?? {},
+          toolChoice: request.options.toolChoice ?? 'auto',
+          activeTools: request.options.activeTools,
           signal: deps.signalOf(request.runId),
           emit: (part) => {
             batch.push(JSON.stringify(part))

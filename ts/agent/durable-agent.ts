@@ -15,7 +15,7 @@ import { InMemoryServerCache } from '../memory-cache.js'
 import { CachingPubSub, type InnerPubSub } from '../pubsub.js'
 import type { RedisServerCache } from '../redis-cache.js'
 import { instructionsText, toPrompt } from './messages.js'
-import { loopCallbacks, type Resolved } from './callbacks.js'
+import { loopCallbacks, type Resolved, type RunOptions } from './callbacks.js'
 import { DurableOutput } from './output.js'
 import { resolveTools } from './tools.js'
 import type {
@@ -112,7 +112,7 @@ interface RunSummary {
   updatedAt: string
   /** Whether a process holds the run's lease (drives it now); from `inspect` and `runningRuns`. */
   leased?: boolean
-  options: { threadId?: string; resourceId?: string; requireToolApproval?: boolean }
+  options: RunOptions
 }
 
 const BRAND = Symbol.for('durable-agent.DurableAgent')
@@ -216,6 +216,9 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
         maxSteps: 'number',
         requireToolApproval: 'boolean',
         abortSignal: 'object',
+        modelSettings: 'object',
+        activeTools: 'object',
+        toolCallConcurrency: 'number',
         onChunk: 'function',
         onStepFinish: 'function',
         onFinish: 'function',
@@ -231,11 +234,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
     const resolved = await this.#resolve()
     const prompt = toPrompt(messages, resolved.instructions)
     const runId = options.runId ?? randomUUID()
-    const runOptions = {
-      ...(options.threadId !== undefined ? { threadId: options.threadId } : {}),
-      ...(options.resourceId !== undefined ? { resourceId: options.resourceId } : {}),
-      ...(options.requireToolApproval ? { requireToolApproval: true } : {}),
-    }
+    const runOptions = runOptionsOf(options)
     await this.#pubsub.bridge.callNowOrLater<RunSummary>((id) =>
       this.#native.create(id, runId, JSON.stringify(prompt), maxSteps, JSON.stringify(runOptions)),
     )
@@ -501,6 +500,38 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
     timer.unref()
     this.#timers.set(runId, timer)
   }
+}
+
+/** What of the stream options is stored with the run (JSON) and handed back with every callback. */
+function runOptionsOf(options: StreamOptions): RunOptions {
+  const { threadId, resourceId, requireToolApproval, modelSettings, toolChoice, activeTools, toolCallConcurrency } = options
+  if (toolChoice !== undefined && !['auto', 'none', 'required'].includes(toolChoice as string)) {
+    const named = toolChoice as { type?: unknown; toolName?: unknown }
+    if (typeof toolChoice !== 'object' || named.type !== 'tool' || typeof named.toolName !== 'string') {
+      throw coded(new TypeError("toolChoice must be 'auto', 'none', 'required' or { type: 'tool', toolName }"), ErrorCodes.INVALID_OPTION)
+    }
+  }
+  if (activeTools !== undefined && (!Array.isArray(activeTools) || activeTools.some((t) => typeof t !== 'string'))) {
+    throw coded(new TypeError('activeTools must be an array of tool names'), ErrorCodes.INVALID_OPTION)
+  }
+  if (toolCallConcurrency !== undefined && (!Number.isInteger(toolCallConcurrency) || toolCallConcurrency < 1)) {
+    throw coded(new RangeError(`toolCallConcurrency must be a positive integer, got ${toolCallConcurrency}`), ErrorCodes.INVALID_OPTION)
+  }
+  const stored: RunOptions = {
+    ...(threadId !== undefined ? { threadId } : {}),
+    ...(resourceId !== undefined ? { resourceId } : {}),
+    ...(requireToolApproval ? { requireToolApproval: true } : {}),
+    ...(modelSettings !== undefined ? { modelSettings } : {}),
+    ...(toolChoice !== undefined ? { toolChoice } : {}),
+    ...(activeTools !== undefined ? { activeTools } : {}),
+    ...(toolCallConcurrency !== undefined ? { toolCallConcurrency } : {}),
+  }
+  try {
+    JSON.stringify(stored)
+  } catch (error) {
+    throw coded(new TypeError(`stream options must be JSON (they are stored with the run): ${(error as Error).message}`), ErrorCodes.INVALID_OPTION)
+  }
+  return stored
 }
 
 function abortedElsewhere(): Error {

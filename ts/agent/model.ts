@@ -3,7 +3,16 @@
  * model's stream parts (specification v2 or v3) to full-stream parts, hands
  * each to the run as it arrives, and sums the step up for the Rust loop.
  */
-import type { ContentPart, LanguageModel, LanguageModelCallOptions, PromptMessage, StreamPart, Usage } from './types.js'
+import type {
+  ContentPart,
+  LanguageModel,
+  LanguageModelCallOptions,
+  ModelSettings,
+  PromptMessage,
+  StreamPart,
+  ToolChoice,
+  Usage,
+} from './types.js'
 import type { ResolvedTool } from './tools.js'
 import { errorInfo } from './util.js'
 
@@ -87,6 +96,10 @@ export interface StepContext {
   prompt: PromptMessage[]
   tools: Map<string, ResolvedTool>
   requireToolApproval: boolean
+  settings: ModelSettings
+  toolChoice: ToolChoice
+  /** Offer only these tools (all when absent). */
+  activeTools: string[] | undefined
   signal: AbortSignal
   emit(part: StreamPart): void
 }
@@ -96,7 +109,8 @@ export interface StepContext {
  * part) rejects; the caller turns that into the run's `error` part.
  */
 export async function streamStep(model: LanguageModel, ctx: StepContext): Promise<ModelReply> {
-  const tools = [...ctx.tools.values()].map((t) => ({
+  const offered = ctx.activeTools ? [...ctx.tools.values()].filter((t) => ctx.activeTools!.includes(t.name)) : [...ctx.tools.values()]
+  const tools = offered.map((t) => ({
     type: 'function' as const,
     name: t.name,
     description: t.description,
@@ -104,8 +118,9 @@ export async function streamStep(model: LanguageModel, ctx: StepContext): Promis
   }))
   const doStream = model.doStream as (options: LanguageModelCallOptions) => PromiseLike<{ stream: ReadableStream<unknown> }>
   const { stream } = await doStream.call(model, {
+    ...ctx.settings,
     prompt: promptFor(model, ctx.prompt),
-    ...(tools.length > 0 ? { tools, toolChoice: { type: 'auto' as const } } : {}),
+    ...(tools.length > 0 ? { tools, toolChoice: typeof ctx.toolChoice === 'string' ? { type: ctx.toolChoice } : ctx.toolChoice } : {}),
     abortSignal: ctx.signal,
   })
   const reply: ModelReply = { content: [], toolCalls: [], finishReason: 'unknown', usage: {}, response: {} }

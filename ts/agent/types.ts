@@ -21,13 +21,30 @@ export interface LanguageModel {
 }
 
 /** What `doStream` gets (the AI SDK's call options, as far as we set them). */
-export interface LanguageModelCallOptions {
+export interface LanguageModelCallOptions extends ModelSettings {
   prompt: PromptMessage[]
   tools?: { type: 'function'; name: string; description?: string; inputSchema: object }[]
-  toolChoice?: { type: 'auto' }
+  toolChoice?: { type: 'auto' | 'none' | 'required' } | { type: 'tool'; toolName: string }
   abortSignal?: AbortSignal
   includeRawChunks?: boolean
 }
+
+/** The AI SDK's call settings a run hands its model on every step (JSON, stored with the run). */
+export interface ModelSettings {
+  maxOutputTokens?: number
+  temperature?: number
+  topP?: number
+  topK?: number
+  presencePenalty?: number
+  frequencyPenalty?: number
+  stopSequences?: string[]
+  seed?: number
+  headers?: Record<string, string>
+  providerOptions?: Record<string, Record<string, JsonValue>>
+}
+
+/** Which tools the model may (or must) call (the AI SDK's `toolChoice`). */
+export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'tool'; toolName: string }
 
 /** A language-model prompt message (AI SDK `LanguageModelV2Prompt` / `V3Prompt` item). */
 export type PromptMessage =
@@ -196,6 +213,14 @@ export interface StreamOptions extends StreamCallbacks {
   /** Every tool call waits for approval. */
   requireToolApproval?: boolean
   abortSignal?: AbortSignal
+  /** Temperature, token limit, provider options, ...: passed to the model on every step. */
+  modelSettings?: ModelSettings
+  /** Default `'auto'`. */
+  toolChoice?: ToolChoice
+  /** Offer the model only these tools (default: all of the agent's). */
+  activeTools?: string[]
+  /** At most this many tool calls of one step run at once (default 10, as in Mastra). */
+  toolCallConcurrency?: number
 }
 
 export type ResumeOptions = StreamCallbacks

@@ -153,6 +153,7 @@ on_both_stores!(
     a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_lapses,
     appends_are_fenced_by_the_lease,
     a_new_run_needs_an_empty_topic,
+    tool_call_concurrency_bounds_the_calls_in_flight,
     invalid_run_ids_are_rejected,
 );
 
@@ -1050,6 +1051,53 @@ async fn a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_laps
     let events = events(&run).await;
     assert_eq!(parts_of(&events, "tool-result").len(), 1);
     assert_eq!(parts_of(&events, "finish").len(), 1);
+}
+
+/// `toolCallConcurrency: 2`: of five calls of one step, two run at a time;
+/// the next starts as one finishes.
+async fn tool_call_concurrency_bounds_the_calls_in_flight(store: Store) {
+    let (run, created) = create_with(&store, "bounded", 5, json!({ "toolCallConcurrency": 2 })).await;
+    // Each call waits until the test lets it finish.
+    let gates: Arc<Mutex<Vec<tokio::sync::oneshot::Sender<()>>>> = Arc::default();
+    let in_gates = gates.clone();
+    let fake = Fake::new(
+        |n, _| match n {
+            0 => tool_calls_reply(
+                &(0..5)
+                    .map(|i| call(&format!("c{i}"), "slow", json!({ "i": i })))
+                    .collect::<Vec<_>>(),
+            ),
+            1 => text_reply("All five."),
+            _ => panic!("two model steps"),
+        },
+        move |_, _| {
+            let (open, gate) = tokio::sync::oneshot::channel();
+            in_gates.lock().unwrap().push(open);
+            async move {
+                let _ = gate.await;
+                output(json!("done"))
+            }
+            .boxed()
+        },
+    );
+    let (task, _control) = start(&run, &fake, created);
+    for started in [2, 3, 4, 5] {
+        fake.wait_calls(|&(_, tools)| tools == started).await;
+        // However long we let it run, no further call starts.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(fake.tool_calls(), started, "at most two in flight");
+        // Let one finish: the next starts.
+        let open = gates.lock().unwrap().remove(0);
+        let _ = open.send(());
+    }
+    for open in gates.lock().unwrap().drain(..) {
+        let _ = open.send(());
+    }
+    let state = finish(task).await;
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!(parts_of(&events(&run).await, "tool-result").len(), 5);
 }
 
 /// A run's topic holds that run only: a new run whose topic already has

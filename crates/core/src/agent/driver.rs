@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt as _};
+use futures::stream::StreamExt as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -138,6 +138,26 @@ enum Stop {
 enum Flow {
     Continue,
     Stop,
+}
+
+/// The caller's options the loop reads (the rest is the callbacks' business).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct LoopOptions {
+    /// Every tool call waits for approval.
+    require_tool_approval: bool,
+    /// At most this many tool calls of a step run at once.
+    tool_call_concurrency: usize,
+}
+
+impl Default for LoopOptions {
+    fn default() -> Self {
+        LoopOptions {
+            require_tool_approval: false,
+            // Mastra's default.
+            tool_call_concurrency: 10,
+        }
+    }
 }
 
 /// A model step's reply.
@@ -481,7 +501,7 @@ impl Driver {
             self.commit(events).await?;
             return Ok(Flow::Stop);
         }
-        let require_all = self.require_approval();
+        let require_all = self.loop_options().require_tool_approval;
         self.state.pending = reply
             .tool_calls
             .into_iter()
@@ -500,15 +520,9 @@ impl Driver {
         Ok(Flow::Continue)
     }
 
-    /// `options.requireToolApproval`: every tool call waits for approval.
-    fn require_approval(&self) -> bool {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Options {
-            #[serde(default)]
-            require_tool_approval: bool,
-        }
-        serde_json::from_str::<Options>(self.state.options.get()).is_ok_and(|o| o.require_tool_approval)
+    /// What of the caller's options the loop itself reads.
+    fn loop_options(&self) -> LoopOptions {
+        serde_json::from_str(self.state.options.get()).unwrap_or_default()
     }
 
     async fn tool_step(&mut self) -> Result<Flow, AgentError> {
@@ -553,7 +567,7 @@ impl Driver {
             .collect();
         // The conversation up to these calls (AI SDK tools get it as `messages`).
         let messages = join(&self.state.messages);
-        let mut running: FuturesUnordered<_> = runnable
+        let calls: Vec<_> = runnable
             .into_iter()
             .map(|call| {
                 let request = format!(
@@ -568,13 +582,20 @@ impl Driver {
                     messages = messages,
                     options = self.state.options.get(),
                 );
-                let reply = self.callbacks.tool(request);
-                async move { (call, reply.await) }
+                // The callback is called when the call starts (see below).
+                let callbacks = self.callbacks.clone();
+                async move { (call, callbacks.tool(request).await) }
             })
             .collect();
+        // A call's callback runs once its future is first polled: at most
+        // `toolCallConcurrency` at a time, the next as one completes.
+        let mut left = calls.len();
+        let mut running =
+            futures::stream::iter(calls).buffer_unordered(self.loop_options().tool_call_concurrency.max(1));
         let stop = self.stop_watcher();
         tokio::pin!(stop);
-        while !running.is_empty() {
+        while left > 0 {
+            left -= 1;
             let next = tokio::select! {
                 biased;
                 stop = &mut stop => Err(stop),
