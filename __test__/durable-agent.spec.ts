@@ -782,15 +782,19 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       const agent = agentOf(model)
       const controller = new AbortController()
       const firstDelta = deferred()
+      const aborts: { reason?: string; steps: unknown[] }[] = []
       const result = await agent.stream('Talk forever', {
         abortSignal: controller.signal,
         onChunk: (part) => void (part.type === 'text-delta' && firstDelta.resolve()),
+        onAbort: (event) => void aborts.push(event),
       })
       await within(firstDelta.promise, 5_000, 'the first delta')
       controller.abort('user-cancel')
       const parts = await collect(result.fullStream, 'the aborted stream to end')
       expect(parts).toStrictEqual([...ABORTED_PREFIX, { type: 'abort', reason: 'user-cancel' }])
       expect((await result.output.getFullOutput()).outcome).toBe('aborted')
+      // onAbort once, with the reason (no step had finished).
+      expect(aborts).toEqual([{ reason: 'user-cancel', steps: [] }])
       expect(signals[0]!.aborted).toBe(true)
     })
 

@@ -224,6 +224,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
         onFinish: 'function',
         onError: 'function',
         onSuspended: 'function',
+        onAbort: 'function',
       },
       'stream options',
     )
@@ -541,8 +542,8 @@ function abortedElsewhere(): Error {
 }
 
 function pickCallbacks(options: StreamCallbacks): StreamCallbacks {
-  const { onChunk, onStepFinish, onFinish, onError, onSuspended } = options
-  return { onChunk, onStepFinish, onFinish, onError, onSuspended }
+  const { onChunk, onStepFinish, onFinish, onError, onSuspended, onAbort } = options
+  return { onChunk, onStepFinish, onFinish, onError, onSuspended, onAbort }
 }
 
 export function createDurableAgent<A extends AgentDefinition | MastraAgentLike>(options: CreateDurableAgentOptions<A>): DurableAgent<A> {

@@ -273,10 +273,12 @@ export class DurableOutput {
         if (called) return called.then(() => this.#end('failed'))
         return this.#end('failed')
       }
-      case 'abort':
+      case 'abort': {
         this.#finishReason = 'other'
-        this.#end('aborted')
-        break
+        const called = this.#call(this.#options.onAbort, { ...(part.reason !== undefined ? { reason: part.reason } : {}), steps: this.#steps })
+        if (called) return called.then(() => this.#end('aborted'))
+        return this.#end('aborted')
+      }
     }
   }
 

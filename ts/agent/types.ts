@@ -202,6 +202,8 @@ export interface StreamCallbacks {
   onFinish?: (result: FullOutput) => void | PromiseLike<void>
   onError?: (event: { error: Error }) => void | PromiseLike<void>
   onSuspended?: (data: SuspendedData) => void | PromiseLike<void>
+  /** The run was aborted (its `abort` part); `steps` are those this output read. */
+  onAbort?: (event: { reason?: string; steps: StepResult[] }) => void | PromiseLike<void>
 }
 
 export interface StreamOptions extends StreamCallbacks {
