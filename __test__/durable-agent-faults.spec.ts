@@ -121,4 +121,48 @@ describe('a durable run over a Redis that stalls', () => {
       await cache.close()
     }
   })
+
+  it('waits out a stall in the middle of a model stream: every part once, in order', async () => {
+    const cache = new RedisServerCache({ url: redis.url }, { keyPrefix: 'faults-stream:', connectTimeoutMs: 150, commandTimeoutMs: 150 })
+    const deltas = ['Once', ' upon', ' a', ' time.']
+    const model = new MockLanguageModelV3({
+      doStream: async () => ({
+        stream: new ReadableStream<LanguageModelV3StreamPart>({
+          async start(controller) {
+            controller.enqueue({ type: 'text-start', id: 't' })
+            controller.enqueue({ type: 'text-delta', id: 't', delta: deltas[0]! })
+            // The rest of the step reaches the run while Redis holds writes.
+            await admin.call('CLIENT', 'PAUSE', '500', 'WRITE')
+            for (const delta of deltas.slice(1)) controller.enqueue({ type: 'text-delta', id: 't', delta })
+            controller.enqueue({ type: 'text-end', id: 't' })
+            controller.enqueue({ type: 'finish', finishReason: { unified: 'stop', raw: 'stop' }, usage })
+            controller.close()
+          },
+        }),
+      }),
+    })
+    const agent = createDurableAgent({ agent: { id: 'stalling-stream', model }, cache })
+    try {
+      const result = await agent.stream('Tell me')
+      const full = await within(result.output.getFullOutput(), 10_000, 'the run to end')
+      expect(full.outcome).toBe('finished')
+      expect(full.text).toBe(deltas.join(''))
+      const replay = await agent.observe(result.runId)
+      const replayed: StreamPart[] = []
+      for await (const part of replay.fullStream) replayed.push(part)
+      expect(replayed.filter((p) => p.type === 'text-delta').map((p) => (p as { text: string }).text)).toEqual(deltas)
+      expect(replayed.map((p) => p.type)).toEqual([
+        'start',
+        'start-step',
+        'text-start',
+        ...deltas.map(() => 'text-delta'),
+        'text-end',
+        'finish-step',
+        'finish',
+      ])
+    } finally {
+      await cache.clear()
+      await cache.close()
+    }
+  })
 })

@@ -66,8 +66,9 @@ pub struct NativeAgent {
     callbacks: Arc<JsCallbacks>,
     /// Runs this process drives now.
     active: Arc<Mutex<HashMap<String, RunControl>>>,
-    /// States just created or resumed here, handed to the next `drive`.
-    prepared: Arc<Mutex<HashMap<String, RunState>>>,
+    /// States just created or resumed here, with the lease their checkpoint
+    /// took for the driver, handed to the next `drive`.
+    prepared: Arc<Mutex<HashMap<String, (RunState, String)>>>,
 }
 
 /// Removes a run from `active` when its drive ends.
@@ -206,11 +207,12 @@ impl NativeAgent {
                 options: raw(options, "options")?,
             })
         })();
-        let (run, prepared) = (self.run_store(&run_id), self.prepared.clone());
+        let (run, prepared, lease) = (self.run_store(&run_id), self.prepared.clone(), self.lease);
         self.now_or_submit(id, async move {
-            let state = agent::create(&run?, new?).await?;
+            let owner = agent::new_lease_owner();
+            let state = agent::create_leasing(&run?, new?, Some((&owner, lease))).await?;
             let reply = summary(&state);
-            lock(&prepared).insert(state.run_id.clone(), state);
+            lock(&prepared).insert(state.run_id.clone(), (state, owner));
             Ok(reply)
         })
     }
@@ -239,14 +241,16 @@ impl NativeAgent {
         self.bridge.submit(id, async move {
             // Unregistered however the drive ends, a panic included.
             let _registered = registered;
-            let (state, fresh) = match state {
-                Some(state) => (state, true),
-                None => (agent::load_owned(&run, &run_id, &agent_id).await?, false),
+            let driver = match state {
+                // Its checkpoint was ours, and took the lease for this driver.
+                Some((state, owner)) => Driver::with_inbox(run, callbacks, state, inbox)
+                    .freshly_committed()
+                    .holding_lease(owner, lease),
+                None => {
+                    let state = agent::load_owned(&run, &run_id, &agent_id).await?;
+                    Driver::with_inbox(run, callbacks, state, inbox).with_lease(lease)
+                }
             };
-            let mut driver = Driver::with_inbox(run, callbacks, state, inbox).with_lease(lease);
-            if fresh {
-                driver = driver.freshly_committed();
-            }
             driver.drive().await.map(|state| Reply::Json(summary(&state)))
         });
         Ok(())
@@ -306,17 +310,31 @@ impl NativeAgent {
         approved: bool,
         reason: Option<String>,
     ) -> Result<Option<String>> {
-        let (run, agent_id, prepared) = (self.run_store(&run_id), self.agent_id.clone(), self.prepared.clone());
+        let (run, agent_id, prepared, lease) = (
+            self.run_store(&run_id),
+            self.agent_id.clone(),
+            self.prepared.clone(),
+            self.lease,
+        );
         let decision = if approved {
             Decision::Approved
         } else {
             Decision::Declined { reason }
         };
         self.now_or_submit(id, async move {
-            let state = agent::resume(&run?, &run_id, &agent_id, tool_call_id.as_deref(), decision).await?;
+            let owner = agent::new_lease_owner();
+            let state = agent::resume_leasing(
+                &run?,
+                &run_id,
+                &agent_id,
+                tool_call_id.as_deref(),
+                decision,
+                Some((&owner, lease)),
+            )
+            .await?;
             let reply = summary(&state);
             if state.status == agent::Status::Running {
-                lock(&prepared).insert(run_id, state);
+                lock(&prepared).insert(run_id, (state, owner));
             }
             Ok(reply)
         })

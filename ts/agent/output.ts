@@ -8,6 +8,7 @@
  * replays them from the start, and the output ends at a terminal part
  * (`finish`, `error`, `abort`), or where the run suspends.
  */
+import { ErrorCodes } from '../errors.js'
 import type { PubSubEvent, TopicReader } from '../topic-reader.js'
 import type { FinishReason, FullOutput, RunOutcome, StepResult, StreamCallbacks, StreamPart, SuspendedData, ToolCallPart, ToolResultPart, Usage } from './types.js'
 import { errorFrom } from './util.js'
@@ -27,6 +28,9 @@ export interface OutputOptions extends StreamCallbacks {
 /** How long an output waits for the next event before it checks the run still exists. */
 const IDLE_CHECK_MS = 2_000
 const IDLE = Symbol('idle')
+/** How long an output keeps retrying reads from a store that is briefly away. */
+const RETRY_FOR_MS = 30_000
+const TRANSIENT = new Set<string>([ErrorCodes.REDIS_TIMEOUT, ErrorCodes.REDIS_UNAVAILABLE])
 
 interface Deferred<T> {
   promise: Promise<T>
@@ -197,8 +201,27 @@ export class DurableOutput {
     }
   }
 
-  /** The next page, checking now and then that the run still exists (see `checkRun`). */
+  /**
+   * The next page, checking now and then that the run still exists (see
+   * `checkRun`). A store that is briefly away (a Redis stall or reconnect)
+   * does not end the output, since the run goes on: the read is retried,
+   * for up to `RETRY_FOR_MS`.
+   */
   async #next(reader: TopicReader): Promise<PubSubEvent[] | undefined> {
+    let delay = 50
+    const giveUpAt = Date.now() + RETRY_FOR_MS
+    for (;;) {
+      try {
+        return await this.#wait(reader)
+      } catch (error) {
+        if (!TRANSIENT.has((error as { code?: string }).code ?? '') || Date.now() + delay > giveUpAt) throw error
+        await new Promise((resolve) => setTimeout(resolve, delay))
+        delay = Math.min(delay * 2, 1_000)
+      }
+    }
+  }
+
+  async #wait(reader: TopicReader): Promise<PubSubEvent[] | undefined> {
     const waiting = reader.next(true)
     const check = this.#options.checkRun
     if (!check) return waiting

@@ -154,6 +154,7 @@ on_both_stores!(
     appends_are_fenced_by_the_lease,
     a_new_run_needs_an_empty_topic,
     tool_call_concurrency_bounds_the_calls_in_flight,
+    a_run_created_with_its_lease_hands_it_to_its_driver,
     invalid_run_ids_are_rejected,
 );
 
@@ -1051,6 +1052,49 @@ async fn a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_laps
     let events = events(&run).await;
     assert_eq!(parts_of(&events, "tool-result").len(), 1);
     assert_eq!(parts_of(&events, "finish").len(), 1);
+}
+
+/// The checkpoint that creates a run can take its lease for the driver that
+/// will run it; the checkpoint that ends the run gives it up.
+async fn a_run_created_with_its_lease_hands_it_to_its_driver(store: Store) {
+    const LEASE: Duration = Duration::from_secs(30);
+    let run = run_store(&store, "leased-at-create");
+    let owner = agent::new_lease_owner();
+    let created = agent::create_leasing(
+        &run,
+        NewRun {
+            run_id: "leased-at-create".into(),
+            agent_id: AGENT.into(),
+            messages: vec![],
+            max_steps: 5,
+            options: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+        },
+        Some((&owner, LEASE)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        run.store.lease_held(&run.lease_key).await.unwrap(),
+        "taken with the run"
+    );
+    let fake = Fake::model_only(|_, _| text_reply("Hi."));
+    // Nobody else may drive it meanwhile.
+    let (other, _control) = Driver::new(run.clone(), fake.clone(), created.clone());
+    assert_eq!(code(other.with_lease(LEASE).drive().await), "ERR_RUN_ACTIVE");
+    assert_eq!(fake.model_calls(), 0);
+    let (driver, control) = Driver::new(run.clone(), fake.clone(), created);
+    fake.set_control(control);
+    let state = driver
+        .freshly_committed()
+        .holding_lease(owner, LEASE)
+        .drive()
+        .await
+        .unwrap();
+    check_stored(&run, &state, Status::Finished).await;
+    assert!(
+        !run.store.lease_held(&run.lease_key).await.unwrap(),
+        "given up with the last checkpoint"
+    );
 }
 
 /// `toolCallConcurrency: 2`: of five calls of one step, two run at a time;

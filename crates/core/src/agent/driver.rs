@@ -17,8 +17,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::error::AgentError;
 use super::parts::{error_part, iso_now, EventWriter, SUSPENDED};
-use super::run::{abort_part, RunStore};
+use super::run::{abort_part, transient, RunStore};
 use super::state::{Decision, Phase, RunState, Status, ToolCall, Usage};
+use crate::cache::runs::LeaseAction;
 
 /// The model and the tools, as the embedder provides them (the binding: JS
 /// async functions). Requests and replies are JSON text.
@@ -87,6 +88,8 @@ pub struct Driver {
     /// How long a lease on the run lasts, when this driver takes one.
     lease_ttl: Option<Duration>,
     lease: Option<Arc<Lease>>,
+    /// The lease went with the checkpoint that ended or suspended the run.
+    lease_given_up: bool,
 }
 
 /// This driver's hold on its run (see `RunStore::lease_key`).
@@ -114,7 +117,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A lease owner id no other driver has: this process, now, and a counter.
-fn new_owner() -> String {
+pub fn new_lease_owner() -> String {
     static DRIVERS: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -264,6 +267,7 @@ impl Driver {
             requested_abort: None,
             lease_ttl: None,
             lease: None,
+            lease_given_up: false,
         }
     }
 
@@ -282,13 +286,26 @@ impl Driver {
         self
     }
 
+    /// For a run whose lease `owner` took with the checkpoint that made or
+    /// resumed it (`run::create_leasing`, `run::resume_leasing`): this driver
+    /// holds it already.
+    pub fn holding_lease(mut self, owner: String, ttl: Duration) -> Self {
+        self.lease_ttl = Some(ttl);
+        self.lease = Some(Arc::new(Lease {
+            owner,
+            ttl,
+            renewed: Mutex::new(Instant::now()),
+        }));
+        self
+    }
+
     /// Runs the loop until the run finishes, fails, aborts or suspends, and
     /// returns its last state. An error means the run could not be
     /// checkpointed (the store failed, or another writer took it over): it
     /// stays at its last checkpoint.
     pub async fn drive(mut self) -> Result<RunState, AgentError> {
-        if let (Some(ttl), Status::Running) = (self.lease_ttl, self.state.status) {
-            let owner = new_owner();
+        if let (Some(ttl), Status::Running, None) = (self.lease_ttl, self.state.status, &self.lease) {
+            let owner = new_lease_owner();
             if !self.run.store.lease_acquire(&self.run.lease_key, &owner, ttl).await? {
                 return Err(AgentError::RunActive(self.state.run_id.clone()));
             }
@@ -299,7 +316,7 @@ impl Driver {
             }));
         }
         let outcome = self.run_loop().await;
-        if let Some(lease) = &self.lease {
+        if let (Some(lease), false) = (&self.lease, self.lease_given_up) {
             // Best effort: a lease not given up lapses by itself.
             let _ = self.run.store.lease_release(&self.run.lease_key, &lease.owner).await;
         }
@@ -357,7 +374,17 @@ impl Driver {
                 return Err(AgentError::Conflict(self.state.run_id.clone()));
             }
         }
-        let requested = self.run.commit(&self.state, Some(expected), &events).await?;
+        // The checkpoint that ends or suspends the run also gives the lease up.
+        let release = self
+            .lease
+            .as_ref()
+            .filter(|_| self.state.status != Status::Running)
+            .map(|lease| (lease.owner.as_str(), LeaseAction::Release));
+        let requested = self
+            .run
+            .commit_leasing(&self.state, Some(expected), &events, release)
+            .await?;
+        self.lease_given_up |= release.is_some();
         if let (Some(reason), Status::Running) = (requested, self.state.status) {
             self.requested_abort = Some(reason.unwrap_or_default());
         }
@@ -366,12 +393,46 @@ impl Driver {
 
     /// Publishes parts outside a checkpoint; refused once another driver
     /// holds the run's lease.
+    ///
+    /// A store briefly away is waited out. An append is not idempotent, but
+    /// this driver is the topic's only writer, so the log's length says
+    /// whether a failed attempt landed: appended again only if it did not.
     async fn append(&mut self, events: Vec<String>) -> Result<(), AgentError> {
-        let owner = self.lease.as_ref().map(|lease| lease.owner.as_str());
-        if let Some(next) = self.run.append(&events, owner).await? {
-            self.state.next_event = next;
+        let owner = self.lease.as_ref().map(|lease| lease.owner.clone());
+        let before = self.state.next_event;
+        let after = before + events.len() as u64;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.run.append(&events, owner.as_deref()).await {
+                Ok(next) => {
+                    if let Some(next) = next {
+                        self.state.next_event = next;
+                    }
+                    return Ok(());
+                }
+                Err(AgentError::Cache(e)) if transient(&e) && delay <= MAX_RETRY_DELAY => {
+                    tracing::warn!(run = %self.state.run_id, code = e.code(), "append failed; retrying");
+                    // Find out whether it landed, as long as the store lets us.
+                    let landed = loop {
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                        match self.run.store.next_index(&self.run.log_key).await {
+                            Ok(next) => break next,
+                            Err(e) if transient(&e) && delay <= MAX_RETRY_DELAY => continue,
+                            Err(e) => return Err(e.into()),
+                        }
+                    };
+                    if landed == after {
+                        self.state.next_event = after;
+                        return Ok(());
+                    }
+                    if landed != before {
+                        return Err(AgentError::Conflict(self.state.run_id.clone()));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
     }
 
     /// Resolves when the run must stop waiting for its callbacks (see
@@ -723,6 +784,10 @@ impl Driver {
         Ok(Flow::Continue)
     }
 }
+
+/// The longest wait between attempts at a write while the store is away
+/// (attempts at 50, 100, ... ms: about 1.5 s in all).
+const MAX_RETRY_DELAY: Duration = Duration::from_millis(800);
 
 /// How often a driver waiting for a callback looks for an abort requested by
 /// another process (it also sees one at every checkpoint).

@@ -6,7 +6,10 @@ pub mod parts;
 pub mod run;
 pub mod state;
 
-pub use driver::{Callbacks, Driver, RunControl};
+pub use driver::{new_lease_owner, Callbacks, Driver, RunControl};
 pub use error::AgentError;
-pub use run::{abort, abort_suspended, create, list_run_ids, load_owned, resume, stream_topic, NewRun, RunStore};
+pub use run::{
+    abort, abort_suspended, create, create_leasing, list_run_ids, load_owned, resume, resume_leasing, stream_topic,
+    NewRun, RunStore,
+};
 pub use state::{Decision, RunState, Status};

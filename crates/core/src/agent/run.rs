@@ -3,12 +3,14 @@
 //! deleting.
 
 use serde_json::json;
+use std::time::Duration;
+
 use serde_json::value::RawValue;
 
 use super::error::AgentError;
 use super::parts::{iso_now, EventWriter};
 use super::state::{Decision, Phase, RunState, Status, Usage};
-use crate::cache::runs::{Commit, CommitOutcome};
+use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
 use crate::log::Retention;
 use crate::pubsub::Store;
 
@@ -72,6 +74,18 @@ impl RunStore {
         expected: Option<u64>,
         events: &[String],
     ) -> Result<Option<Option<String>>, AgentError> {
+        self.commit_leasing(state, expected, events, None).await
+    }
+
+    /// [`Self::commit`] that also takes or gives up the run's lease for
+    /// `owner`, in the same atomic step.
+    pub async fn commit_leasing(
+        &self,
+        state: &RunState,
+        expected: Option<u64>,
+        events: &[String],
+        lease: Option<(&str, LeaseAction)>,
+    ) -> Result<Option<Option<String>>, AgentError> {
         let text = serde_json::to_string(state).expect("run state serialises");
         let retention = if state.status.is_terminal() {
             self.retention
@@ -87,6 +101,11 @@ impl RunStore {
             state: &text,
             events,
             retention,
+            lease: lease.map(|(owner, action)| LeaseChange {
+                key: &self.lease_key,
+                owner,
+                action,
+            }),
         };
         let mut delay_ms = 50;
         // Whether an earlier attempt failed in a way that may have landed it.
@@ -194,7 +213,8 @@ fn reason_of(json: &str) -> Option<String> {
     serde_json::from_str::<Option<String>>(json).ok().flatten()
 }
 
-fn transient(error: &crate::CacheError) -> bool {
+/// A store that is briefly away (a Redis stall, failover or reconnect).
+pub(crate) fn transient(error: &crate::CacheError) -> bool {
     matches!(
         error,
         crate::CacheError::Unavailable { .. } | crate::CacheError::Timeout { .. }
@@ -230,6 +250,16 @@ pub struct NewRun {
 
 /// Creates the run (it must not exist) and publishes its `start` part.
 pub async fn create(run: &RunStore, new: NewRun) -> Result<RunState, AgentError> {
+    create_leasing(run, new, None).await
+}
+
+/// [`create`], taking the run's lease for `owner` (who drives it next) in the
+/// same step.
+pub async fn create_leasing(
+    run: &RunStore,
+    new: NewRun,
+    lease: Option<(&str, Duration)>,
+) -> Result<RunState, AgentError> {
     if new.max_steps == 0 {
         return Err(AgentError::InvalidArg("maxSteps must be at least 1".into()));
     }
@@ -257,7 +287,8 @@ pub async fn create(run: &RunStore, new: NewRun) -> Result<RunState, AgentError>
     let events = [writer.chunk(&json!({ "type": "start" }))];
     // A new run's topic is empty (the commit refuses one whose topic exists).
     state.next_event = events.len() as u64;
-    run.commit(&state, None, &events).await?;
+    let lease = lease.map(|(owner, ttl)| (owner, LeaseAction::Take(ttl)));
+    run.commit_leasing(&state, None, &events, lease).await?;
     Ok(state)
 }
 
@@ -283,6 +314,19 @@ pub async fn resume(
     agent_id: &str,
     tool_call_id: Option<&str>,
     decision: Decision,
+) -> Result<RunState, AgentError> {
+    resume_leasing(run, run_id, agent_id, tool_call_id, decision, None).await
+}
+
+/// [`resume`], taking the run's lease for `owner` in the same step when the
+/// run is running again (who drives it next).
+pub async fn resume_leasing(
+    run: &RunStore,
+    run_id: &str,
+    agent_id: &str,
+    tool_call_id: Option<&str>,
+    decision: Decision,
+    lease: Option<(&str, Duration)>,
 ) -> Result<RunState, AgentError> {
     let mut state = load_owned(run, run_id, agent_id).await?;
     if state.status != Status::Suspended {
@@ -314,7 +358,10 @@ pub async fn resume(
     let expected = state.version;
     state.version += 1;
     state.updated_at = iso_now();
-    run.commit(&state, Some(expected), &[]).await?;
+    let lease = lease
+        .filter(|_| state.status == Status::Running)
+        .map(|(owner, ttl)| (owner, LeaseAction::Take(ttl)));
+    run.commit_leasing(&state, Some(expected), &[], lease).await?;
     Ok(state)
 }
 

@@ -13,7 +13,7 @@ use moka::policy::{EvictionPolicy, Expiry};
 use moka::sync::Cache;
 
 use super::range::lrange;
-use super::runs::{version_of, Commit, CommitOutcome};
+use super::runs::{version_of, Commit, CommitOutcome, LeaseAction, LeaseChange};
 use crate::error::CacheError;
 use crate::json;
 use crate::log::{EventLog, Page, Retention};
@@ -448,6 +448,20 @@ impl MemoryCache {
         if let Some(abort) = self.get(commit.abort_key) {
             self.set(commit.abort_key, &abort, Some(ttl));
         }
+        // Owners are stored as JSON strings here (see `pubsub::Store`).
+        match commit.lease {
+            Some(LeaseChange {
+                key,
+                owner,
+                action: LeaseAction::Take(lease_ttl),
+            }) => self.set(key, &quoted(owner), Some(Some(lease_ttl))),
+            Some(LeaseChange {
+                key,
+                owner,
+                action: LeaseAction::Release,
+            }) if self.get(key) == Some(quoted(owner)) => self.delete(key),
+            _ => {}
+        }
         Ok(CommitOutcome::Done {
             last_index,
             abort: self.get(commit.abort_key),
@@ -584,4 +598,9 @@ fn wrong_type(key: &str, expected: &'static str, found: &Data) -> CacheError {
         expected,
         found: found.kind(),
     }
+}
+
+/// A lease owner as the JSON string this cache holds.
+fn quoted(owner: &str) -> String {
+    serde_json::to_string(owner).expect("strings serialise")
 }

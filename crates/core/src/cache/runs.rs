@@ -2,6 +2,8 @@
 //! events that checkpoint covers, in one atomic step, guarded by the state's
 //! version so that two writers of one run cannot both win.
 
+use std::time::Duration;
+
 use crate::log::Retention;
 
 /// One atomic write of a run: append `events` to the run's topic log and
@@ -25,6 +27,25 @@ pub struct Commit<'a> {
     pub events: &'a [String],
     /// TTL and size bound of both keys; `ttl: Some(None)` keeps them until deleted.
     pub retention: Retention,
+    /// Takes or gives up the run's lease in the same step (a driver starting
+    /// a run it just created, or stopping at its end), saving a round trip.
+    pub lease: Option<LeaseChange<'a>>,
+}
+
+/// What a [`Commit`] does to the run's lease.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseChange<'a> {
+    pub key: &'a str,
+    pub owner: &'a str,
+    pub action: LeaseAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseAction {
+    /// Hold it for this long (the commit's version check makes the holder unique).
+    Take(Duration),
+    /// Give it up, if `owner` holds it.
+    Release,
 }
 
 /// How a [`Commit`] went.

@@ -5,14 +5,16 @@
 
 use super::log::FIELD;
 use super::RedisCache;
-use crate::cache::runs::{Commit, CommitOutcome};
+use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
 use crate::error::CacheError;
 use crate::json;
 use crate::log::Retention;
 
 /// A new run (expected version '') also needs an empty topic.
-/// KEYS: state hash, topic stream, abort request. ARGV: expected version ('' = absent), new
-/// version, state text, TTL in ms (0 = keep until deleted), MAXLEN (0 = none),
+/// KEYS: state hash, topic stream, abort request, lease. ARGV: expected
+/// version ('' = absent), new version, state text, TTL in ms (0 = keep until
+/// deleted), MAXLEN (0 = none), lease action ('', 'take', 'release'), lease
+/// owner, lease TTL in ms,
 /// then the event bodies. Returns `{1, last id, abort request}` or `{0, found
 /// version}`.
 pub const RUN_COMMIT_SCRIPT: &str = r#"
@@ -22,7 +24,7 @@ if found ~= ARGV[1] then return {0, found, ''} end
 if found == '' and redis.call('EXISTS', KEYS[2]) == 1 then return {0, '', ''} end
 local last = ''
 local maxlen = tonumber(ARGV[5])
-for i = 6, #ARGV do
+for i = 9, #ARGV do
   if maxlen > 0 then
     last = redis.call('XADD', KEYS[2], 'MAXLEN', '=', maxlen, '0-*', 'e', ARGV[i])
   else
@@ -35,6 +37,11 @@ for i = 1, 2 do
   if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
 end
 if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+if ARGV[6] == 'take' then
+  redis.call('SET', KEYS[4], ARGV[7], 'PX', ARGV[8])
+elseif ARGV[6] == 'release' and redis.call('GET', KEYS[4]) == ARGV[7] then
+  redis.call('DEL', KEYS[4])
+end
 return {1, last, redis.call('GET', KEYS[3]) or ''}
 "#;
 
@@ -218,11 +225,25 @@ impl RedisCache {
             .key(self.key(commit.state_key))
             .key(self.key(commit.log_key))
             .key(self.key(commit.abort_key))
+            .key(self.key(commit.lease.map_or(commit.state_key, |l| l.key)))
             .arg(commit.expected.map_or_else(String::new, |v| v.to_string()))
             .arg(commit.version)
             .arg(commit.state)
             .arg(self.ttl_ms(&commit.retention))
             .arg(commit.retention.max_events.unwrap_or(0));
+        match commit.lease {
+            Some(LeaseChange {
+                owner,
+                action: LeaseAction::Take(ttl),
+                ..
+            }) => invocation.arg("take").arg(owner).arg(ttl.as_millis().max(1) as u64),
+            Some(LeaseChange {
+                owner,
+                action: LeaseAction::Release,
+                ..
+            }) => invocation.arg("release").arg(owner).arg(0),
+            None => invocation.arg("").arg("").arg(0),
+        };
         for event in commit.events {
             invocation.arg(&*json::without_index(event)?);
         }
