@@ -1294,3 +1294,26 @@ describe('the default cache', () => {
     }
   })
 })
+
+describe('resources', () => {
+  it('leaves no runs, readers or calls in flight behind after 2,000 runs', async () => {
+    const model = kits[0]!.model(() => streamOf([...textParts('t', ['ok']), kits[0]!.finish('stop', 1, 1)]))
+    const agent = createDurableAgent({ agent: { id: 'resources', model }, cleanupTimeoutMs: 0 })
+    const runIds: string[] = []
+    for (let i = 0; i < 2_000; i++) {
+      const result = await agent.stream('Hi')
+      // Half of the outputs are read to the end, half are left unread.
+      if (i % 2 === 0) for await (const _ of result.fullStream);
+      await result.output.getFullOutput()
+      await result.cleanup()
+      runIds.push(result.runId)
+    }
+    await eventually(() => agent.activeRuns === 0, 5_000, 'no run driven')
+    expect(agent.pubsub.stats()).toEqual({ callbackSubscriptions: 0, topicsRead: 0, callsInFlight: 0 })
+    expect(await agent.listActiveRuns()).toEqual({ runs: [], total: 0 })
+    // Every run's state and events are gone.
+    for (const runId of runIds) {
+      expect((await failure(() => agent.observe(runId))).code).toBe(ErrorCodes.RUN_NOT_FOUND)
+    }
+  })
+})
