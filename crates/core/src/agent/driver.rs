@@ -4,21 +4,19 @@
 //! checkpointed with the events it produced (see `RunStore::commit`); a step
 //! whose result is checkpointed never runs again for that run.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::stream::StreamExt as _;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
 
+use super::control::{new_lease_owner, stop_requested, Inbox, Lease, RunControl, Stop};
 use super::error::AgentError;
 use super::parts::{error_part, iso_now, EventWriter, SUSPENDED};
+use super::replies::{join, raw, raw_text, ErrorInfo, LoopOptions, ModelReply, ToolReply};
 use super::run::{abort_part, transient, RunStore};
-use super::state::{Decision, Phase, RunState, Status, ToolCall, Usage};
+use super::state::{Decision, Phase, RunState, Status, ToolCall};
 use crate::cache::runs::LeaseAction;
 
 /// The model and the tools, as the embedder provides them (the binding: JS
@@ -34,43 +32,6 @@ pub trait Callbacks: Send + Sync + 'static {
     /// One tool call. Request: `{runId, step, toolCallId, toolName, input,
     /// idempotencyKey, messages, options}`. Reply: `{output}` or `{error: {name, message}}`.
     fn tool(&self, request: String) -> BoxFuture<'static, Result<String, String>>;
-}
-
-/// The handle the embedder keeps for a run being driven.
-#[derive(Clone)]
-pub struct RunControl {
-    parts: mpsc::UnboundedSender<String>,
-    cancel: Arc<watch::Sender<Option<String>>>,
-}
-
-impl RunControl {
-    /// A control and the inbox a driver listens to. Parts and an abort sent
-    /// before the driver starts wait for it.
-    pub fn new() -> (RunControl, Inbox) {
-        let (parts_tx, parts) = mpsc::unbounded_channel();
-        let (cancel_tx, cancel) = watch::channel(None);
-        let control = RunControl {
-            parts: parts_tx,
-            cancel: Arc::new(cancel_tx),
-        };
-        (control, Inbox { parts, cancel })
-    }
-
-    /// Hands the driver a stream part (JSON text) of the model step in progress.
-    pub fn emit(&self, part_json: String) -> bool {
-        self.parts.send(part_json).is_ok()
-    }
-
-    /// Stops the run: pending callbacks are abandoned, `abort` is published.
-    pub fn abort(&self, reason: Option<String>) {
-        self.cancel.send_replace(Some(reason.unwrap_or_default()));
-    }
-}
-
-/// What the driver listens to: the other end of a [`RunControl`].
-pub struct Inbox {
-    parts: mpsc::UnboundedReceiver<String>,
-    cancel: watch::Receiver<Option<String>>,
 }
 
 pub struct Driver {
@@ -92,158 +53,9 @@ pub struct Driver {
     lease_given_up: bool,
 }
 
-/// This driver's hold on its run (see `RunStore::lease_key`).
-struct Lease {
-    owner: String,
-    ttl: Duration,
-    renewed: Mutex<Instant>,
-}
-
-impl Lease {
-    /// Renews the lease once a third of it has passed; false when it was lost.
-    async fn keep(&self, run: &RunStore) -> Result<bool, AgentError> {
-        let due = lock(&self.renewed).elapsed() >= self.ttl / 3;
-        if !due {
-            return Ok(true);
-        }
-        let kept = run.store.lease_renew(&run.lease_key, &self.owner, self.ttl).await?;
-        *lock(&self.renewed) = Instant::now();
-        Ok(kept)
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A lease owner id no other driver has: this process, now, and a counter.
-pub fn new_lease_owner() -> String {
-    static DRIVERS: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!(
-        "{}:{nanos}:{}",
-        std::process::id(),
-        DRIVERS.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Why a wait for a callback ended early.
-enum Stop {
-    /// Aborted here or by request ("" without a reason).
-    Abort(String),
-    /// The lease lapsed and someone else took it: another process drives now.
-    LeaseLost,
-}
-
 enum Flow {
     Continue,
     Stop,
-}
-
-/// The caller's options the loop reads (the rest is the callbacks' business).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct LoopOptions {
-    /// Every tool call waits for approval.
-    require_tool_approval: bool,
-    /// At most this many tool calls of a step run at once.
-    tool_call_concurrency: usize,
-}
-
-impl Default for LoopOptions {
-    fn default() -> Self {
-        LoopOptions {
-            require_tool_approval: false,
-            // Mastra's default.
-            tool_call_concurrency: 10,
-        }
-    }
-}
-
-/// A model step's reply.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ModelReply {
-    #[serde(default)]
-    error: Option<ErrorInfo>,
-    #[serde(default)]
-    content: Vec<Box<RawValue>>,
-    #[serde(default)]
-    tool_calls: Vec<ToolCallReply>,
-    #[serde(default)]
-    finish_reason: Option<String>,
-    #[serde(default)]
-    usage: Usage,
-    #[serde(default)]
-    response: Option<Box<RawValue>>,
-    #[serde(default)]
-    provider_metadata: Option<Box<RawValue>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ToolCallReply {
-    tool_call_id: String,
-    tool_name: String,
-    input: Box<RawValue>,
-    #[serde(default)]
-    needs_approval: bool,
-}
-
-#[derive(Deserialize)]
-struct ToolReply {
-    #[serde(default)]
-    error: Option<ErrorInfo>,
-    #[serde(default)]
-    output: Option<Box<RawValue>>,
-}
-
-#[derive(Deserialize, Clone)]
-struct ErrorInfo {
-    #[serde(default = "default_error_name")]
-    name: String,
-    #[serde(default)]
-    message: String,
-}
-
-fn default_error_name() -> String {
-    "Error".to_owned()
-}
-
-impl ErrorInfo {
-    fn new(name: &str, message: impl Into<String>) -> Self {
-        ErrorInfo {
-            name: name.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    fn json(&self) -> Value {
-        json!({ "name": self.name, "message": self.message })
-    }
-}
-
-fn raw(value: &Value) -> Box<RawValue> {
-    RawValue::from_string(value.to_string()).expect("a Value serialises to valid JSON")
-}
-
-fn raw_text(text: String) -> Box<RawValue> {
-    RawValue::from_string(text).expect("built from valid JSON parts")
-}
-
-fn join(values: &[Box<RawValue>]) -> String {
-    let mut out = String::from("[");
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(v.get());
-    }
-    out.push(']');
-    out
 }
 
 impl Driver {
@@ -788,44 +600,3 @@ impl Driver {
 /// The longest wait between attempts at a write while the store is away
 /// (attempts at 50, 100, ... ms: about 1.5 s in all).
 const MAX_RETRY_DELAY: Duration = Duration::from_millis(800);
-
-/// How often a driver waiting for a callback looks for an abort requested by
-/// another process (it also sees one at every checkpoint).
-const ABORT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Resolves once the run is aborted, here (through its [`RunControl`]) or by
-/// request from elsewhere, or once its lease is lost; keeps the lease
-/// meanwhile, looking every [`ABORT_POLL`] or every third of the lease,
-/// whichever is sooner.
-async fn stop_requested(mut cancel: watch::Receiver<Option<String>>, run: RunStore, lease: Option<Arc<Lease>>) -> Stop {
-    let every = lease.as_ref().map_or(ABORT_POLL, |lease| ABORT_POLL.min(lease.ttl / 3));
-    let here = async {
-        loop {
-            if let Some(reason) = cancel.borrow_and_update().clone() {
-                return reason;
-            }
-            // Without its handle nobody here can abort it any more.
-            if cancel.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let elsewhere = async {
-        loop {
-            tokio::time::sleep(every).await;
-            // A failing store is noticed by the next checkpoint, not here.
-            if let Ok(Some(reason)) = run.abort_requested().await {
-                return Stop::Abort(reason.unwrap_or_default());
-            }
-            if let Some(lease) = &lease {
-                if let Ok(false) = lease.keep(&run).await {
-                    return Stop::LeaseLost;
-                }
-            }
-        }
-    };
-    tokio::select! {
-        reason = here => Stop::Abort(reason),
-        stop = elsewhere => stop,
-    }
-}

@@ -1,12 +1,15 @@
 //! Durable agent runs: the loop, its checkpoints, and the state they hold.
 
+pub mod control;
 pub mod driver;
 pub mod error;
 pub mod parts;
+mod replies;
 pub mod run;
 pub mod state;
 
-pub use driver::{new_lease_owner, Callbacks, Driver, RunControl};
+pub use control::{new_lease_owner, Inbox, RunControl};
+pub use driver::{Callbacks, Driver};
 pub use error::AgentError;
 pub use run::{
     abort, abort_suspended, create, create_leasing, list_run_ids, load_owned, resume, resume_leasing, stream_topic,

@@ -1,0 +1,140 @@
+//! How a run being driven is steered from outside its driver: its parts and
+//! an abort from this process (`RunControl`), an abort requested by another
+//! process, and the lease that tells other processes it is driven.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+
+use super::error::AgentError;
+use super::run::RunStore;
+
+/// The handle the embedder keeps for a run being driven.
+#[derive(Clone)]
+pub struct RunControl {
+    parts: mpsc::UnboundedSender<String>,
+    cancel: Arc<watch::Sender<Option<String>>>,
+}
+
+impl RunControl {
+    /// A control and the inbox a driver listens to. Parts and an abort sent
+    /// before the driver starts wait for it.
+    pub fn new() -> (RunControl, Inbox) {
+        let (parts_tx, parts) = mpsc::unbounded_channel();
+        let (cancel_tx, cancel) = watch::channel(None);
+        let control = RunControl {
+            parts: parts_tx,
+            cancel: Arc::new(cancel_tx),
+        };
+        (control, Inbox { parts, cancel })
+    }
+
+    /// Hands the driver a stream part (JSON text) of the model step in progress.
+    pub fn emit(&self, part_json: String) -> bool {
+        self.parts.send(part_json).is_ok()
+    }
+
+    /// Stops the run: pending callbacks are abandoned, `abort` is published.
+    pub fn abort(&self, reason: Option<String>) {
+        self.cancel.send_replace(Some(reason.unwrap_or_default()));
+    }
+}
+
+/// What the driver listens to: the other end of a [`RunControl`].
+pub struct Inbox {
+    pub(super) parts: mpsc::UnboundedReceiver<String>,
+    pub(super) cancel: watch::Receiver<Option<String>>,
+}
+
+/// This driver's hold on its run (see `RunStore::lease_key`).
+pub(super) struct Lease {
+    pub(super) owner: String,
+    pub(super) ttl: Duration,
+    pub(super) renewed: Mutex<Instant>,
+}
+
+impl Lease {
+    /// Renews the lease once a third of it has passed; false when it was lost.
+    pub(super) async fn keep(&self, run: &RunStore) -> Result<bool, AgentError> {
+        let due = lock(&self.renewed).elapsed() >= self.ttl / 3;
+        if !due {
+            return Ok(true);
+        }
+        let kept = run.store.lease_renew(&run.lease_key, &self.owner, self.ttl).await?;
+        *lock(&self.renewed) = Instant::now();
+        Ok(kept)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A lease owner id no other driver has: this process, now, and a counter.
+pub fn new_lease_owner() -> String {
+    static DRIVERS: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{}:{nanos}:{}",
+        std::process::id(),
+        DRIVERS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Why a wait for a callback ended early.
+pub(super) enum Stop {
+    /// Aborted here or by request ("" without a reason).
+    Abort(String),
+    /// The lease lapsed and someone else took it: another process drives now.
+    LeaseLost,
+}
+
+/// How often a driver waiting for a callback looks for an abort requested by
+/// another process (it also sees one at every checkpoint).
+const ABORT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Resolves once the run is aborted, here (through its [`RunControl`]) or by
+/// request from elsewhere, or once its lease is lost; keeps the lease
+/// meanwhile, looking every [`ABORT_POLL`] or every third of the lease,
+/// whichever is sooner.
+pub(super) async fn stop_requested(
+    mut cancel: watch::Receiver<Option<String>>,
+    run: RunStore,
+    lease: Option<Arc<Lease>>,
+) -> Stop {
+    let every = lease.as_ref().map_or(ABORT_POLL, |lease| ABORT_POLL.min(lease.ttl / 3));
+    let here = async {
+        loop {
+            if let Some(reason) = cancel.borrow_and_update().clone() {
+                return reason;
+            }
+            // Without its handle nobody here can abort it any more.
+            if cancel.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let elsewhere = async {
+        loop {
+            tokio::time::sleep(every).await;
+            // A failing store is noticed by the next checkpoint, not here.
+            if let Ok(Some(reason)) = run.abort_requested().await {
+                return Stop::Abort(reason.unwrap_or_default());
+            }
+            if let Some(lease) = &lease {
+                if let Ok(false) = lease.keep(&run).await {
+                    return Stop::LeaseLost;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        reason = here => Stop::Abort(reason),
+        stop = elsewhere => stop,
+    }
+}
