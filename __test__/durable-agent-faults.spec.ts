@@ -10,7 +10,7 @@ import { Redis as IORedis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { createDurableAgent, RedisServerCache, type StreamPart } from '../dist/index.js'
-import { freePort, OwnRedis } from './helpers.js'
+import { freePort, OwnRedis, within } from './helpers.js'
 
 const usage = {
   inputTokens: { total: 2, noCache: 2, cacheRead: undefined, cacheWrite: undefined },
@@ -25,18 +25,6 @@ function streamOf(parts: LanguageModelV3StreamPart[]): { stream: ReadableStream<
         controller.close()
       },
     }),
-  }
-}
-
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, deadline])
-  } finally {
-    clearTimeout(timer)
   }
 }
 

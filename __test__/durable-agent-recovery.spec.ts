@@ -28,7 +28,7 @@ import {
   type Tool,
   type ToolResultContent,
 } from '../dist/index.js'
-import { eventually, REDIS_URL, uniquePrefix } from './helpers.js'
+import { drain, eventually, REDIS_URL, uniquePrefix, within } from './helpers.js'
 
 /** How long anything (a stream, a child's line, a lease lapsing) may take before the test calls it a hang. */
 const DEADLINE_MS = 10_000
@@ -206,32 +206,6 @@ function countingCharge(): { executions: unknown[]; tool: Tool } {
 
 // ---------------------------------------------------------------------------
 // Streams, errors
-
-/** Rejects if `promise` has not settled by the deadline. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, deadline])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Every part of a stream, which must end before the deadline. */
-function drain(stream: ReadableStream<StreamPart>, what: string): Promise<StreamPart[]> {
-  return within(
-    (async () => {
-      const parts: StreamPart[] = []
-      for await (const part of stream as unknown as AsyncIterable<StreamPart>) parts.push(part)
-      return parts
-    })(),
-    DEADLINE_MS,
-    what,
-  )
-}
 
 const types = (parts: StreamPart[]) => parts.map((p) => p.type)
 const ofType = <T extends StreamPart['type']>(parts: StreamPart[], type: T) => parts.filter((p): p is Extract<StreamPart, { type: T }> => p.type === type)

@@ -31,7 +31,7 @@ import {
   type ToolExecutionOptions,
   type ToolResultContent,
 } from '../dist/index.js'
-import { eventually, REDIS_URL, uniquePrefix } from './helpers.js'
+import { drain, eventually, REDIS_URL, uniquePrefix, within } from './helpers.js'
 
 /** How long a stream may take to end before the test calls it a hang. */
 const DEADLINE_MS = 10_000
@@ -167,30 +167,25 @@ function countingTool(output: (input: Record<string, unknown>) => unknown, extra
 // ---------------------------------------------------------------------------
 // Streams and errors
 
-/** Rejects if `promise` has not settled by the deadline (e.g. a stream that never ends). */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, deadline])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Every part of a stream, which must end before the deadline. */
-function drain(stream: ReadableStream<StreamPart>, what: string): Promise<StreamPart[]> {
-  return within(
-    (async () => {
-      const parts: StreamPart[] = []
-      for await (const part of stream as unknown as AsyncIterable<StreamPart>) parts.push(part)
-      return parts
-    })(),
-    DEADLINE_MS,
-    what,
-  )
+/**
+ * Two approvals of one suspended run at once: exactly one streams the
+ * continuation (to `finish`), the other is refused (not suspended any more, or
+ * a lost write race), and the tool and the model ran once each more
+ * (`counts()`, read once every accepted continuation has ended).
+ */
+async function oneApprovalWins(
+  approvals: Promise<DurableOutput>[],
+  counts: () => { toolExecutions: number; modelCalls: number },
+): Promise<StreamPart[]> {
+  const settled = await Promise.allSettled(approvals)
+  const won = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))
+  const refused = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as { code?: string }] : []))
+  // Let every accepted continuation end before judging (nothing may be left running).
+  const streams = await Promise.all(won.map((output) => drain(output.fullStream, 'an accepted continuation')))
+  expect({ accepted: won.length, refused: refused.length, ...counts() }).toEqual({ accepted: 1, refused: 1, toolExecutions: 1, modelCalls: 2 })
+  expect([ErrorCodes.RUN_NOT_SUSPENDED, ErrorCodes.RUN_CONFLICT]).toContain(refused[0]!.code)
+  expect(streams[0]!.at(-1)?.type).toBe('finish')
+  return streams[0]!
 }
 
 const types = (parts: StreamPart[]) => parts.map((p) => p.type)
@@ -533,38 +528,21 @@ describe.each(backends)('durable agent approval and resume (%s)', (_name, make) 
     it('two concurrent approveToolCall: exactly one streams the continuation, the other is refused, the tool runs once', async () => {
       const { scripted, weather, agent } = weatherAgent()
       const { run } = await suspendedRun(agent)
-      const settled = await Promise.allSettled([agent.approveToolCall({ runId: run.runId }), agent.approveToolCall({ runId: run.runId })])
-      const won = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))
-      const refused = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as { code?: string }] : []))
-      // Let every accepted continuation end before judging (nothing may be left running).
-      const streams = await Promise.all(won.map((output: DurableOutput) => drain(output.fullStream, 'an accepted continuation')))
-      expect({
-        accepted: won.length,
-        refused: refused.length,
-        toolExecutions: weather.executions.length,
-        modelCalls: scripted.calls,
-      }).toEqual({ accepted: 1, refused: 1, toolExecutions: 1, modelCalls: 2 })
-      expect([ErrorCodes.RUN_NOT_SUSPENDED, ErrorCodes.RUN_CONFLICT]).toContain(refused[0]!.code)
-      expect(streams[0]!.at(-1)?.type).toBe('finish')
-      expect(ofType(streams[0]!, 'tool-result')).toHaveLength(1)
+      const stream = await oneApprovalWins(
+        [agent.approveToolCall({ runId: run.runId }), agent.approveToolCall({ runId: run.runId })],
+        () => ({ toolExecutions: weather.executions.length, modelCalls: scripted.calls }),
+      )
+      expect(ofType(stream, 'tool-result')).toHaveLength(1)
     })
     it('two agent instances with the same id (two handles on the store) approve at once: one continuation, the tool runs once', async () => {
       const { scripted, weather, agent } = weatherAgent()
       const { run } = await suspendedRun(agent)
       // The same agent definition (model, tools) behind a second DurableAgent, as another server would have.
       const other = durable({ id: 'weather-agent', model: scripted.model, tools: { weather: weather.tool } }, backend.twin())
-      const settled = await Promise.allSettled([agent.approveToolCall({ runId: run.runId }), other.approveToolCall({ runId: run.runId })])
-      const won = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))
-      const refused = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as { code?: string }] : []))
-      const streams = await Promise.all(won.map((output: DurableOutput) => drain(output.fullStream, 'an accepted continuation')))
-      expect({
-        accepted: won.length,
-        refused: refused.length,
-        toolExecutions: weather.executions.length,
-        modelCalls: scripted.calls,
-      }).toEqual({ accepted: 1, refused: 1, toolExecutions: 1, modelCalls: 2 })
-      expect([ErrorCodes.RUN_NOT_SUSPENDED, ErrorCodes.RUN_CONFLICT]).toContain(refused[0]!.code)
-      expect(streams[0]!.at(-1)?.type).toBe('finish')
+      await oneApprovalWins(
+        [agent.approveToolCall({ runId: run.runId }), other.approveToolCall({ runId: run.runId })],
+        () => ({ toolExecutions: weather.executions.length, modelCalls: scripted.calls }),
+      )
     })
 
     it('resuming a run while its model step is in progress: ERR_RUN_NOT_SUSPENDED, and the run finishes undisturbed', async () => {

@@ -27,7 +27,7 @@ import {
   type ToolExecutionOptions,
   type ToolSet,
 } from '../dist/index.js'
-import { eventually, REDIS_URL, uniquePrefix } from './helpers.js'
+import { eventually, REDIS_URL, uniquePrefix, within } from './helpers.js'
 
 /** A plain connection for looking at what runs leave in Redis. */
 const raw = new IORedis(REDIS_URL)
@@ -46,19 +46,6 @@ function deferred<T = void>(): Deferred<T> {
   let resolve!: (value: T) => void
   const promise = new Promise<T>((r) => (resolve = r))
   return { promise, resolve }
-}
-
-/** Rejects if `promise` has not settled by the deadline (a stream that never ends, a tool that never starts). */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, deadline])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 async function collect<T>(stream: ReadableStream<T>, what = 'the stream to end', ms = 10_000): Promise<T[]> {

@@ -10,6 +10,32 @@ export function uniquePrefix(label: string): string {
   return `test:${label}:${randomBytes(6).toString('hex')}:`
 }
 
+/** Rejects if `promise` has not settled by the deadline (a stream that never ends, a call that never returns). */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+  })
+  try {
+    return await Promise.race([promise, deadline])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Every item of a stream, which must end within `ms`. */
+export function drain<T>(stream: ReadableStream<T>, what: string, ms = 10_000): Promise<T[]> {
+  return within(
+    (async () => {
+      const items: T[] = []
+      for await (const item of stream as unknown as AsyncIterable<T>) items.push(item)
+      return items
+    })(),
+    ms,
+    what,
+  )
+}
+
 /** Polls `check` until it returns true or `timeoutMs` passes, then fails. */
 export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs

@@ -13,7 +13,7 @@ import { Redis as IORedis } from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { CachingPubSub, InMemoryServerCache, RedisServerCache } from '../dist/index.js'
-import { eventually, REDIS_URL, uniquePrefix } from './helpers.js'
+import { eventually, REDIS_URL, uniquePrefix, within } from './helpers.js'
 
 /** A plain connection for looking at what a run left in Redis. */
 const raw = new IORedis(REDIS_URL)
@@ -47,19 +47,6 @@ function mockModel(): MockLanguageModelV3 {
       }),
     }),
   })
-}
-
-/** Rejects if `promise` has not settled by the deadline (e.g. a stream that never closes). */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, deadline])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 interface Chunk {

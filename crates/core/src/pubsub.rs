@@ -89,7 +89,7 @@ impl Store {
         owner: &str,
     ) -> Result<Option<Option<u64>>, CacheError> {
         match self {
-            Store::Memory(cache) => cache.log_append_many_leased(key, objects, retention, lease_key, &quoted(owner)),
+            Store::Memory(cache) => cache.log_append_many_leased(key, objects, retention, lease_key, owner),
             Store::Redis(cache) => {
                 cache
                     .log_append_many_leased(key, objects, retention, lease_key, owner)
@@ -146,7 +146,7 @@ impl Store {
     /// Takes the lease at `key` for `owner` for `ttl`, if nobody holds it.
     pub async fn lease_acquire(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, CacheError> {
         match self {
-            Store::Memory(cache) => Ok(cache.lease_acquire(key, &quoted(owner), ttl)),
+            Store::Memory(cache) => Ok(cache.lease_acquire(key, owner, ttl)),
             Store::Redis(cache) => cache.lease_acquire(key, owner, ttl.as_millis() as u64).await,
         }
     }
@@ -154,7 +154,7 @@ impl Store {
     /// Extends the lease at `key` if `owner` still holds it.
     pub async fn lease_renew(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, CacheError> {
         match self {
-            Store::Memory(cache) => Ok(cache.lease_renew(key, &quoted(owner), ttl)),
+            Store::Memory(cache) => Ok(cache.lease_renew(key, owner, ttl)),
             Store::Redis(cache) => cache.lease_renew(key, owner, ttl.as_millis() as u64).await,
         }
     }
@@ -163,7 +163,7 @@ impl Store {
     pub async fn lease_release(&self, key: &str, owner: &str) -> Result<(), CacheError> {
         match self {
             Store::Memory(cache) => {
-                cache.lease_release(key, &quoted(owner));
+                cache.lease_release(key, owner);
                 Ok(())
             }
             Store::Redis(cache) => cache.lease_release(key, owner).await,
@@ -306,9 +306,4 @@ impl Subscription {
             let _ = self.seen.changed().await;
         }
     }
-}
-
-/// The in-memory cache holds JSON text: a lease owner is stored as a string.
-fn quoted(owner: &str) -> String {
-    serde_json::to_string(owner).expect("strings serialise")
 }

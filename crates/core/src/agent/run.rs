@@ -305,6 +305,18 @@ pub async fn load_owned(run: &RunStore, run_id: &str, agent_id: &str) -> Result<
     Ok(state)
 }
 
+/// Loads a run of `agent_id` that must be suspended.
+async fn load_suspended(run: &RunStore, run_id: &str, agent_id: &str) -> Result<RunState, AgentError> {
+    let state = load_owned(run, run_id, agent_id).await?;
+    if state.status != Status::Suspended {
+        return Err(AgentError::NotSuspended {
+            run_id: run_id.to_owned(),
+            status: state.status.as_str(),
+        });
+    }
+    Ok(state)
+}
+
 /// Records approval decisions for a suspended run. `tool_call_id: None`
 /// decides every call still waiting. Once no call waits, the run is running
 /// again (and must be driven); until then it stays suspended.
@@ -328,13 +340,7 @@ pub async fn resume_leasing(
     decision: Decision,
     lease: Option<(&str, Duration)>,
 ) -> Result<RunState, AgentError> {
-    let mut state = load_owned(run, run_id, agent_id).await?;
-    if state.status != Status::Suspended {
-        return Err(AgentError::NotSuspended {
-            run_id: run_id.to_owned(),
-            status: state.status.as_str(),
-        });
-    }
+    let mut state = load_suspended(run, run_id, agent_id).await?;
     let mut decided = 0;
     for call in state
         .pending
@@ -372,13 +378,7 @@ pub async fn abort_suspended(
     agent_id: &str,
     reason: Option<&str>,
 ) -> Result<RunState, AgentError> {
-    let mut state = load_owned(run, run_id, agent_id).await?;
-    if state.status != Status::Suspended {
-        return Err(AgentError::NotSuspended {
-            run_id: run_id.to_owned(),
-            status: state.status.as_str(),
-        });
-    }
+    let mut state = load_suspended(run, run_id, agent_id).await?;
     let mut writer = EventWriter::new(run_id, state.version);
     let events = [writer.chunk(&abort_part(reason))];
     let expected = state.version;

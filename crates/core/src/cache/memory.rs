@@ -439,16 +439,17 @@ impl MemoryCache {
         // A write refreshes a key's TTL but keeps its length; a commit may
         // change the length (a suspended run is kept until resumed).
         let ttl = commit.retention.ttl.unwrap_or(self.ttl);
-        if let Some(slot) = self.entries.get(commit.log_key) {
+        if let Some(slot) = self.entries.get(commit.log_key).filter(|slot| slot.ttl != ttl) {
             self.entries
                 .insert(commit.log_key.to_owned(), Slot { data: slot.data, ttl });
         }
         self.set(commit.state_key, commit.state, Some(ttl));
         // An abort request lives as long as the run it stops.
-        if let Some(abort) = self.get(commit.abort_key) {
-            self.set(commit.abort_key, &abort, Some(ttl));
+        let abort = self.get(commit.abort_key);
+        if let Some(abort) = &abort {
+            self.set(commit.abort_key, abort, Some(ttl));
         }
-        // Owners are stored as JSON strings here (see `pubsub::Store`).
+        // Owners are stored as JSON strings, as every value here.
         match commit.lease {
             Some(LeaseChange {
                 key,
@@ -462,10 +463,7 @@ impl MemoryCache {
             }) if self.get(key) == Some(quoted(owner)) => self.delete(key),
             _ => {}
         }
-        Ok(CommitOutcome::Done {
-            last_index,
-            abort: self.get(commit.abort_key),
-        })
+        Ok(CommitOutcome::Done { last_index, abort })
     }
 
     /// Records an abort request for the run whose state is at `state_key`;
@@ -480,8 +478,8 @@ impl MemoryCache {
         true
     }
 
-    /// [`Self::log_append_many`] if `owner` (a JSON string) holds the lease at
-    /// `lease_key`; `None` if not. Under the lock leases change under.
+    /// [`Self::log_append_many`] if `owner` holds the lease at `lease_key`;
+    /// `None` if not. Under the lock leases change under.
     pub fn log_append_many_leased(
         &self,
         key: &str,
@@ -491,36 +489,37 @@ impl MemoryCache {
         owner: &str,
     ) -> Result<Option<Option<u64>>, CacheError> {
         let _serialised = lock(&self.commits);
-        if self.get(lease_key).as_deref() != Some(owner) {
+        if self.get(lease_key) != Some(quoted(owner)) {
             return Ok(None);
         }
         self.log_append_many(key, objects, retention).map(Some)
     }
 
-    /// Takes the lease at `key` for `owner` (a JSON string) if nobody holds it.
+    /// Takes the lease at `key` for `owner` if nobody holds it.
     pub fn lease_acquire(&self, key: &str, owner: &str, ttl: Duration) -> bool {
         let _serialised = lock(&self.commits);
         if self.entries.contains_key(key) {
             return false;
         }
-        self.set(key, owner, Some(Some(ttl)));
+        self.set(key, &quoted(owner), Some(Some(ttl)));
         true
     }
 
     /// Extends the lease at `key` if `owner` still holds it.
     pub fn lease_renew(&self, key: &str, owner: &str, ttl: Duration) -> bool {
         let _serialised = lock(&self.commits);
-        if self.get(key).as_deref() != Some(owner) {
+        let owner = quoted(owner);
+        if self.get(key).as_deref() != Some(owner.as_str()) {
             return false;
         }
-        self.set(key, owner, Some(Some(ttl)));
+        self.set(key, &owner, Some(Some(ttl)));
         true
     }
 
     /// Gives the lease at `key` up if `owner` holds it.
     pub fn lease_release(&self, key: &str, owner: &str) {
         let _serialised = lock(&self.commits);
-        if self.get(key).as_deref() == Some(owner) {
+        if self.get(key) == Some(quoted(owner)) {
             self.delete(key);
         }
     }

@@ -307,23 +307,28 @@ impl RedisCache {
         self.run(key, redis::cmd("DEL").arg(self.key(key))).await
     }
 
+    /// One SCAN step over the keys matching `pattern`: the next cursor (0 at
+    /// the end) and the physical keys found.
+    pub(super) async fn scan_page(&self, cursor: u64, pattern: &str) -> Result<(u64, Vec<String>), CacheError> {
+        self.run(
+            "",
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000),
+        )
+        .await
+    }
+
     /// Deletes every key under this cache's prefix (SCAN + UNLINK, so other
     /// apps' keys and big lists do not block the server).
     pub async fn clear(&self) -> Result<(), CacheError> {
         let pattern = format!("{}*", glob_escape(&self.inner.key_prefix));
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(
-                    "",
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
+            let (next, keys) = self.scan_page(cursor, &pattern).await?;
             if !keys.is_empty() {
                 let _: i64 = self.run("", redis::cmd("UNLINK").arg(&keys)).await?;
             }

@@ -189,17 +189,7 @@ impl RedisCache {
         let mut found = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(
-                    "",
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
+            let (next, keys) = self.scan_page(cursor, &pattern).await?;
             let cache_prefix = self.key_prefix();
             found.extend(
                 keys.into_iter()
