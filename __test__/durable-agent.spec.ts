@@ -27,7 +27,7 @@ import {
   type ToolExecutionOptions,
   type ToolSet,
 } from '../dist/index.js'
-import { eventually, REDIS_URL, uniquePrefix, within } from './helpers.js'
+import { drain, eventually, REDIS_URL, uniquePrefix, within } from './helpers.js'
 
 /** A plain connection for looking at what runs leave in Redis. */
 const raw = new IORedis(REDIS_URL)
@@ -48,17 +48,7 @@ function deferred<T = void>(): Deferred<T> {
   return { promise, resolve }
 }
 
-async function collect<T>(stream: ReadableStream<T>, what = 'the stream to end', ms = 10_000): Promise<T[]> {
-  return within(
-    (async () => {
-      const items: T[] = []
-      for await (const item of stream as unknown as AsyncIterable<T>) items.push(item)
-      return items
-    })(),
-    ms,
-    what,
-  )
-}
+const collect = <T>(stream: ReadableStream<T>, what = 'the stream to end', ms = 10_000): Promise<T[]> => drain(stream, what, ms)
 
 /** The error `work` throws or rejects with (fails when it succeeds). */
 async function failure(work: () => unknown): Promise<Error & { code?: string }> {
