@@ -11,7 +11,7 @@ use crate::cache::redis::RedisCache;
 use crate::cache::runs::{Commit, CommitOutcome};
 use crate::error::CacheError;
 use crate::log::{Page, Retention};
-use crate::signal::{Signal, Signals};
+use crate::signal::{Signal, Signals, Take};
 
 /// Where topic logs live: in this process, or in Redis for many.
 #[derive(Clone)]
@@ -204,8 +204,8 @@ pub struct Subscription {
     store: Store,
     key: String,
     next: u64,
-    /// Held so the topic's signal lives while this reader does.
-    _signal: Arc<Signal>,
+    /// The topic's signal; held, it lives while this reader does.
+    signal: Arc<Signal>,
     seen: watch::Receiver<u64>,
     /// Whether the tailer already follows this key for us (Redis).
     following: bool,
@@ -213,6 +213,27 @@ pub struct Subscription {
     /// expired start moves up to the oldest retained event instead of failing.
     /// Once reading, losing events to retention is an error.
     earliest: bool,
+    /// Redis: the read of the page after a full one, started when that page
+    /// was handed out, so the round trip and the reply's parsing overlap the
+    /// consumer's work on it instead of following it.
+    ahead: Option<ReadAhead>,
+    /// Caught up: the signal version taken before the read that found
+    /// nothing at `next` (what the signal offers since then can be trusted).
+    caught_up: Option<u64>,
+}
+
+struct ReadAhead {
+    from: u64,
+    max: usize,
+    task: tokio::task::JoinHandle<Result<Page, CacheError>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(ahead) = self.ahead.take() {
+            ahead.task.abort();
+        }
+    }
 }
 
 impl Subscription {
@@ -225,11 +246,47 @@ impl Subscription {
             store,
             key,
             next: from.unwrap_or(0),
-            _signal: signal,
+            signal,
             seen,
             following: false,
             earliest: from.is_none(),
+            ahead: None,
+            caught_up: None,
         }
+    }
+
+    /// Up to `max` events from `self.next`: the read started ahead when it
+    /// is for this position and found events, else a read now. Only pages
+    /// with events are taken from ahead: an empty one may be older than the
+    /// caller's wake-up check, so it is read again.
+    async fn read(&mut self, max: usize) -> Result<Page, CacheError> {
+        if let Some(ahead) = self.ahead.take() {
+            if ahead.from == self.next && ahead.max == max {
+                if let Ok(Ok(page)) = ahead.task.await {
+                    if page.count > 0 {
+                        self.read_ahead(&page, max);
+                        return Ok(page);
+                    }
+                }
+            } else {
+                ahead.task.abort();
+            }
+        }
+        let read = self.store.read(&self.key, self.next, max).await;
+        if let Ok(page) = &read {
+            self.read_ahead(page, max);
+        }
+        read
+    }
+
+    /// After a full page from Redis more is likely stored: start reading it.
+    fn read_ahead(&mut self, page: &Page, max: usize) {
+        if page.count < max || !matches!(self.store, Store::Redis(_)) {
+            return;
+        }
+        let (store, key, from) = (self.store.clone(), self.key.clone(), page.next);
+        let task = tokio::spawn(async move { store.read(&key, from, max).await });
+        self.ahead = Some(ReadAhead { from, max, task });
     }
 
     /// A read result, after moving an "earliest" start past expired events.
@@ -277,7 +334,7 @@ impl Subscription {
     pub async fn read_available(&mut self, max: usize) -> Result<Option<Page>, CacheError> {
         loop {
             let moved = self.earliest;
-            let read = self.store.read(&self.key, self.next, max).await;
+            let read = self.read(max).await;
             match self.settle(read)? {
                 Some(page) => return Ok(Some(page)),
                 None if moved && !self.earliest => continue,
@@ -289,20 +346,40 @@ impl Subscription {
     /// The next page, waiting for events when the reader has caught up.
     pub async fn next(&mut self, max: usize) -> Result<Page, CacheError> {
         loop {
+            if let Some(floor) = self.caught_up {
+                // Seen before looking: an offer after the look wakes us.
+                self.seen.borrow_and_update();
+                match self.signal.take(self.next, max, floor) {
+                    Take::Page(page) => {
+                        self.next = page.next;
+                        self.earliest = false;
+                        return Ok(page);
+                    }
+                    Take::Wait => {
+                        // The sender lives in `signal`, so this only ends by a change.
+                        let _ = self.seen.changed().await;
+                        continue;
+                    }
+                    Take::Read => self.caught_up = None,
+                }
+            }
             // Seen before reading: an append after the read wakes us.
-            self.seen.borrow_and_update();
+            let floor = *self.seen.borrow_and_update();
             let moved = self.earliest;
-            let read = self.store.read(&self.key, self.next, max).await;
+            let read = self.read(max).await;
             match self.settle(read)? {
                 Some(page) => return Ok(page),
                 None if moved && !self.earliest => continue,
                 None => {}
             }
-            if let (Store::Redis(cache), false) = (&self.store, self.following) {
-                cache.follow(&self.key, self.next);
-                self.following = true;
+            if let Store::Redis(cache) = &self.store {
+                if !self.following {
+                    cache.follow(&self.key, self.next);
+                    self.following = true;
+                }
+                // In memory a read costs less than a look at the offers.
+                self.caught_up = Some(floor);
             }
-            // The sender lives in `_signal`, so this only ends by a change.
             let _ = self.seen.changed().await;
         }
     }

@@ -125,6 +125,84 @@ async fn redis_readers_on_another_client_see_every_event_once_in_order() {
     reader.close();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_readers_on_the_publishing_client_see_every_event_once_in_order() {
+    // Live events reach these readers as offers of the appends themselves.
+    let cache = redis(&unique_prefix());
+    concurrent_publishers_and_readers(Store::Redis(cache.clone()), Store::Redis(cache.clone())).await;
+    cache.clear().await.unwrap();
+    cache.close();
+}
+
+/// The `gen` of each of `count` events a reader gets next, checking indices.
+async fn read_gens(sub: &mut Subscription, count: usize) -> Vec<u64> {
+    let mut gens = Vec::new();
+    while gens.len() < count {
+        let from = sub.position();
+        let page = tokio::time::timeout(Duration::from_secs(10), sub.next(64))
+            .await
+            .expect("events arrive")
+            .unwrap();
+        let events: Vec<serde_json::Value> = serde_json::from_str(&page.events).unwrap();
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event["index"].as_u64().unwrap(), from + i as u64);
+            gens.push(event["gen"].as_u64().unwrap());
+        }
+    }
+    gens
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_deleted_and_written_again_elsewhere_is_read_as_it_now_is() {
+    // This process holds events 0..10 of the topic's first life (offered to
+    // its reader); another process deletes the topic and writes it again. A
+    // reader that starts now must get the second life only, never the
+    // events this process still holds from the first.
+    let prefix = unique_prefix();
+    let (here, elsewhere) = (redis(&prefix), redis(&prefix));
+    let key = "pubsub:agent.stream.reborn";
+    let retention = Retention::default();
+    let append = |cache: &RedisCache, gen: u64| {
+        let cache = cache.clone();
+        async move {
+            cache
+                .log_append(key, &format!(r#"{{"gen":{gen}}}"#), &retention)
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..5 {
+        append(&here, 1).await;
+    }
+    let mut first_life = Subscription::new(Store::Redis(here.clone()), key.to_owned(), Some(0));
+    assert_eq!(read_gens(&mut first_life, 5).await, vec![1; 5]);
+    let waiting = tokio::spawn(async move {
+        let gens = read_gens(&mut first_life, 5).await;
+        (first_life, gens)
+    });
+    for _ in 0..5 {
+        append(&here, 1).await;
+    }
+    let (first_life, gens) = waiting.await.unwrap();
+    assert_eq!(gens, vec![1; 5]);
+
+    elsewhere.delete(key).await.unwrap();
+    for _ in 0..7 {
+        append(&elsewhere, 2).await;
+    }
+    let mut second_life = Subscription::new(Store::Redis(here.clone()), key.to_owned(), Some(0));
+    assert_eq!(read_gens(&mut second_life, 7).await, vec![2; 7]);
+    let more = tokio::spawn(async move { read_gens(&mut second_life, 3).await });
+    for _ in 0..3 {
+        append(&elsewhere, 2).await;
+    }
+    assert_eq!(more.await.unwrap(), vec![2; 3], "indices 7..10 of the second life");
+    drop(first_life);
+    here.clear().await.unwrap();
+    here.close();
+    elsewhere.close();
+}
+
 async fn retention_reports_expired_offsets(store: Store) {
     let key = "pubsub:retained";
     let retention = Retention {

@@ -49,8 +49,21 @@ impl RedisCache {
             pipe.cmd("PEXPIRE").arg(&k).arg(ttl_ms).ignore();
         }
         let (id,): (String,) = self.run_pipe(key, &pipe).await?;
-        self.inner.signals.notify(key);
-        index_of(&id)
+        let index = index_of(&id)?;
+        self.offer(key, index, std::slice::from_ref(&body));
+        Ok(index)
+    }
+
+    /// Hands events just stored at `first`, `first + 1`, ... (bodies without
+    /// `index`) to this process's waiting readers of `key`.
+    pub(super) fn offer<S: AsRef<str>>(&self, key: &str, first: u64, bodies: &[S]) {
+        self.inner.signals.offer(key, first, || {
+            bodies
+                .iter()
+                .zip(first..)
+                .map(|(body, index)| json::with_index(body.as_ref(), index as i64))
+                .collect()
+        });
     }
 
     /// Up to `max` events of the topic at `key` from index `from`.
@@ -166,11 +179,7 @@ fn stream_entry(entry: &redis::Value) -> Result<(u64, &[u8]), CacheError> {
 /// without `index` (checked, cheaply: a foreign one must not break the page);
 /// anything else, written by another program, is kept as `value`.
 fn push_event(out: &mut String, body: &[u8], index: u64) {
-    let ours = std::str::from_utf8(body).ok().filter(|text| {
-        text.starts_with('{')
-            && !text.contains("\"index\"")
-            && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
-    });
+    let ours = std::str::from_utf8(body).ok().filter(|text| is_our_body(text));
     match ours {
         Some(object) => json::push_with_index(out, object, index as i64),
         None => {
@@ -184,6 +193,12 @@ fn push_event(out: &mut String, body: &[u8], index: u64) {
             out.push_str(&value);
         }
     }
+}
+
+/// Whether a stream entry's body is one of ours: a JSON object without
+/// `index`.
+fn is_our_body(text: &str) -> bool {
+    text.starts_with('{') && !text.contains("\"index\"") && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 /// The tailer of one cache: started with the first followed key, stopped by
@@ -327,7 +342,7 @@ async fn tail(inner: Weak<Inner>) {
                     if let (Some(at), Some(seen)) = (state.keys.get_mut(*key), seen) {
                         *at = (*at).max(seen);
                     }
-                    cache.inner.signals.notify(key);
+                    offer_entries(&cache, key, &entries);
                 }
             }
             Err(error) => {
@@ -336,6 +351,28 @@ async fn tail(inner: Weak<Inner>) {
                 conn = None;
             }
         }
+    }
+}
+
+/// Offers the entries an XREAD returned to the key's readers, when they are
+/// consecutive events of ours; anything else only wakes them to read.
+fn offer_entries(cache: &RedisCache, key: &str, entries: &Entries) {
+    let mut indices = entries.iter().map(|(id, _)| index_of(id).ok());
+    let first = indices.next().flatten();
+    let consecutive = first.is_some_and(|first| indices.zip(first + 1..).all(|(index, want)| index == Some(want)));
+    let bodies: Option<Vec<&str>> = entries
+        .iter()
+        .map(|(_, fields)| {
+            fields
+                .iter()
+                .find(|(field, _)| field == FIELD)
+                .map(|(_, body)| body.as_str())
+                .filter(|body| is_our_body(body))
+        })
+        .collect();
+    match (first, consecutive, bodies) {
+        (Some(first), true, Some(bodies)) => cache.offer(key, first, &bodies),
+        _ => cache.inner.signals.notify(key),
     }
 }
 

@@ -115,8 +115,12 @@ impl RedisCache {
             .arg(owner)
             .arg(retention.max_events.unwrap_or(0))
             .arg(self.ttl_ms(retention));
-        for object in objects {
-            invocation.arg(&*json::without_index(object)?);
+        let bodies = objects
+            .iter()
+            .map(|object| json::without_index(object))
+            .collect::<Result<Vec<_>, _>>()?;
+        for body in &bodies {
+            invocation.arg(&**body);
         }
         let mut conn = self.connection()?;
         let reply: redis::Value = self
@@ -125,8 +129,10 @@ impl RedisCache {
         match reply {
             redis::Value::Int(0) => Ok(None),
             redis::Value::BulkString(id) => {
-                self.inner.signals.notify(key);
-                Ok(Some(Some(super::log::index_of(&String::from_utf8_lossy(&id))?)))
+                let last = super::log::index_of(&String::from_utf8_lossy(&id))?;
+                // One script: the events got consecutive indices.
+                self.offer(key, last + 1 - bodies.len() as u64, &bodies);
+                Ok(Some(Some(last)))
             }
             other => Err(CacheError::InvalidValue(format!(
                 "unexpected reply to a leased append: {other:?}"
@@ -234,8 +240,13 @@ impl RedisCache {
             }) => invocation.arg("release").arg(owner).arg(0),
             None => invocation.arg("").arg("").arg(0),
         };
-        for event in commit.events {
-            invocation.arg(&*json::without_index(event)?);
+        let bodies = commit
+            .events
+            .iter()
+            .map(|event| json::without_index(event))
+            .collect::<Result<Vec<_>, _>>()?;
+        for body in &bodies {
+            invocation.arg(&**body);
         }
         let mut conn = self.connection()?;
         let (done, value, abort): (i64, String, Option<String>) = self
@@ -246,14 +257,15 @@ impl RedisCache {
                 found: value.parse().ok(),
             });
         }
-        if !commit.events.is_empty() {
-            self.inner.signals.notify(commit.log_key);
-        }
         let last_index = if value.is_empty() {
             None
         } else {
             Some(super::log::index_of(&value)?)
         };
+        if let Some(last) = last_index.filter(|_| !bodies.is_empty()) {
+            // One script: the events got consecutive indices.
+            self.offer(commit.log_key, last + 1 - bodies.len() as u64, &bodies);
+        }
         Ok(CommitOutcome::Done {
             last_index,
             abort: abort.filter(|a| !a.is_empty()),
@@ -304,22 +316,35 @@ impl RedisCache {
         }
         let k = self.key(key);
         let mut pipe = redis::pipe();
-        for object in objects {
+        let bodies = objects
+            .iter()
+            .map(|object| json::without_index(object))
+            .collect::<Result<Vec<_>, _>>()?;
+        for body in &bodies {
             let xadd = pipe.cmd("XADD").arg(&k);
             if let Some(max) = retention.max_events {
                 xadd.arg("MAXLEN").arg("=").arg(max);
             }
-            xadd.arg("0-*").arg(FIELD).arg(&*json::without_index(object)?);
+            xadd.arg("0-*").arg(FIELD).arg(&**body);
         }
         let ttl_ms = self.ttl_ms(retention);
         if ttl_ms > 0 {
             pipe.cmd("PEXPIRE").arg(&k).arg(ttl_ms).ignore();
         }
-        let ids: Vec<redis::Value> = self.run_pipe(key, &pipe).await?;
-        self.inner.signals.notify(key);
-        match ids.get(objects.len() - 1) {
-            Some(redis::Value::BulkString(id)) => Ok(Some(super::log::index_of(&String::from_utf8_lossy(id))?)),
-            _ => Err(CacheError::InvalidValue("XADD returned no id".into())),
+        let ids: Vec<String> = self.run_pipe(key, &pipe).await?;
+        let indices = ids
+            .iter()
+            .map(|id| super::log::index_of(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else {
+            return Err(CacheError::InvalidValue("XADD returned no id".into()));
+        };
+        if last - first + 1 == indices.len() as u64 {
+            self.offer(key, first, &bodies);
+        } else {
+            // Another client's appends fell between these: readers look.
+            self.inner.signals.notify(key);
         }
+        Ok(Some(last))
     }
 }
