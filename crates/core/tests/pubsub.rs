@@ -203,6 +203,64 @@ async fn a_topic_deleted_and_written_again_elsewhere_is_read_as_it_now_is() {
     elsewhere.close();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_another_program_wrote_is_delivered_as_a_value_and_the_stream_goes_on() {
+    let prefix = unique_prefix();
+    let (publisher, reader) = (redis(&prefix), redis(&prefix));
+    let key = "pubsub:mixed";
+    let retention = Retention::default();
+    publisher.log_append(key, r#"{"n":0}"#, &retention).await.unwrap();
+    let mut sub = Subscription::new(Store::Redis(reader.clone()), key.to_owned(), Some(0));
+    let first = sub.next(64).await.unwrap();
+    assert_eq!(first.count, 1);
+    // Caught up and waiting: what arrives now comes through the tailer.
+    let waiting = tokio::spawn(async move {
+        let mut events: Vec<serde_json::Value> = Vec::new();
+        while events.len() < 3 {
+            let page = tokio::time::timeout(Duration::from_secs(10), sub.next(64))
+                .await
+                .expect("events arrive")
+                .unwrap();
+            events.extend(serde_json::from_str::<Vec<serde_json::Value>>(&page.events).unwrap());
+        }
+        events
+    });
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let mut raw = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(publisher.key(key))
+        .arg("0-*")
+        .arg("e")
+        .arg(&b"\xff\xfe not UTF-8"[..])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    publisher.log_append(key, r#"{"n":2}"#, &retention).await.unwrap();
+    publisher.log_append(key, r#"{"n":3}"#, &retention).await.unwrap();
+    let events = waiting.await.unwrap();
+    assert_eq!(events[0]["index"], 1);
+    assert!(
+        events[0]["value"].as_str().unwrap().ends_with("not UTF-8"),
+        "{}",
+        events[0]
+    );
+    assert_eq!(
+        (events[1]["index"].clone(), events[1]["n"].clone()),
+        (2.into(), 2.into())
+    );
+    assert_eq!(
+        (events[2]["index"].clone(), events[2]["n"].clone()),
+        (3.into(), 3.into())
+    );
+    publisher.clear().await.unwrap();
+    publisher.close();
+    reader.close();
+}
+
 async fn retention_reports_expired_offsets(store: Store) {
     let key = "pubsub:retained";
     let retention = Retention {

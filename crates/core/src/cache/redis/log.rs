@@ -27,9 +27,6 @@ pub(super) const FIELD: &str = "e";
 /// How long one blocking read of the tailer waits before it looks again.
 const TAIL_BLOCK_MS: u64 = 2_000;
 
-/// Stream entries as XRANGE returns them: id, then field/value pairs.
-type Entries = Vec<(String, Vec<(String, String)>)>;
-
 impl RedisCache {
     /// Appends an event (a JSON object; `index` is set from the stream id),
     /// refreshes the topic's TTL, and returns the index. One round trip.
@@ -115,7 +112,7 @@ impl RedisCache {
 
     /// The index the next event of the topic at `key` will get (0 when absent).
     pub async fn log_next_index(&self, key: &str) -> Result<u64, CacheError> {
-        let last: Entries = self
+        let last: redis::Value = self
             .run(
                 key,
                 redis::cmd("XREVRANGE")
@@ -126,9 +123,9 @@ impl RedisCache {
                     .arg(1),
             )
             .await?;
-        match last.first() {
-            Some((id, _)) => Ok(index_of(id)? + 1),
-            None => Ok(0),
+        match last {
+            redis::Value::Array(entries) if !entries.is_empty() => Ok(stream_entry(&entries[0])?.0 + 1),
+            _ => Ok(0),
         }
     }
 
@@ -326,23 +323,33 @@ async fn tail(inner: Weak<Inner>) {
         }
         let by_physical: HashMap<String, &str> = followed.iter().map(|(k, _)| (cache.key(k), k.as_str())).collect();
         drop(cache);
-        let reply: Result<Option<Vec<(String, Entries)>>, _> = cmd.query_async(c).await;
+        let reply: Result<redis::Value, _> = cmd.query_async(c).await;
         let Some(cache) = inner.upgrade().map(|inner| RedisCache { inner }) else {
             return;
         };
         match reply {
-            Ok(streams) => {
+            Ok(reply) => {
                 let mut state = lock(&cache.inner.tailer.state);
-                for (physical, entries) in streams.unwrap_or_default() {
-                    let (Some(key), Some((last, _))) = (by_physical.get(&physical), entries.last()) else {
+                for (physical, entries) in xread_streams(&reply) {
+                    let Some(key) = by_physical.get(physical) else {
                         continue;
                     };
-                    // `0-<n>` holds index n - 1: the next read starts at index n.
-                    let seen = last.strip_prefix("0-").and_then(|n| n.parse::<u64>().ok());
-                    if let (Some(at), Some(seen)) = (state.keys.get_mut(*key), seen) {
-                        *at = (*at).max(seen);
+                    match entries.last() {
+                        Some(Some((last, _))) => {
+                            if let Some(at) = state.keys.get_mut(*key) {
+                                *at = (*at).max(last + 1);
+                            }
+                            offer_entries(&cache, key, &entries);
+                        }
+                        Some(None) => {
+                            // An id we did not write: reading on would return
+                            // it again at once. Readers meet it in their own
+                            // read and fail with a clear error; stop following.
+                            state.keys.remove(*key);
+                            cache.inner.signals.notify(key);
+                        }
+                        None => {}
                     }
-                    offer_entries(&cache, key, &entries);
                 }
             }
             Err(error) => {
@@ -354,24 +361,48 @@ async fn tail(inner: Weak<Inner>) {
     }
 }
 
+/// An entry the tailer read: its index and its body.
+type TailEntry<'a> = (u64, &'a [u8]);
+
+/// The streams of an XREAD reply (`[[key, [entry, ...]], ...]`, nil when
+/// the block timed out), each entry as its index and body, or `None` for an
+/// entry we did not write. Lenient: a foreign entry must not fail the read,
+/// or the tailer would fail on it for ever.
+fn xread_streams(reply: &redis::Value) -> Vec<(&str, Vec<Option<TailEntry<'_>>>)> {
+    let redis::Value::Array(streams) = reply else {
+        return Vec::new();
+    };
+    streams
+        .iter()
+        .filter_map(|stream| match stream {
+            redis::Value::Array(parts) => match (parts.first(), parts.get(1)) {
+                (Some(redis::Value::BulkString(key)), Some(redis::Value::Array(entries))) => Some((
+                    std::str::from_utf8(key).ok()?,
+                    entries.iter().map(|entry| stream_entry(entry).ok()).collect(),
+                )),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 /// Offers the entries an XREAD returned to the key's readers, when they are
 /// consecutive events of ours; anything else only wakes them to read.
-fn offer_entries(cache: &RedisCache, key: &str, entries: &Entries) {
-    let mut indices = entries.iter().map(|(id, _)| index_of(id).ok());
-    let first = indices.next().flatten();
-    let consecutive = first.is_some_and(|first| indices.zip(first + 1..).all(|(index, want)| index == Some(want)));
-    let bodies: Option<Vec<&str>> = entries
+fn offer_entries(cache: &RedisCache, key: &str, entries: &[Option<TailEntry<'_>>]) {
+    let ours: Option<Vec<(u64, &str)>> = entries
         .iter()
-        .map(|(_, fields)| {
-            fields
-                .iter()
-                .find(|(field, _)| field == FIELD)
-                .map(|(_, body)| body.as_str())
-                .filter(|body| is_our_body(body))
+        .map(|entry| {
+            let (index, body) = (*entry)?;
+            let body = std::str::from_utf8(body).ok().filter(|body| is_our_body(body))?;
+            Some((index, body))
         })
         .collect();
-    match (first, consecutive, bodies) {
-        (Some(first), true, Some(bodies)) => cache.offer(key, first, &bodies),
+    match ours {
+        Some(ours) if ours.windows(2).all(|pair| pair[1].0 == pair[0].0 + 1) && !ours.is_empty() => {
+            let bodies: Vec<&str> = ours.iter().map(|(_, body)| *body).collect();
+            cache.offer(key, ours[0].0, &bodies);
+        }
         _ => cache.inner.signals.notify(key),
     }
 }
@@ -392,4 +423,47 @@ async fn connect(cache: &RedisCache) -> Result<(MultiplexedConnection, i64), red
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::Value;
+
+    use super::*;
+
+    fn bulk(bytes: &[u8]) -> Value {
+        Value::BulkString(bytes.to_vec())
+    }
+
+    fn entry(id: &str, body: &[u8]) -> Value {
+        Value::Array(vec![
+            bulk(id.as_bytes()),
+            Value::Array(vec![bulk(FIELD.as_bytes()), bulk(body)]),
+        ])
+    }
+
+    #[test]
+    fn a_tail_read_with_foreign_entries_still_parses() {
+        // Bytes that are not UTF-8, and an id we did not write, next to ours:
+        // a strict parse fails the whole read, and the tailer with it.
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                bulk(b"p:{t}"),
+                Value::Array(vec![entry("0-1", br#"{"n":0}"#), entry("0-2", b"\xff\xfe")]),
+            ]),
+            Value::Array(vec![
+                bulk(b"p:{u}"),
+                Value::Array(vec![entry("1700000000000-0", b"{}")]),
+            ]),
+        ]);
+        let streams = xread_streams(&reply);
+        assert_eq!(streams.len(), 2);
+        assert_eq!(streams[0].0, "p:{t}");
+        assert_eq!(
+            streams[0].1,
+            vec![Some((0, &br#"{"n":0}"#[..])), Some((1, &b"\xff\xfe"[..]))]
+        );
+        assert_eq!(streams[1].1, vec![None]);
+        assert!(xread_streams(&Value::Nil).is_empty(), "a block that timed out");
+    }
 }
