@@ -35,3 +35,4 @@ export {
 } from './agent/durable-agent.js'
 export { DurableOutput } from './agent/output.js'
 export type * from './agent/types.js'
+export type { MastraChunk } from './agent/mastra-chunks.js'

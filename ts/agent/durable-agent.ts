@@ -16,10 +16,12 @@ import { CachingPubSub, type InnerPubSub } from '../pubsub.js'
 import type { RedisServerCache } from '../redis-cache.js'
 import { instructionsText, toPrompt } from './messages.js'
 import { loopCallbacks, type Resolved, type RunOptions } from './callbacks.js'
+import { toMastraChunk } from './mastra-chunks.js'
 import { DurableOutput } from './output.js'
 import { resolveTools } from './tools.js'
 import type {
   AgentDefinition,
+  ChunkOf,
   FullOutput,
   LanguageModel,
   MessageInput,
@@ -29,6 +31,7 @@ import type {
   RunOutcome,
   StreamCallbacks,
   StreamOptions,
+  StreamFormat,
   StreamPart,
 } from './types.js'
 
@@ -41,7 +44,10 @@ export interface MastraAgentLike {
   listTools(options?: unknown): unknown
 }
 
-export interface CreateDurableAgentOptions<A extends AgentDefinition | MastraAgentLike = AgentDefinition | MastraAgentLike> {
+export interface CreateDurableAgentOptions<
+  A extends AgentDefinition | MastraAgentLike = AgentDefinition | MastraAgentLike,
+  F extends StreamFormat = 'aisdk',
+> {
   agent: A
   /** Default: the agent's id. Runs belong to this id: another id cannot resume them. */
   id?: string
@@ -70,16 +76,23 @@ export interface CreateDurableAgentOptions<A extends AgentDefinition | MastraAge
    * 30 s; 0 turns auto-cleanup off (as in Mastra: call `cleanup()`).
    */
   cleanupTimeoutMs?: number
+  /**
+   * What streams and `onChunk` hand out: `'aisdk'` (default), the AI SDK's
+   * full-stream parts; `'mastra'`, `@mastra/core`'s chunks (`{ type, runId,
+   * from, payload }`), for code, server routes or clients that read Mastra
+   * agent streams. Runs are stored the same way in both.
+   */
+  format?: F
 }
 
-/** What `stream` and `resume` return (Mastra's `DurableAgentStreamResult`). */
-export interface DurableAgentStreamResult {
+/** What `stream` and `resume` return (Mastra's `DurableAgentStreamResult`). `C`: what the stream hands out. */
+export interface DurableAgentStreamResult<C = StreamPart> {
   runId: string
   threadId?: string
   resourceId?: string
-  output: DurableOutput
+  output: DurableOutput<C>
   /** `output.fullStream`. */
-  readonly fullStream: ReadableStream<StreamPart>
+  readonly fullStream: ReadableStream<C>
   /** Deletes the run's state and events now (the run must not be needed again). */
   cleanup(): Promise<void>
   abort(reason?: string): Promise<void>
@@ -132,7 +145,10 @@ function checkModel(model: unknown): LanguageModel {
   return m
 }
 
-export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDefinition | MastraAgentLike> {
+export class DurableAgent<
+  A extends AgentDefinition | MastraAgentLike = AgentDefinition | MastraAgentLike,
+  F extends StreamFormat = 'aisdk',
+> {
   readonly id: string
   readonly name: string
   readonly agent: A
@@ -141,22 +157,42 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
   readonly maxSteps: number
   readonly cleanupTimeoutMs: number
   readonly leaseMs: number
+  readonly format: F
   readonly [BRAND] = true
   readonly #native: NativeAgent
   readonly #pubsub: PubSubInternals
   /** Per run driven here: its abort controller (model and tools get its signal). */
   readonly #controllers = new Map<string, AbortController>()
   /** Outputs of this process per run, ended by hand if the run cannot be driven. */
-  readonly #outputs = new Map<string, Set<DurableOutput>>()
+  readonly #outputs = new Map<string, Set<DurableOutput<ChunkOf<F>>>>()
+  /** A stored part as this agent's format hands it out. */
+  readonly #toChunk: (part: StreamPart, runId: string) => ChunkOf<F>
   readonly #timers = new Map<string, NodeJS.Timeout>()
   #resolved: Promise<Resolved> | undefined
 
-  constructor(options: CreateDurableAgentOptions<A>) {
+  constructor(options: CreateDurableAgentOptions<A, F>) {
     checkOptions(
       options,
-      { agent: 'object', id: 'string', name: 'string', cache: 'object', pubsub: 'object', maxSteps: 'number', cleanupTimeoutMs: 'number', leaseMs: 'number' },
+      {
+        agent: 'object',
+        id: 'string',
+        name: 'string',
+        cache: 'object',
+        pubsub: 'object',
+        maxSteps: 'number',
+        cleanupTimeoutMs: 'number',
+        leaseMs: 'number',
+        format: 'string',
+      },
       'createDurableAgent options',
     )
+    const format = options.format ?? 'aisdk'
+    if (format !== 'aisdk' && format !== 'mastra') {
+      throw coded(new TypeError(`invalid option \`format\`: must be 'aisdk' or 'mastra', got '${String(format)}'`), ErrorCodes.INVALID_OPTION)
+    }
+    this.format = format as F
+    // The one place the format's type is taken on trust: ChunkOf<F> follows F.
+    this.#toChunk = (format === 'mastra' ? toMastraChunk : (part: StreamPart) => part) as (part: StreamPart, runId: string) => ChunkOf<F>
     const agent = options.agent
     if (!agent || typeof agent !== 'object' || typeof agent.id !== 'string' || agent.id === '') {
       throw coded(new TypeError('agent must be an object with a non-empty string id (a definition or a Mastra Agent)'), ErrorCodes.INVALID_OPTION)
@@ -206,7 +242,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
   }
 
   /** Starts a run and streams it. Resolves once the run is stored (its events are readable from index 0). */
-  async stream(messages: MessageInput, options: StreamOptions = {}): Promise<DurableAgentStreamResult> {
+  async stream(messages: MessageInput, options: StreamOptions<ChunkOf<F>> = {}): Promise<DurableAgentStreamResult<ChunkOf<F>>> {
     checkOptions(
       options,
       {
@@ -247,7 +283,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
   }
 
   /** Runs to the end (or to a suspension) and resolves with everything. A failed run rejects with its error. */
-  async generate(messages: MessageInput, options: StreamOptions = {}): Promise<FullOutput> {
+  async generate(messages: MessageInput, options: StreamOptions<ChunkOf<F>> = {}): Promise<FullOutput> {
     const { output } = await this.stream(messages, options)
     const full = await output.getFullOutput()
     if (full.outcome === 'failed' && full.error) throw full.error
@@ -258,7 +294,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
    * Continues a suspended run with an approval decision, in this process or
    * any other sharing the cache. The result streams the continuation.
    */
-  async resume(runId: string, resumeData: ResumeData, options: ResumeOptions = {}): Promise<DurableAgentStreamResult> {
+  async resume(runId: string, resumeData: ResumeData, options: ResumeOptions<ChunkOf<F>> = {}): Promise<DurableAgentStreamResult<ChunkOf<F>>> {
     if (!resumeData || typeof resumeData !== 'object' || typeof resumeData.approved !== 'boolean') {
       throw coded(new TypeError('resumeData must be { approved: boolean, toolCallId?, reason? }'), ErrorCodes.INVALID_ARG)
     }
@@ -268,7 +304,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
     )
     if (summary.status !== 'running') {
       // Other calls still wait for a decision: nothing runs yet.
-      const output = new DurableOutput(undefined, { ...options, runId, endAtSuspension: () => true }, 'suspended')
+      const output = new DurableOutput(undefined, { ...options, runId, toChunk: this.#toChunk, endAtSuspension: () => true }, 'suspended')
       return this.#result(runId, output, summary.options)
     }
     this.#drive(runId, undefined)
@@ -277,13 +313,15 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
   }
 
   /** Approves a waiting tool call (all of them without `toolCallId`); the output streams the continuation. */
-  async approveToolCall(options: { runId: string; toolCallId?: string } & ResumeOptions): Promise<DurableOutput> {
+  async approveToolCall(options: { runId: string; toolCallId?: string } & ResumeOptions<ChunkOf<F>>): Promise<DurableOutput<ChunkOf<F>>> {
     const { runId, toolCallId, ...callbacks } = options
     return (await this.resume(runId, { approved: true, toolCallId }, callbacks)).output
   }
 
   /** Declines a waiting tool call; the model sees the refusal (and `reason`). */
-  async declineToolCall(options: { runId: string; toolCallId?: string; reason?: string } & ResumeOptions): Promise<DurableOutput> {
+  async declineToolCall(
+    options: { runId: string; toolCallId?: string; reason?: string } & ResumeOptions<ChunkOf<F>>,
+  ): Promise<DurableOutput<ChunkOf<F>>> {
     const { runId, toolCallId, reason, ...callbacks } = options
     return (await this.resume(runId, { approved: false, toolCallId, reason }, callbacks)).output
   }
@@ -293,7 +331,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
    * on, in this process or any other sharing the cache. Ends where the run
    * ends, or where it waits for approval.
    */
-  async observe(runId: string, options: ObserveOptions = {}): Promise<DurableAgentStreamResult> {
+  async observe(runId: string, options: ObserveOptions<ChunkOf<F>> = {}): Promise<DurableAgentStreamResult<ChunkOf<F>>> {
     const offset = options.offset ?? 0
     if (!Number.isInteger(offset) || offset < 0) {
       throw coded(new RangeError(`offset must be an integer >= 0, got ${offset}`), ErrorCodes.INVALID_ARG)
@@ -301,7 +339,11 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
     const summary = await this.#inspect(runId)
     if (summary.status !== 'running' && offset >= summary.nextEvent) {
       // Past the last event of a run that has stopped: nothing will come.
-      const output = new DurableOutput(undefined, { ...pickCallbacks(options), runId, endAtSuspension: () => true }, summary.status)
+      const output = new DurableOutput(
+        undefined,
+        { ...pickCallbacks(options), runId, toChunk: this.#toChunk, endAtSuspension: () => true },
+        summary.status,
+      )
       return this.#result(runId, output, summary.options)
     }
     const output = this.#output(runId, offset, options, async () => (await this.#inspect(runId)).status === 'suspended')
@@ -342,7 +384,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
    * run that is not running (finished, suspended, ...) is only observed from
    * there. Rejects with `ERR_RUN_ACTIVE` while a process holds the run's lease.
    */
-  async recover(runId: string, options: ResumeOptions = {}): Promise<DurableAgentStreamResult> {
+  async recover(runId: string, options: ResumeOptions<ChunkOf<F>> = {}): Promise<DurableAgentStreamResult<ChunkOf<F>>> {
     await this.#resolve()
     const summary = await this.#inspect(runId)
     if (summary.status !== 'running') return this.observe(runId, { ...pickCallbacks(options), offset: summary.nextEvent })
@@ -420,11 +462,17 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
     return this.#resolved
   }
 
-  #output(runId: string, offset: number, callbacks: StreamCallbacks, endAtSuspension: () => boolean | Promise<boolean>): DurableOutput {
+  #output(
+    runId: string,
+    offset: number,
+    callbacks: StreamCallbacks<ChunkOf<F>>,
+    endAtSuspension: () => boolean | Promise<boolean>,
+  ): DurableOutput<ChunkOf<F>> {
     const reader = this.#pubsub.reader(`agent.stream.${runId}`, offset)
     const output = new DurableOutput(reader, {
       ...pickCallbacks(callbacks),
       runId,
+      toChunk: this.#toChunk,
       endAtSuspension,
       // Deleted (cleaned up elsewhere, expired): end instead of waiting for ever.
       checkRun: () => this.#inspect(runId),
@@ -439,7 +487,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
     return output
   }
 
-  #result(runId: string, output: DurableOutput, options: RunSummary['options']): DurableAgentStreamResult {
+  #result(runId: string, output: DurableOutput<ChunkOf<F>>, options: RunSummary['options']): DurableAgentStreamResult<ChunkOf<F>> {
     return {
       runId,
       ...(options.threadId !== undefined ? { threadId: options.threadId } : {}),
@@ -504,7 +552,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
 }
 
 /** What of the stream options is stored with the run (JSON) and handed back with every callback. */
-function runOptionsOf(options: StreamOptions): RunOptions {
+function runOptionsOf<C>(options: StreamOptions<C>): RunOptions {
   const { threadId, resourceId, requireToolApproval, modelSettings, toolChoice, activeTools, toolCallConcurrency } = options
   if (toolChoice !== undefined && !['auto', 'none', 'required'].includes(toolChoice as string)) {
     const named = toolChoice as { type?: unknown; toolName?: unknown }
@@ -541,12 +589,14 @@ function abortedElsewhere(): Error {
   return error
 }
 
-function pickCallbacks(options: StreamCallbacks): StreamCallbacks {
+function pickCallbacks<C>(options: StreamCallbacks<C>): StreamCallbacks<C> {
   const { onChunk, onStepFinish, onFinish, onError, onSuspended, onAbort } = options
   return { onChunk, onStepFinish, onFinish, onError, onSuspended, onAbort }
 }
 
-export function createDurableAgent<A extends AgentDefinition | MastraAgentLike>(options: CreateDurableAgentOptions<A>): DurableAgent<A> {
+export function createDurableAgent<A extends AgentDefinition | MastraAgentLike, F extends StreamFormat = 'aisdk'>(
+  options: CreateDurableAgentOptions<A, F>,
+): DurableAgent<A, F> {
   const durable = new DurableAgent(options)
   return isMastraAgent(options.agent) ? withAgentFallback(durable, options.agent) : durable
 }
@@ -558,7 +608,10 @@ export function createDurableAgent<A extends AgentDefinition | MastraAgentLike>(
  * wrapped agent, so `new Mastra({ agents: { support: durable } })` can
  * register it and `mastra.getAgent('support').stream(...)` runs durably.
  */
-function withAgentFallback<A extends AgentDefinition | MastraAgentLike>(durable: DurableAgent<A>, agent: object): DurableAgent<A> {
+function withAgentFallback<A extends AgentDefinition | MastraAgentLike, F extends StreamFormat>(
+  durable: DurableAgent<A, F>,
+  agent: object,
+): DurableAgent<A, F> {
   const from = (owner: object, prop: string | symbol): unknown => {
     const value: unknown = Reflect.get(owner, prop, owner)
     // Bound: methods reach their private fields through `this`.
@@ -571,7 +624,7 @@ function withAgentFallback<A extends AgentDefinition | MastraAgentLike>(durable:
 }
 
 /** Whether `value` is a durable agent of this package. */
-export function isDurableAgent(value: unknown): value is DurableAgent {
+export function isDurableAgent(value: unknown): value is DurableAgent<AgentDefinition | MastraAgentLike, StreamFormat> {
   return typeof value === 'object' && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true
 }
 

@@ -13,8 +13,10 @@ import type { PubSubEvent, TopicReader } from '../topic-reader.js'
 import type { FinishReason, FullOutput, RunOutcome, StepResult, StreamCallbacks, StreamPart, SuspendedData, ToolCallPart, ToolResultPart, Usage } from './types.js'
 import { errorFrom } from './util.js'
 
-export interface OutputOptions extends StreamCallbacks {
+export interface OutputOptions<C = StreamPart> extends StreamCallbacks<C> {
   runId: string
+  /** The stream's format: what a stored part is handed out as. */
+  toChunk: (part: StreamPart, runId: string) => C
   /** At a `suspended` event with nothing after it in the page: end here? */
   endAtSuspension: () => boolean | Promise<boolean>
   /**
@@ -53,7 +55,7 @@ function addUsage(total: Usage, step: Usage): Usage {
   return out
 }
 
-export class DurableOutput {
+export class DurableOutput<C = StreamPart> {
   readonly runId: string
   readonly #parts: StreamPart[] = []
   readonly #steps: StepResult[] = []
@@ -68,11 +70,11 @@ export class DurableOutput {
   #error: Error | undefined
   #wake: Deferred<void> = deferred()
   readonly #result = deferred<FullOutput>()
-  readonly #options: OutputOptions
+  readonly #options: OutputOptions<C>
   readonly #reader: TopicReader | undefined
 
   /** `reader: undefined`: an output that is already over (`outcome`). */
-  constructor(reader: TopicReader | undefined, options: OutputOptions, outcome?: RunOutcome) {
+  constructor(reader: TopicReader | undefined, options: OutputOptions<C>, outcome?: RunOutcome) {
     this.runId = options.runId
     this.#options = options
     this.#reader = reader
@@ -80,9 +82,13 @@ export class DurableOutput {
     else this.#end(outcome ?? 'finished')
   }
 
-  /** Every part, from the first this output read: `for await` it, or use it as a `ReadableStream`. */
-  get fullStream(): ReadableStream<StreamPart> {
-    return this.#stream((part) => part)
+  /**
+   * Every part, from the first this output read (in the agent's stream
+   * format): `for await` it, or use it as a `ReadableStream`.
+   */
+  get fullStream(): ReadableStream<C> {
+    const { toChunk, runId } = this.#options
+    return this.#stream((part) => toChunk(part, runId))
   }
 
   /** The text deltas. */
@@ -247,7 +253,8 @@ export class DurableOutput {
   /** Takes a part in; a promise only when a user callback returned one. */
   #accept(part: StreamPart): void | Promise<void> {
     this.#parts.push(part)
-    const chunk = this.#call(this.#options.onChunk, part)
+    const { onChunk, toChunk, runId } = this.#options
+    const chunk = onChunk && this.#call(onChunk, toChunk(part, runId))
     if (chunk) return chunk.then(() => this.#update(part))
     return this.#update(part)
   }

@@ -4,6 +4,8 @@
  * so this package needs no AI SDK types at build time.
  */
 
+import type { MastraChunk } from './mastra-chunks.js'
+
 /** JSON as stored: what tool inputs, outputs and options are. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
 
@@ -196,8 +198,19 @@ export interface FullOutput {
   error?: Error
 }
 
-export interface StreamCallbacks {
-  onChunk?: (part: StreamPart) => void | PromiseLike<void>
+/**
+ * How a run's stream is handed out: `'aisdk'` (default), the AI SDK's
+ * full-stream parts; `'mastra'`, `@mastra/core`'s chunks (`{ type, runId,
+ * from, payload }`), for code that reads Mastra agent streams.
+ */
+export type StreamFormat = 'aisdk' | 'mastra'
+
+/** What a run's stream hands out in format `F`. */
+export type ChunkOf<F extends StreamFormat> = F extends 'mastra' ? MastraChunk : StreamPart
+
+/** `C`: what the stream hands out (`StreamPart`, or `MastraChunk` in the `'mastra'` format). */
+export interface StreamCallbacks<C = StreamPart> {
+  onChunk?: (chunk: C) => void | PromiseLike<void>
   onStepFinish?: (step: StepResult) => void | PromiseLike<void>
   onFinish?: (result: FullOutput) => void | PromiseLike<void>
   onError?: (event: { error: Error }) => void | PromiseLike<void>
@@ -206,7 +219,7 @@ export interface StreamCallbacks {
   onAbort?: (event: { reason?: string; steps: StepResult[] }) => void | PromiseLike<void>
 }
 
-export interface StreamOptions extends StreamCallbacks {
+export interface StreamOptions<C = StreamPart> extends StreamCallbacks<C> {
   /** Default: a random UUID. 1-200 printable characters, no spaces or braces. */
   runId?: string
   threadId?: string
@@ -225,9 +238,9 @@ export interface StreamOptions extends StreamCallbacks {
   toolCallConcurrency?: number
 }
 
-export type ResumeOptions = StreamCallbacks
+export type ResumeOptions<C = StreamPart> = StreamCallbacks<C>
 
-export interface ObserveOptions extends StreamCallbacks {
+export interface ObserveOptions<C = StreamPart> extends StreamCallbacks<C> {
   /** The index of the first event to replay; 0 (default) replays the whole run. */
   offset?: number
 }
