@@ -19,9 +19,11 @@ use tokio::sync::watch;
 
 use crate::log::Page;
 
-/// How many offered events a topic's signal keeps. A reader further behind
-/// than this reads the store, as it would anyway.
+/// How many offered events a topic's signal keeps, and how many bytes of
+/// them at most. A reader further behind than this reads the store, as it
+/// would anyway.
 const RECENT_MAX: usize = 256;
+const RECENT_MAX_BYTES: usize = 1 << 20;
 
 /// One topic's signal: a version bumped by every append, and the events
 /// offered with the latest bumps.
@@ -91,6 +93,8 @@ struct Recent {
     /// Index of `events[0]`.
     first: u64,
     events: VecDeque<(u64, Box<str>)>,
+    /// The length of the events' texts together.
+    bytes: usize,
     /// One past the highest index ever offered: an index below it that is not
     /// held (any more) must be read from the store.
     offered_end: u64,
@@ -102,24 +106,36 @@ impl Recent {
     fn insert(&mut self, first: u64, events: Vec<String>, version: u64) {
         let end = self.first + self.events.len() as u64;
         if self.events.is_empty() || first < self.first || first > end {
-            self.events.clear();
+            self.clear();
             self.first = first;
         } else {
             // A newer offer of held indices replaces them (what it does not
             // cover is still counted in `offered_end`).
-            self.events.truncate((first - self.first) as usize);
+            for (_, event) in self.events.drain((first - self.first) as usize..) {
+                self.bytes -= event.len();
+            }
         }
         self.offered_end = self.offered_end.max(first + events.len() as u64);
-        self.events
-            .extend(events.into_iter().map(|e| (version, e.into_boxed_str())));
-        while self.events.len() > RECENT_MAX {
-            self.events.pop_front();
+        for event in events {
+            self.bytes += event.len();
+            self.events.push_back((version, event.into_boxed_str()));
+        }
+        while self.events.len() > RECENT_MAX || self.bytes > RECENT_MAX_BYTES {
+            let Some((_, event)) = self.events.pop_front() else {
+                break;
+            };
+            self.bytes -= event.len();
             self.first += 1;
         }
     }
 
-    fn forget(&mut self, version: u64) {
+    fn clear(&mut self) {
         self.events.clear();
+        self.bytes = 0;
+    }
+
+    fn forget(&mut self, version: u64) {
+        self.clear();
         self.unknown = version;
     }
 
@@ -303,6 +319,19 @@ mod tests {
         signal.offer(100, events(100, 1));
         assert_eq!(page(signal.take(100, 10, floor)).0, 101);
         assert_eq!(signal.take(101, 10, floor), Take::Read);
+    }
+
+    #[test]
+    fn what_is_kept_is_bounded_in_bytes_too() {
+        let signal = Signal::new();
+        let floor = *signal.subscribe().borrow();
+        let big = |i: u64| format!(r#"{{"index":{i},"pad":"{}"}}"#, "x".repeat(300 << 10));
+        signal.offer(0, (0..4).map(big).collect());
+        // Four events of 300 KiB: the oldest goes, 1 MiB holds the rest.
+        assert_eq!(signal.take(0, 10, floor), Take::Read);
+        assert_eq!(page(signal.take(1, 10, floor)).1, 3);
+        let recent = lock(&signal.recent);
+        assert_eq!(recent.bytes, recent.events.iter().map(|(_, e)| e.len()).sum::<usize>());
     }
 
     #[tokio::test]
