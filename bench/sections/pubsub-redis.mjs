@@ -108,6 +108,36 @@ export async function run(ctx) {
         '(order checked); mastra is its callback form (the only one it has).',
     )
 
+    // --- Redis commands per live event ------------------------------------
+    // Whole-server INFO counts while events are published one at a time to
+    // readers that have caught up. Ours: a reader in this process and one on
+    // another client with its own connections and tailer (what another
+    // process costs); Mastra: its reader in this process (its bus does not
+    // cross processes, so it has no second one).
+    const liveN = quick ? 200 : 500
+    const liveReps = quick ? 1 : 3
+    log(`Redis commands per live event: ${liveReps} x ${liveN} events, sequential, to caught-up readers`)
+    const elsewhere = new CachingPubSub(null, native(`${prefix}ours:`))
+    const liveReaders = { ours: [pubsubs.ours, elsewhere], mastra: [pubsubs.mastra] }
+    const perEvent = { ours: [], mastra: [] }
+    for (let r = 0; r < liveReps; r++) {
+      for (const [name, readers] of Object.entries(liveReaders)) {
+        perEvent[name].push(await commandsPerLiveEvent(client, pubsubs[name], readers, `live-${name}-${r}`, events, liveN))
+      }
+    }
+    rows.push({
+      metric: 'Redis commands per live event (readers: ours 2, one on another client; mastra 1)',
+      unit: 'commands',
+      better: 'lower',
+      values: { ours: stats(perEvent.ours), mastra: stats(perEvent.mastra) },
+    })
+    ctx.note(
+      'commands per live event: INFO total_commands_processed (whole server) over sequential publishes to readers that ' +
+        'have caught up. Ours is XADD and PEXPIRE, then one XREAD per process reading the topic (its tailer); a caught-up ' +
+        "reader takes the event from its wake-up instead of reading it again. Mastra's readers cost no command: its " +
+        'EventEmitterPubSub is in-process only.',
+    )
+
     // --- cross-process publish-to-receive latency ---------------------------
     // Ours (Mastra's EventEmitterPubSub does not cross processes), against the
     // raw Redis pub/sub hop (node-redis PUBLISH to a SUBSCRIBEd child, nothing
@@ -206,6 +236,45 @@ export async function run(ctx) {
   } finally {
     await cleanUpRedisRun(ctx, { connected, prefix, cleaner: () => native(prefix), natives, clients })
   }
+}
+
+/**
+ * Redis commands (INFO total_commands_processed, whole server) per event
+ * when `liveN` events are published one at a time to `topic`, whose
+ * `readers` (callback subscribers) have all received a first event.
+ */
+async function commandsPerLiveEvent(client, publisher, readers, topic, events, liveN) {
+  const counts = readers.map(() => 0)
+  let waiting
+  const arrived = () => waiting && counts.every((c) => c >= waiting.n) && waiting.resolve()
+  const until = (n) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`live readers of ${topic}: ${counts} of ${n} events after 30 s`)), 30_000)
+      waiting = { n, resolve: () => (clearTimeout(timer), resolve()) }
+      arrived()
+    })
+  const callbacks = readers.map((_, i) => () => {
+    counts[i]++
+    arrived()
+  })
+  await Promise.all(readers.map((reader, i) => reader.subscribe(topic, callbacks[i])))
+  try {
+    const publish = publishOp(publisher, topic, events)
+    await publish(0)
+    await until(1)
+    const before = await totalCommands(client)
+    for (let i = 1; i <= liveN; i++) await publish(i)
+    await until(liveN + 1)
+    const after = await totalCommands(client)
+    return (after - before - 1) / liveN // the first INFO counts once
+  } finally {
+    await Promise.all(readers.map((reader, i) => reader.unsubscribe(topic, callbacks[i])))
+    await publisher.clearTopic(topic)
+  }
+}
+
+async function totalCommands(client) {
+  return Number(/total_commands_processed:(\d+)/.exec(await client.info('stats'))?.[1])
 }
 
 /**
