@@ -136,6 +136,8 @@ on_both_stores!(
     max_steps_stops_a_model_that_always_calls_tools,
     abort_during_a_model_call,
     abort_during_tool_calls,
+    a_model_reply_that_comes_with_the_abort_does_not_count,
+    a_tool_reply_that_comes_with_the_abort_does_not_count,
     abort_requested_elsewhere_stops_a_model_call,
     abort_requested_elsewhere_stops_tool_calls,
     abort_from_elsewhere_of_suspended_and_ended_runs,
@@ -167,6 +169,9 @@ enum Reply {
     After(Duration, Result<String, String>),
     /// Never resolves (abandoned on abort or when the driver is dropped).
     Never,
+    /// Aborts the run ("halt"), then replies in the same poll: a callback
+    /// that stops on its abort signal, whose reply is ready as the abort is.
+    Aborting(Result<String, String>),
 }
 
 /// What the model does on one call: stream `parts`, then reply.
@@ -280,6 +285,13 @@ impl Callbacks for Fake {
                     reply
                 }
                 Reply::Never => std::future::pending().await,
+                Reply::Aborting(reply) => {
+                    control
+                        .as_ref()
+                        .expect("the test set the run's control")
+                        .abort(Some("halt".to_owned()));
+                    reply
+                }
             }
         }
         .boxed()
@@ -909,6 +921,68 @@ async fn abort_during_tool_calls(store: Store) {
     check_stored(&run, &state, Status::Aborted).await;
     assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 1));
     assert_inert(&run, &fake, "abort-tools").await;
+}
+
+/// A reply that is ready as the abort is set (between the driver's look at
+/// the abort and its look at the reply) does not count: nothing but `abort`
+/// is recorded after it.
+async fn a_model_reply_that_comes_with_the_abort_does_not_count(store: Store) {
+    let (run, created) = create(&store, "abort-with-model-reply", 5).await;
+    let fake = Fake::model_only(|_, _| ModelStep {
+        parts: Vec::new(),
+        reply: Reply::Aborting(Ok(json!({
+            "content": [{ "type": "text", "text": "late" }],
+            "toolCalls": [],
+            "finishReason": "stop",
+            "usage": usage(1, 1),
+        })
+        .to_string())),
+    });
+    let (task, _control) = start(&run, &fake, created);
+    let state = finish(task).await;
+    let events = events(&run).await;
+    assert_eq!(kinds(&events), ["start", "abort"]);
+    assert_eq!(events[1]["data"], json!({ "type": "abort", "reason": "halt" }));
+    check_stored(&run, &state, Status::Aborted).await;
+}
+
+async fn a_tool_reply_that_comes_with_the_abort_does_not_count(store: Store) {
+    let (run, created) = create(&store, "abort-with-tool-reply", 5).await;
+    // The tool aborts the run through its control and fails in the same
+    // poll, as a tool that rejects on its abort signal does.
+    let control: Arc<Mutex<Option<RunControl>>> = Arc::default();
+    let slot = control.clone();
+    let fake = Fake::new(
+        |_, _| tool_calls_reply(&[call("slow", "slow", json!({}))]),
+        move |_, _| {
+            let slot = slot.clone();
+            async move {
+                loop {
+                    let control = slot.lock().unwrap().clone();
+                    if let Some(control) = control {
+                        control.abort(Some("halt".to_owned()));
+                        return Ok(json!({ "error": { "name": "Error", "message": "tool aborted" } }).to_string());
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+            .boxed()
+        },
+    );
+    let (task, run_control) = start(&run, &fake, created);
+    *control.lock().unwrap() = Some(run_control);
+    let state = finish(task).await;
+    let events = events(&run).await;
+    let kinds = kinds(&events);
+    assert_eq!(kinds.last().map(String::as_str), Some("abort"), "{kinds:?}");
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| ["tool-error", "tool-result", "finish-step"].contains(&k.as_str())),
+        "nothing of the tool's reply is recorded: {kinds:?}"
+    );
+    check_stored(&run, &state, Status::Aborted).await;
+    assert_eq!(fake.tool_calls(), 1);
 }
 
 /// Another process asks (`agent::abort` on a store it shares): the driver,

@@ -247,6 +247,16 @@ impl Driver {
         }
     }
 
+    /// The reason of an abort from this process, if one was asked for. Checked
+    /// again when a callback's reply wins the wait: the wait looks at the
+    /// abort first, but the reply can become ready between the two looks (a
+    /// tool that rejects on its abort signal does exactly that, and the
+    /// runtime thread can be preempted between them), and an aborted run
+    /// records nothing after the abort.
+    fn aborted_here(&self) -> Option<String> {
+        self.inbox.cancel.borrow().clone()
+    }
+
     /// Resolves when the run must stop waiting for its callbacks (see
     /// [`stop_requested`]); owns what it watches, so the driver stays free.
     fn stop_watcher(&self) -> impl std::future::Future<Output = Stop> + 'static {
@@ -329,7 +339,13 @@ impl Driver {
                     events.extend(parts.drain(..).map(|p| self.writer.event(super::parts::CHUNK, &p)));
                     self.append(events).await?;
                 }
-                Next::Done(reply) => break reply,
+                Next::Done(reply) => match self.aborted_here() {
+                    Some(reason) => {
+                        self.requested_abort = Some(reason);
+                        return Ok(Flow::Continue);
+                    }
+                    None => break reply,
+                },
             }
         };
         // Parts emitted just before the reply.
@@ -477,7 +493,15 @@ impl Driver {
             };
             // Cancelled: abandon the calls; the loop publishes `abort`.
             let (call, reply) = match next {
-                Ok(done) => done,
+                Ok(done) => match self.aborted_here() {
+                    // The reply may be the abort's own doing (a tool that
+                    // stops on its signal): it does not count.
+                    Some(reason) => {
+                        self.requested_abort = Some(reason);
+                        return Ok(Flow::Continue);
+                    }
+                    None => done,
+                },
                 Err(Stop::Abort(reason)) => {
                     self.requested_abort = Some(reason);
                     return Ok(Flow::Continue);
