@@ -931,7 +931,13 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       })
       expect(steps[1]).toMatchObject({ text: 'All done', finishReason: 'stop', usage: usage(7, 4), toolCalls: [], toolResults: [] })
       expect(finishes).toHaveLength(1)
-      expect(finishes[0]).toMatchObject({ outcome: 'finished', text: 'LookingAll done', usage: usage(10, 6), finishReason: 'stop' })
+      expect(finishes[0]).toMatchObject({
+        outcome: 'finished',
+        text: 'LookingAll done',
+        usage: usage(10, 6),
+        totalUsage: usage(10, 6),
+        finishReason: 'stop',
+      })
       expect(finishes[0]!.steps).toEqual(steps)
       expect(full).toEqual(finishes[0])
       // The model saw the text of the first step with its tool call.

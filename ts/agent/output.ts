@@ -318,6 +318,7 @@ export class DurableOutput<C = StreamPart> {
       runId: this.runId,
       text: this.#text + this.#step.text,
       usage: this.#usage,
+      totalUsage: this.#usage,
       finishReason: this.#finishReason,
       steps: this.#steps,
       toolCalls: last?.toolCalls ?? [],

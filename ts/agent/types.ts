@@ -187,7 +187,10 @@ export type RunOutcome = 'finished' | 'failed' | 'aborted' | 'suspended'
 export interface FullOutput {
   runId: string
   text: string
+  /** Tokens of every step the output read. */
   usage: Usage
+  /** `usage`, under the name Mastra's and the AI SDK's `onFinish` give it. */
+  totalUsage: Usage
   finishReason: FinishReason
   steps: StepResult[]
   toolCalls: ToolCallPart[]
