@@ -88,6 +88,10 @@ pub enum Take {
 /// read and at or past that position is not in the topic any more (the
 /// topic was deleted and written again), so it is never handed out. Events
 /// offered later were stored after that read, in the topic as it now is.
+/// One window remains: a tailer read that Redis served before the reader's
+/// read but that is offered after it, with the topic deleted and rewritten
+/// in between (within one reply's transit). Clearing a topic while it is
+/// being read guarantees its readers nothing either way.
 #[derive(Debug, Default)]
 struct Recent {
     /// Index of `events[0]`.
