@@ -41,6 +41,12 @@ pub fn without_index(text: &str) -> Result<std::borrow::Cow<'_, str>, CacheError
     Ok(std::borrow::Cow::Owned(out))
 }
 
+/// [`without_index`] of each object, in order; the first failure fails all
+/// (nothing of a batch is stored partially).
+pub fn without_indices(objects: &[String]) -> Result<Vec<std::borrow::Cow<'_, str>>, CacheError> {
+    objects.iter().map(|object| without_index(object)).collect()
+}
+
 /// `{"index":N,...}` from an object text that has no `index` member (the output
 /// of [`without_index`]). `index` goes first, as in Mastra's Redis cache.
 pub fn with_index(object: &str, index: i64) -> String {

@@ -406,10 +406,7 @@ impl MemoryCache {
         objects: &[String],
         retention: &Retention,
     ) -> Result<Option<u64>, CacheError> {
-        let bodies = objects
-            .iter()
-            .map(|o| json::without_index(o))
-            .collect::<Result<Vec<_>, _>>()?;
+        let bodies = json::without_indices(objects)?;
         if bodies.is_empty() {
             return Ok(None);
         }

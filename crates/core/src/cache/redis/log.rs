@@ -63,6 +63,12 @@ impl RedisCache {
         });
     }
 
+    /// [`Self::offer`] of events one script appended, the last at `last`
+    /// (one script's appends get consecutive indices).
+    pub(super) fn offer_through<S: AsRef<str>>(&self, key: &str, last: u64, bodies: &[S]) {
+        self.offer(key, last + 1 - bodies.len() as u64, bodies);
+    }
+
     /// Up to `max` events of the topic at `key` from index `from`.
     ///
     /// The page is built straight from the reply's bytes into one buffer: at

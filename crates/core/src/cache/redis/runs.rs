@@ -115,10 +115,7 @@ impl RedisCache {
             .arg(owner)
             .arg(retention.max_events.unwrap_or(0))
             .arg(self.ttl_ms(retention));
-        let bodies = objects
-            .iter()
-            .map(|object| json::without_index(object))
-            .collect::<Result<Vec<_>, _>>()?;
+        let bodies = json::without_indices(objects)?;
         for body in &bodies {
             invocation.arg(&**body);
         }
@@ -130,8 +127,7 @@ impl RedisCache {
             redis::Value::Int(0) => Ok(None),
             redis::Value::BulkString(id) => {
                 let last = super::log::index_of(&String::from_utf8_lossy(&id))?;
-                // One script: the events got consecutive indices.
-                self.offer(key, last + 1 - bodies.len() as u64, &bodies);
+                self.offer_through(key, last, &bodies);
                 Ok(Some(Some(last)))
             }
             other => Err(CacheError::InvalidValue(format!(
@@ -240,11 +236,7 @@ impl RedisCache {
             }) => invocation.arg("release").arg(owner).arg(0),
             None => invocation.arg("").arg("").arg(0),
         };
-        let bodies = commit
-            .events
-            .iter()
-            .map(|event| json::without_index(event))
-            .collect::<Result<Vec<_>, _>>()?;
+        let bodies = json::without_indices(commit.events)?;
         for body in &bodies {
             invocation.arg(&**body);
         }
@@ -263,8 +255,7 @@ impl RedisCache {
             Some(super::log::index_of(&value)?)
         };
         if let Some(last) = last_index.filter(|_| !bodies.is_empty()) {
-            // One script: the events got consecutive indices.
-            self.offer(commit.log_key, last + 1 - bodies.len() as u64, &bodies);
+            self.offer_through(commit.log_key, last, &bodies);
         }
         Ok(CommitOutcome::Done {
             last_index,
@@ -316,10 +307,7 @@ impl RedisCache {
         }
         let k = self.key(key);
         let mut pipe = redis::pipe();
-        let bodies = objects
-            .iter()
-            .map(|object| json::without_index(object))
-            .collect::<Result<Vec<_>, _>>()?;
+        let bodies = json::without_indices(objects)?;
         for body in &bodies {
             let xadd = pipe.cmd("XADD").arg(&k);
             if let Some(max) = retention.max_events {
