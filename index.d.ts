@@ -190,9 +190,11 @@ export interface NativeRedisOptions {
   commandTimeoutMs?: number
 }
 
-/** Where Redis is: `url`, or `host` and friends. */
+/** Where Redis is: `url`, `host` and friends, or a cluster's node URLs. */
 export interface NativeRedisTarget {
   url?: string
+  /** Seed nodes of a Redis Cluster (`redis://` or `rediss://` URLs). */
+  clusterNodes?: Array<string>
   host?: string
   port?: number
   username?: string

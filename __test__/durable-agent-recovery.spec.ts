@@ -28,7 +28,7 @@ import {
   type Tool,
   type ToolResultContent,
 } from '../dist/index.js'
-import { drain, eventually, REDIS_URL, uniquePrefix, within } from './helpers.js'
+import { drain, eventually, redisTargets, uniquePrefix, within } from './helpers.js'
 
 /** How long anything (a stream, a child's line, a lease lapsing) may take before the test calls it a hang. */
 const DEADLINE_MS = 10_000
@@ -257,7 +257,7 @@ const chunks = (history: PubSubEvent[]) => history.filter((e) => e.type === 'chu
 
 // ---------------------------------------------------------------------------
 
-describe('recovering runs whose process died (Redis, child processes)', () => {
+describe.each(redisTargets())('recovering runs whose process died ($name, child processes)', (target) => {
   let prefix: string
   let cache: RedisServerCache
   let children: Child[]
@@ -266,7 +266,7 @@ describe('recovering runs whose process died (Redis, child processes)', () => {
 
   beforeEach(() => {
     prefix = uniquePrefix('agent-recovery')
-    cache = new RedisServerCache({ url: REDIS_URL }, { keyPrefix: prefix })
+    cache = new RedisServerCache(target.connection, { keyPrefix: prefix })
     children = []
     live = []
   })
@@ -287,7 +287,7 @@ describe('recovering runs whose process died (Redis, child processes)', () => {
   })
 
   function crashingChild(mode: 'quiet' | 'partial' | 'streaming', runs: [agentId: string, runId: string][], leaseMs = LEASE_MS): Child {
-    const child = new Child('agent-crash.mjs', [REDIS_URL, prefix, String(leaseMs), mode, ...runs.map(([a, r]) => `${a}:${r}`)])
+    const child = new Child('agent-crash.mjs', [target.arg, prefix, String(leaseMs), mode, ...runs.map(([a, r]) => `${a}:${r}`)])
     children.push(child)
     return child
   }

@@ -5,6 +5,25 @@ import { createServer } from 'node:net'
 /** The Redis every Redis test talks to: `REDIS_URL`, else the local default. */
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
+/** The Redis Cluster the cluster tests talk to: `REDIS_CLUSTER_NODES` (comma separated URLs; `npm test` starts one). */
+export function redisClusterNodes(): string[] {
+  const nodes = process.env.REDIS_CLUSTER_NODES
+  if (!nodes) throw new Error('REDIS_CLUSTER_NODES lists the Redis Cluster to test on (npm test starts one)')
+  return nodes.split(',')
+}
+
+/**
+ * Each Redis deployment a cross-process test runs on: `arg` is what fixtures
+ * take on their command line (see fixtures/redis-target.mjs).
+ */
+export function redisTargets(): { name: string; arg: string; connection: { url: string } | { cluster: { nodes: string[] } } }[] {
+  const nodes = redisClusterNodes()
+  return [
+    { name: 'Redis', arg: REDIS_URL, connection: { url: REDIS_URL } },
+    { name: 'Redis Cluster', arg: `cluster:${nodes.join(',')}`, connection: { cluster: { nodes } } },
+  ]
+}
+
 /** A key prefix no other test or run shares. */
 export function uniquePrefix(label: string): string {
   return `test:${label}:${randomBytes(6).toString('hex')}:`

@@ -1,5 +1,5 @@
 import { CachingPubSub, InMemoryServerCache, RedisServerCache, type CachingPubSubOptions } from '../dist/index.js'
-import { REDIS_URL, uniquePrefix } from './helpers.js'
+import { REDIS_URL, redisClusterNodes, uniquePrefix } from './helpers.js'
 
 /** A CachingPubSub factory per backend; `done` clears and closes what it made. */
 export interface Backend {
@@ -18,6 +18,19 @@ export const backends: Backend[] = [
     name: 'Redis',
     make(options) {
       const cache = new RedisServerCache({ url: REDIS_URL }, { keyPrefix: uniquePrefix('pubsub') })
+      return {
+        pubsub: new CachingPubSub(null, cache, options),
+        done: async () => {
+          await cache.clear()
+          await cache.close()
+        },
+      }
+    },
+  },
+  {
+    name: 'Redis Cluster',
+    make(options) {
+      const cache = new RedisServerCache({ cluster: { nodes: redisClusterNodes() } }, { keyPrefix: uniquePrefix('pubsub') })
       return {
         pubsub: new CachingPubSub(null, cache, options),
         done: async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 
 import { CachingPubSub, RedisServerCache } from '../dist/index.js'
-import { eventually, REDIS_URL, uniquePrefix } from './helpers.js'
+import { eventually, redisTargets, uniquePrefix } from './helpers.js'
 
 const PUBLISHER = join(__dirname, 'fixtures', 'publisher.mjs')
 const SUBSCRIBER = join(__dirname, 'fixtures', 'subscriber.mjs')
@@ -87,8 +87,8 @@ class Child {
 }
 
 class Subscriber extends Child {
-  constructor(name: string, prefix: string, topic: string, offset: number) {
-    super(name, SUBSCRIBER, [REDIS_URL, prefix, topic, String(offset)])
+  constructor(name: string, redis: string, prefix: string, topic: string, offset: number) {
+    super(name, SUBSCRIBER, [redis, prefix, topic, String(offset)])
   }
 
   get events(): Received[] {
@@ -106,8 +106,8 @@ class Subscriber extends Child {
 }
 
 class Publisher extends Child {
-  constructor(name: string, prefix: string, topic: string, count: number, intervalMs: number, source: string, gate = false) {
-    super(name, PUBLISHER, [REDIS_URL, prefix, topic, String(count), String(intervalMs), source], gate ? { PUBLISHER_GATE: '1' } : {})
+  constructor(name: string, redis: string, prefix: string, topic: string, count: number, intervalMs: number, source: string, gate = false) {
+    super(name, PUBLISHER, [redis, prefix, topic, String(count), String(intervalMs), source], gate ? { PUBLISHER_GATE: '1' } : {})
   }
 
   get events(): Published[] {
@@ -145,14 +145,14 @@ function percentile(sorted: number[], p: number): number {
 /** What the test compares of an event: the parts every reader must agree on. */
 const identity = (e: { index: number; id: string; data: unknown }) => ({ index: e.index, id: e.id, data: e.data })
 
-describe('CachingPubSub across processes (Redis)', () => {
+describe.each(redisTargets())('CachingPubSub across processes ($name)', (target) => {
   let prefix: string
   let cache: RedisServerCache
   let pubsub: CachingPubSub
 
   beforeEach(() => {
     prefix = uniquePrefix('xproc')
-    cache = new RedisServerCache({ url: REDIS_URL }, { keyPrefix: prefix })
+    cache = new RedisServerCache(target.connection, { keyPrefix: prefix })
     pubsub = new CachingPubSub(null, cache)
   })
 
@@ -171,9 +171,9 @@ describe('CachingPubSub across processes (Redis)', () => {
     const topic = 'agent.stream.kill-resume'
     const N = 300
 
-    const first = new Subscriber('subscriber 1', prefix, topic, 0)
+    const first = new Subscriber('subscriber 1', target.arg, prefix, topic, 0)
     await until(() => first.ready, 'subscriber 1 to subscribe', [first])
-    const publisher = new Publisher('publisher', prefix, topic, N, 5, 'p')
+    const publisher = new Publisher('publisher', target.arg, prefix, topic, N, 5, 'p')
 
     await until(() => first.lines.length >= 60, 'subscriber 1 to receive 60 events', [first, publisher])
     // Mid-stream: the publisher is still at it when the subscriber dies.
@@ -188,7 +188,7 @@ describe('CachingPubSub across processes (Redis)', () => {
     expect(before.length).toBeGreaterThanOrEqual(60)
     expect(lastIndex).toBeLessThan(N - 1)
 
-    const second = new Subscriber('subscriber 2', prefix, topic, lastIndex + 1)
+    const second = new Subscriber('subscriber 2', target.arg, prefix, topic, lastIndex + 1)
     await until(
       () => !publisher.running && second.lastIndex === N - 1,
       `the publisher to finish and subscriber 2 to reach index ${N - 1}`,
@@ -232,10 +232,10 @@ describe('CachingPubSub across processes (Redis)', () => {
     for (let n = 0; n < PRE; n++) {
       expect(await pubsub.publish(topic, { type: 'chunk', runId: 'run-pre', data: { n, source: 'pre' } })).toBe(n)
     }
-    const subA = new Subscriber('subscriber A', prefix, topic, offsetA)
-    const subB = new Subscriber('subscriber B', prefix, topic, offsetB)
-    const pubA = new Publisher('publisher a', prefix, topic, EACH, 2, 'a', true)
-    const pubB = new Publisher('publisher b', prefix, topic, EACH, 2, 'b', true)
+    const subA = new Subscriber('subscriber A', target.arg, prefix, topic, offsetA)
+    const subB = new Subscriber('subscriber B', target.arg, prefix, topic, offsetB)
+    const pubA = new Publisher('publisher a', target.arg, prefix, topic, EACH, 2, 'a', true)
+    const pubB = new Publisher('publisher b', target.arg, prefix, topic, EACH, 2, 'b', true)
     const all = [subA, subB, pubA, pubB]
     await until(() => all.every((child) => child.ready), 'every child to connect', all)
     // A has replayed what was there; B, ahead of the log, has nothing yet.
@@ -281,9 +281,9 @@ describe('CachingPubSub across processes (Redis)', () => {
     const topic = 'agent.stream.latency'
     const N = 500
 
-    const subscriber = new Subscriber('subscriber', prefix, topic, 0)
+    const subscriber = new Subscriber('subscriber', target.arg, prefix, topic, 0)
     await until(() => subscriber.ready, 'the subscriber to subscribe', [subscriber])
-    const publisher = new Publisher('publisher', prefix, topic, N, 2, 'p')
+    const publisher = new Publisher('publisher', target.arg, prefix, topic, N, 2, 'p')
     await until(
       () => !publisher.running && subscriber.lastIndex === N - 1,
       `the publisher to finish and the subscriber to reach index ${N - 1}`,
@@ -309,7 +309,7 @@ describe('CachingPubSub across processes (Redis)', () => {
       `p50 ${percentile(v, 50).toFixed(3)} ms, p99 ${percentile(v, 99).toFixed(3)} ms, min ${v[0]!.toFixed(3)} ms, max ${v.at(-1)!.toFixed(3)} ms`
     console.log(
       [
-        `cross-process pub/sub over Redis (${REDIS_URL}), ${N} events over ${span.toFixed(0)} ms:`,
+        `cross-process pub/sub over ${target.name} (${target.arg}), ${N} events over ${span.toFixed(0)} ms:`,
         `  publish call -> received:   ${fmt(latency)}`,
         `  publish resolved -> received: ${fmt(afterAck)}`,
         `  publish call -> resolved:   ${fmt(ack)}`,

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { nodeRedisPreset, RedisServerCache, upstashPreset, type RedisClient } from '../dist/index.js'
 import { cacheContract } from './contract.js'
-import { eventually, freePort, OwnRedis, REDIS_URL, uniquePrefix } from './helpers.js'
+import { eventually, freePort, OwnRedis, REDIS_URL, redisClusterNodes, uniquePrefix } from './helpers.js'
 
 /** A plain ioredis connection for looking at what the caches wrote. */
 const raw = new IORedis(REDIS_URL)
@@ -17,6 +17,11 @@ afterAll(() => raw.quit())
 
 cacheContract('RedisServerCache (native, url)', async () => {
   const cache = new RedisServerCache({ url: REDIS_URL }, { keyPrefix: uniquePrefix('url') })
+  return { cache, done: async () => (await cache.clear(), await cache.close()) }
+})
+
+cacheContract('RedisServerCache (native, Redis Cluster)', async () => {
+  const cache = new RedisServerCache({ cluster: { nodes: redisClusterNodes() } }, { keyPrefix: uniquePrefix('cluster') })
   return { cache, done: async () => (await cache.clear(), await cache.close()) }
 })
 
@@ -144,6 +149,11 @@ describe('RedisServerCache: options', () => {
     [{ host: 'localhost', port: 1.5 }, {}, 'port'],
     [{ host: 'localhost', db: -1 }, {}, 'db'],
     [{ url: REDIS_URL, tls: { ca: 'not a pem' } }, {}, 'tls'],
+    [{ cluster: { nodes: [] } }, {}, 'cluster.nodes'],
+    [{ cluster: { nodes: ['redis://127.0.0.1:7000', 5] } }, {}, 'cluster.nodes'],
+    [{ cluster: { nodes: ['http://127.0.0.1:7000'] } }, {}, 'cluster.nodes'],
+    [{ cluster: { nodes: ['redis://127.0.0.1:7000', 'rediss://127.0.0.1:7001'] } }, {}, 'cluster.nodes'],
+    [{ cluster: null }, {}, 'cluster.nodes'],
   ])('rejects %o %o naming the option', (connection, options, name) => {
     expect(() => new RedisServerCache(connection as never, options as never)).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining(`\`${name}\``) }),

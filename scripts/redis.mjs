@@ -66,3 +66,70 @@ export async function ensureRedis() {
   console.log(`[redis] started redis-server at ${url}`)
   return { url, stop: () => child.kill('SIGTERM') }
 }
+
+async function clusterReady(nodes) {
+  for (const url of nodes) {
+    const port = new URL(url).port
+    const info = spawnSync('redis-cli', ['-p', port, 'cluster', 'info'], { encoding: 'utf8' })
+    if (!/cluster_state:ok/.test(info.stdout ?? '') || !/cluster_slots_ok:16384/.test(info.stdout ?? '')) return false
+  }
+  return true
+}
+
+/**
+ * A Redis Cluster for tests and benchmarks: REDIS_CLUSTER_NODES (comma
+ * separated URLs) if it answers, else three primaries of our own on free
+ * ports, stopped by the returned `stop`. Needs Redis 7 (sharded pub/sub).
+ * @returns {Promise<{ nodes: string[], stop: () => void }>}
+ */
+export async function ensureRedisCluster() {
+  const given = process.env.REDIS_CLUSTER_NODES
+  if (given) {
+    const nodes = given.split(',').map((url) => url.trim()).filter(Boolean)
+    if (nodes.length > 0 && (await answers(nodes[0]))) return { nodes, stop: () => {} }
+    console.warn(`[redis] REDIS_CLUSTER_NODES=${given} does not answer; starting a cluster`)
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'durable-agent-cluster-'))
+  const ports = []
+  while (ports.length < 3) {
+    const port = await freePort()
+    // A cluster node also listens on port + 10000 (the cluster bus).
+    if (!ports.includes(port) && port + 10000 <= 65535) ports.push(port)
+  }
+  const children = ports.map((port) =>
+    spawn(
+      'redis-server',
+      [
+        '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+        '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '5000',
+      ],
+      { stdio: 'ignore' },
+    ),
+  )
+  const stop = () => children.forEach((child) => child.kill('SIGTERM'))
+  const nodes = ports.map((port) => `redis://127.0.0.1:${port}`)
+  try {
+    const deadline = Date.now() + 20_000
+    for (const url of nodes) {
+      while (!(await answers(url))) {
+        if (Date.now() > deadline) throw new Error(`cluster node ${url} did not start`)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    }
+    const create = spawnSync(
+      'redis-cli',
+      ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      { encoding: 'utf8' },
+    )
+    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`)
+    while (!(await clusterReady(nodes))) {
+      if (Date.now() > deadline) throw new Error('the Redis Cluster did not reach cluster_state:ok')
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  } catch (error) {
+    stop()
+    throw error
+  }
+  console.log(`[redis] started a Redis Cluster at ${nodes.join(',')}`)
+  return { nodes, stop }
+}

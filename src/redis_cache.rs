@@ -10,10 +10,12 @@ use napi_derive::napi;
 use crate::bridge::{Bridge, NativeBridge, OnReady, Reply};
 use crate::error::IntoNapi;
 
-/// Where Redis is: `url`, or `host` and friends.
+/// Where Redis is: `url`, `host` and friends, or a cluster's node URLs.
 #[napi(object)]
 pub struct NativeRedisTarget {
     pub url: Option<String>,
+    /// Seed nodes of a Redis Cluster (`redis://` or `rediss://` URLs).
+    pub cluster_nodes: Option<Vec<String>>,
     pub host: Option<String>,
     pub port: Option<u32>,
     pub username: Option<String>,
@@ -63,9 +65,10 @@ impl NativeRedisCache {
         let tls = target.ca.map(|pem| TlsConfig {
             ca_pem: Some(pem.into_bytes()),
         });
-        let target = match target.url {
-            Some(url) => RedisTarget::Url(url),
-            None => RedisTarget::Parts {
+        let target = match (target.url, target.cluster_nodes) {
+            (_, Some(nodes)) => RedisTarget::Cluster(nodes),
+            (Some(url), None) => RedisTarget::Url(url),
+            (None, None) => RedisTarget::Parts {
                 host: target.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
                 port: u16::try_from(target.port.unwrap_or(6379)).map_err(|_| {
                     crate::error::to_napi(durable_agent_core::CacheError::InvalidOption {

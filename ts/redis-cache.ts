@@ -15,6 +15,16 @@ export type RedisConnection =
       tls?: RedisTlsOptions
     }
   | {
+      /**
+       * A Redis Cluster (Redis 7 or later): URLs of some of its nodes, all
+       * `redis://` or all `rediss://`, with the same credentials. The other
+       * nodes are discovered; slot moves and failovers are followed.
+       */
+      cluster: { nodes: string[] }
+      /** Extra TLS settings for `rediss://` nodes. */
+      tls?: RedisTlsOptions
+    }
+  | {
       host?: string
       port?: number
       username?: string
@@ -41,11 +51,13 @@ export interface RedisServerCacheOptions extends RedisClientAdapter {
 }
 
 /**
- * The shared cache: many Node processes, one Redis (or a Cluster: a list and
- * its counter always share a hash tag).
+ * The shared cache: many Node processes, one Redis or a Redis Cluster.
  *
  * - `new RedisServerCache({ url })` (or `{ host, port, ... }`): the native Rust
  *   client, one multiplexed, auto-reconnecting connection. Recommended.
+ * - `new RedisServerCache({ cluster: { nodes: [url, ...] } })`: the native
+ *   client on a Redis Cluster. A list and its counter, and a run's keys, share
+ *   a hash tag, so every atomic step stays in one slot.
  * - `new RedisServerCache({ client })`: drives a connected ioredis client (or
  *   node-redis / Upstash with `nodeRedisPreset` / `upstashPreset`), for apps
  *   that already hold one. Same keys and scripts; slower.
@@ -61,7 +73,7 @@ export class RedisServerCache implements ServerCache {
       'RedisServerCache options',
     )
     if (connection === null || typeof connection !== 'object') {
-      throw coded(new TypeError('RedisServerCache needs { url }, { host, port, ... } or { client }'), ErrorCodes.INVALID_OPTION)
+      throw coded(new TypeError('RedisServerCache needs { url }, { host, port, ... }, { cluster: { nodes } } or { client }'), ErrorCodes.INVALID_OPTION)
     }
     if ('client' in connection) {
       if (connection.client === null || typeof connection.client !== 'object') {
@@ -85,7 +97,16 @@ export class RedisServerCache implements ServerCache {
     }
     const ca = typeof tls === 'object' ? tls.ca : undefined
     let backend: NativeBackend
-    if ('url' in connection) {
+    if ('cluster' in connection) {
+      const nodes = (connection.cluster as { nodes?: unknown } | null)?.nodes
+      if (!Array.isArray(nodes) || nodes.length === 0 || !nodes.every((node) => typeof node === 'string')) {
+        throw coded(
+          new TypeError('invalid option `cluster.nodes`: must be a non-empty array of Redis URLs'),
+          ErrorCodes.INVALID_OPTION,
+        )
+      }
+      backend = new NativeBackend({ clusterNodes: nodes, ca }, options)
+    } else if ('url' in connection) {
       backend = new NativeBackend({ url: connection.url, ca }, options)
     } else {
       for (const name of ['port', 'db'] as const) {

@@ -46,6 +46,8 @@ fn unique_prefix(test: &str) -> String {
 struct Env {
     store: Store,
     redis: Option<(RedisCache, String)>,
+    /// A cluster cache, cleared when dropped.
+    cluster: Option<RedisCache>,
 }
 
 impl Env {
@@ -53,6 +55,7 @@ impl Env {
         Env {
             store: Store::Memory(MemoryCache::new(MemoryCacheConfig::default())),
             redis: None,
+            cluster: None,
         }
     }
 
@@ -71,12 +74,47 @@ impl Env {
         Env {
             store: Store::Redis(cache.clone()),
             redis: Some((cache, prefix)),
+            cluster: None,
+        }
+    }
+
+    /// On the Redis Cluster of `REDIS_CLUSTER_NODES` (`npm test` starts one).
+    fn redis_cluster(test: &str) -> Env {
+        let nodes = std::env::var("REDIS_CLUSTER_NODES")
+            .expect("REDIS_CLUSTER_NODES lists the Redis Cluster to test on (npm test starts one)");
+        let config = RedisCacheConfig::from_options(
+            RedisTarget::Cluster(nodes.split(',').map(str::to_owned).collect()),
+            None,
+            Some(unique_prefix(test)),
+            Some(REDIS_TTL_SECONDS),
+            Some(2000.0),
+            Some(2000.0),
+        )
+        .unwrap();
+        let cache = RedisCache::new(config).unwrap();
+        Env {
+            store: Store::Redis(cache.clone()),
+            redis: None,
+            cluster: Some(cache),
         }
     }
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
+        if let Some(cache) = self.cluster.take() {
+            // Drop runs inside the test's runtime: clear on a runtime of its own.
+            let cleared = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime
+                    .block_on(cache.clear())
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            })
+            .join();
+            if !matches!(cleared, Ok(Ok(()))) {
+                eprintln!("could not clear a cluster test's keys: {cleared:?}");
+            }
+        }
         let Some((_, prefix)) = &self.redis else { return };
         let deleted = (|| -> redis::RedisResult<()> {
             let mut conn = redis::Client::open(redis_url())?.get_connection()?;
@@ -104,7 +142,7 @@ impl Drop for Env {
     }
 }
 
-/// Runs each scenario once per store.
+/// Runs each scenario once per store: in memory, on Redis, on a Redis Cluster.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory_store {
@@ -121,6 +159,15 @@ macro_rules! on_both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let env = super::Env::redis(stringify!($name));
+                    super::$name(env.store.clone()).await;
+                }
+            )*
+        }
+        mod redis_cluster_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = super::Env::redis_cluster(stringify!($name));
                     super::$name(env.store.clone()).await;
                 }
             )*

@@ -22,6 +22,22 @@ fn redis(prefix: &str) -> RedisCache {
     RedisCache::new(config).unwrap()
 }
 
+/// A cache on the Redis Cluster of `REDIS_CLUSTER_NODES` (`npm test` starts one).
+fn redis_cluster(prefix: &str) -> RedisCache {
+    let nodes = std::env::var("REDIS_CLUSTER_NODES")
+        .expect("REDIS_CLUSTER_NODES lists the Redis Cluster to test on (npm test starts one)");
+    let config = RedisCacheConfig::from_options(
+        RedisTarget::Cluster(nodes.split(',').map(str::to_owned).collect()),
+        None,
+        Some(prefix.to_owned()),
+        Some(60.0),
+        None,
+        None,
+    )
+    .unwrap();
+    RedisCache::new(config).unwrap()
+}
+
 fn unique_prefix() -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
     format!("test:pubsub:{}:{nanos}:", std::process::id())
@@ -130,6 +146,54 @@ async fn redis_readers_on_the_publishing_client_see_every_event_once_in_order() 
     // Live events reach these readers as offers of the appends themselves.
     let cache = redis(&unique_prefix());
     concurrent_publishers_and_readers(Store::Redis(cache.clone()), Store::Redis(cache.clone())).await;
+    cache.clear().await.unwrap();
+    cache.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_readers_on_another_client_see_every_event_once_in_order() {
+    // Live events reach this reader through the topic's sharded channel.
+    let prefix = unique_prefix();
+    let publisher = redis_cluster(&prefix);
+    let reader = redis_cluster(&prefix);
+    concurrent_publishers_and_readers(Store::Redis(publisher.clone()), Store::Redis(reader.clone())).await;
+    publisher.clear().await.unwrap();
+    publisher.close();
+    reader.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_readers_on_the_publishing_client_see_every_event_once_in_order() {
+    let cache = redis_cluster(&unique_prefix());
+    concurrent_publishers_and_readers(Store::Redis(cache.clone()), Store::Redis(cache.clone())).await;
+    cache.clear().await.unwrap();
+    cache.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_readers_of_topics_on_every_node_hear_each_live_event() {
+    // Topics hash to slots on different primaries; a reader waiting on each
+    // one (caught up, so only a wake-up brings its events) gets them all.
+    let prefix = unique_prefix();
+    let publisher = Store::Redis(redis_cluster(&prefix));
+    let reader = Store::Redis(redis_cluster(&prefix));
+    let topics: Vec<String> = (0..12).map(|t| format!("pubsub:run.{t}")).collect();
+    let readers: Vec<_> = topics
+        .iter()
+        .map(|topic| tokio::spawn(read_all(Subscription::new(reader.clone(), topic.clone(), Some(0)), 20)))
+        .collect();
+    for n in 0..20u64 {
+        for topic in &topics {
+            publisher
+                .append(topic, &format!(r#"{{"n":{n}}}"#), &Retention::default())
+                .await
+                .unwrap();
+        }
+    }
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), (0..20).collect::<Vec<_>>());
+    }
+    let Store::Redis(cache) = publisher else { unreachable!() };
     cache.clear().await.unwrap();
     cache.close();
 }

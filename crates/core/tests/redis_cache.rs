@@ -120,3 +120,70 @@ async fn closed_cache_refuses_calls() {
     c.close();
     assert_eq!(c.get("k").await.unwrap_err().code(), "ERR_CACHE_CLOSED");
 }
+
+/// A cache on the Redis Cluster of `REDIS_CLUSTER_NODES` (`npm test` starts one).
+fn cluster_cache() -> RedisCache {
+    let nodes = std::env::var("REDIS_CLUSTER_NODES")
+        .expect("REDIS_CLUSTER_NODES lists the Redis Cluster to test on (npm test starts one)");
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let prefix = format!("test:core:{}:{nanos}:", std::process::id());
+    let config = RedisCacheConfig::from_options(
+        RedisTarget::Cluster(nodes.split(',').map(str::to_owned).collect()),
+        None,
+        Some(prefix),
+        Some(60.0),
+        Some(2000.0),
+        Some(2000.0),
+    )
+    .unwrap();
+    RedisCache::new(config).unwrap()
+}
+
+#[tokio::test]
+async fn cluster_keys_on_every_node_work_and_clear_removes_them_all() {
+    let c = cluster_cache();
+    // 60 keys of each kind hash to slots all over the cluster.
+    for i in 0..60 {
+        c.set(&format!("v{i}"), &i.to_string(), None).await.unwrap();
+        c.list_push(&format!("l{i}"), "\"x\"").await.unwrap();
+        assert_eq!(c.increment(&format!("n{i}")).await.unwrap(), 1);
+        let index = c
+            .list_push_indexed(&format!("s{i}"), &format!("s{i}:counter"), r#"{"a":1}"#)
+            .await
+            .unwrap();
+        assert_eq!(index, 0);
+    }
+    assert_eq!(c.get("v7").await.unwrap().as_deref(), Some("7"));
+    assert_eq!(c.list_from_to("s7", 0, -1).await.unwrap(), r#"[{"index":0,"a":1}]"#);
+    // Every key is `<prefix>{<key>}...`: a SCAN on each primary finds them all.
+    assert_eq!(c.keys_matching("{v", "").await.unwrap().len(), 60);
+    assert_eq!(c.keys_matching("{", "").await.unwrap().len(), 60 * 5);
+    c.clear().await.unwrap();
+    assert!(c.keys_matching("{", "").await.unwrap().is_empty());
+    assert_eq!(c.get("v7").await.unwrap(), None);
+    c.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_list_push_indexed_is_atomic_under_concurrency() {
+    let c = cluster_cache();
+    let calls: Vec<_> = (0..500)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.list_push_indexed("stream", "stream:counter", &format!(r#"{{"i":{i}}}"#))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut indices = Vec::new();
+    for call in calls {
+        indices.push(call.await.unwrap());
+    }
+    indices.sort_unstable();
+    assert_eq!(indices, (0..500).collect::<Vec<i64>>());
+    assert_eq!(c.list_length("stream").await.unwrap(), 500);
+    c.clear().await.unwrap();
+    c.close();
+}

@@ -7,6 +7,11 @@
 //! remembers its last id). History and live reads are the same query
 //! (`XRANGE` from an index), so there is no buffer-and-deduplicate handoff.
 //! One stream is one key, so a topic never spans Cluster slots.
+//!
+//! On a single Redis, the tailer below hears of other processes' appends with
+//! a blocking `XREAD`. On a Cluster a multi-key `XREAD` cannot span slots, so
+//! every append also announces itself on the topic's sharded channel, in the
+//! same script, and `cluster_tailer.rs` listens there.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,11 +32,37 @@ pub(super) const FIELD: &str = "e";
 /// How long one blocking read of the tailer waits before it looks again.
 const TAIL_BLOCK_MS: u64 = 2_000;
 
+/// Appends events and announces the last id on the stream's sharded channel
+/// (named like the stream, so in its slot), atomically: a reader elsewhere
+/// never misses the wake-up of an acknowledged append.
+/// KEYS: stream. ARGV: MAXLEN (0 = none), TTL in ms (0 = none), then the
+/// event bodies. Returns the last id.
+pub(super) const APPEND_NOTIFY_SCRIPT: &str = r#"
+local last = ''
+local maxlen = tonumber(ARGV[1])
+for i = 3, #ARGV do
+  if maxlen > 0 then
+    last = redis.call('XADD', KEYS[1], 'MAXLEN', '=', maxlen, '0-*', 'e', ARGV[i])
+  else
+    last = redis.call('XADD', KEYS[1], '0-*', 'e', ARGV[i])
+  end
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+redis.call('SPUBLISH', KEYS[1], last)
+return last
+"#;
+
 impl RedisCache {
     /// Appends an event (a JSON object; `index` is set from the stream id),
     /// refreshes the topic's TTL, and returns the index. One round trip.
     pub async fn log_append(&self, key: &str, object_json: &str, retention: &Retention) -> Result<u64, CacheError> {
         let body = json::without_index(object_json)?;
+        if self.is_cluster() {
+            return self
+                .log_append_announced(key, std::slice::from_ref(&body), retention)
+                .await;
+        }
         let k = self.key(key);
         let mut pipe = redis::pipe();
         let xadd = pipe.cmd("XADD").arg(&k);
@@ -49,6 +80,39 @@ impl RedisCache {
         let index = index_of(&id)?;
         self.offer(key, index, std::slice::from_ref(&body));
         Ok(index)
+    }
+
+    /// Appends with [`APPEND_NOTIFY_SCRIPT`] (Cluster); returns the last index.
+    pub(super) async fn log_append_announced<S: AsRef<str>>(
+        &self,
+        key: &str,
+        bodies: &[S],
+        retention: &Retention,
+    ) -> Result<u64, CacheError> {
+        let mut invocation = self.inner.append_notify.prepare_invoke();
+        invocation
+            .key(self.key(key))
+            .arg(retention.max_events.unwrap_or(0))
+            .arg(self.ttl_ms(retention));
+        for body in bodies {
+            invocation.arg(body.as_ref());
+        }
+        let mut conn = self.connection()?;
+        let id: String = self
+            .deadline(key, async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        let last = index_of(&id)?;
+        self.offer_through(key, last, bodies);
+        Ok(last)
+    }
+
+    /// The script flag that makes an append announce itself: on a Cluster only.
+    pub(super) fn announce_flag(&self) -> &'static str {
+        if self.is_cluster() {
+            "1"
+        } else {
+            ""
+        }
     }
 
     /// Hands events just stored at `first`, `first + 1`, ... (bodies without
@@ -140,7 +204,11 @@ impl RedisCache {
     /// it waits (see `pubsub::Subscription`). The tailer follows every key that
     /// has a reader here.
     pub fn follow(&self, key: &str, from: u64) {
-        self.inner.tailer.follow(&self.inner, key, from);
+        if self.is_cluster() {
+            self.inner.cluster_tailer.follow(key, self.key(key));
+        } else {
+            self.inner.tailer.follow(&self.inner, key, from);
+        }
     }
 }
 
@@ -418,11 +486,13 @@ async fn connect(cache: &RedisCache) -> Result<(MultiplexedConnection, i64), red
         .set_connection_timeout(Some(cache.inner.connect_timeout))
         // The blocking read answers after up to TAIL_BLOCK_MS.
         .set_response_timeout(Some(Duration::from_millis(TAIL_BLOCK_MS) + cache.inner.command_timeout));
-    let mut conn = cache
-        .inner
-        .client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+    let super::Backend::Single(client) = &cache.inner.backend else {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "the XREAD tailer serves a single Redis; a cluster has its own",
+        )));
+    };
+    let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
     let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await?;
     Ok((conn, id))
 }

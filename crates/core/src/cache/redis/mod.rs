@@ -1,15 +1,16 @@
 //! `RedisCache`: the shared cache, on one multiplexed, auto-reconnecting
-//! connection (`redis::aio::ConnectionManager`).
+//! connection (`redis::aio::ConnectionManager`), or on a Redis Cluster
+//! (`redis::cluster_async::ClusterConnection`, see `connection.rs`).
 //!
-//! Concurrent calls share one socket and are pipelined by the connection
-//! itself. A dropped connection fails the calls in flight with
+//! Concurrent calls share one socket (per node) and are pipelined by the
+//! connection itself. A dropped connection fails the calls in flight with
 //! `ERR_REDIS_UNAVAILABLE` and is re-established by the next call, so the same
 //! object works again once Redis is back.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::cluster::ClusterClientBuilder;
 use redis::{
     Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisError, Script,
     TlsCertificates,
@@ -20,8 +21,12 @@ use crate::error::CacheError;
 use crate::json;
 use crate::signal::Signals;
 
+mod cluster_tailer;
+mod connection;
 mod log;
 mod runs;
+
+use connection::{Backend, Conn, Connection};
 
 pub use runs::{RUN_COMMIT_SCRIPT, RUN_REQUEST_ABORT_SCRIPT};
 
@@ -40,6 +45,9 @@ pub enum RedisTarget {
         db: i64,
         tls: bool,
     },
+    /// A Redis Cluster: URLs of some of its nodes (the rest is discovered).
+    /// All must use the same scheme and credentials.
+    Cluster(Vec<String>),
 }
 
 /// TLS settings beyond the system's trust store.
@@ -99,16 +107,44 @@ impl RedisCacheConfig {
             connect_timeout: timeout("connectTimeoutMs", connect_timeout_ms, Self::DEFAULT_CONNECT_TIMEOUT_MS)?,
             command_timeout: timeout("commandTimeoutMs", command_timeout_ms, Self::DEFAULT_COMMAND_TIMEOUT_MS)?,
         };
-        config.connection_info()?; // reject a malformed URL now, not at the first call
+        config.node_infos()?; // reject a malformed URL now, not at the first call
         Ok(config)
     }
 
-    fn connection_info(&self) -> Result<ConnectionInfo, CacheError> {
+    /// The server, or a cluster's seed nodes, as connection infos.
+    fn node_infos(&self) -> Result<Vec<ConnectionInfo>, CacheError> {
+        let url_info = |option, url: &str| {
+            url.into_connection_info()
+                .map_err(|e| CacheError::invalid_option(option, format!("not a Redis URL ({e})")))
+        };
         match &self.target {
-            RedisTarget::Url(url) => url
-                .as_str()
-                .into_connection_info()
-                .map_err(|e| CacheError::invalid_option("url", format!("not a Redis URL ({e})"))),
+            RedisTarget::Url(url) => Ok(vec![url_info("url", url)?]),
+            RedisTarget::Cluster(urls) => {
+                if urls.is_empty() {
+                    return Err(CacheError::invalid_option(
+                        "cluster.nodes",
+                        "must list at least one node",
+                    ));
+                }
+                let infos = urls
+                    .iter()
+                    .map(|url| url_info("cluster.nodes", url))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if infos.iter().any(|info| matches!(info.addr(), ConnectionAddr::Unix(_))) {
+                    return Err(CacheError::invalid_option(
+                        "cluster.nodes",
+                        "a cluster node needs a TCP address",
+                    ));
+                }
+                let tls = |info: &ConnectionInfo| matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+                if infos.iter().any(|info| tls(info) != tls(&infos[0])) {
+                    return Err(CacheError::invalid_option(
+                        "cluster.nodes",
+                        "mixes redis:// and rediss:// nodes",
+                    ));
+                }
+                Ok(infos)
+            }
             RedisTarget::Parts {
                 host,
                 port,
@@ -140,7 +176,7 @@ impl RedisCacheConfig {
                 let info = addr
                     .into_connection_info()
                     .map_err(|e| CacheError::invalid_option("host", e.to_string()))?;
-                Ok(info.set_redis_settings(redis))
+                Ok(vec![info.set_redis_settings(redis)])
             }
         }
     }
@@ -185,13 +221,6 @@ end
 return i
 "#;
 
-enum Connection {
-    /// Created on the first call, inside the async runtime it needs.
-    NotStarted,
-    Open(ConnectionManager),
-    Closed,
-}
-
 /// The Redis cache. Cloning shares the connection.
 #[derive(Clone)]
 pub struct RedisCache {
@@ -199,11 +228,13 @@ pub struct RedisCache {
 }
 
 struct Inner {
-    client: Client,
+    backend: Backend,
     connection: Mutex<Connection>,
     /// Wake-ups for this process's readers of topic logs (see `log.rs`).
     signals: Arc<Signals>,
     tailer: log::TailerSlot,
+    /// Live wake-ups on a cluster (sharded pub/sub; see `cluster_tailer.rs`).
+    cluster_tailer: cluster_tailer::ClusterTailer,
     /// `host:port` for error messages; never the credentials.
     addr: String,
     key_prefix: String,
@@ -214,6 +245,7 @@ struct Inner {
     run_commit: Script,
     run_request_abort: Script,
     append_leased: Script,
+    append_notify: Script,
     lease_renew: Script,
     lease_release: Script,
 }
@@ -222,35 +254,60 @@ impl RedisCache {
     /// Validates the config and prepares the client. No I/O happens here: the
     /// connection opens on the first call (and reopens after a failure).
     pub fn new(config: RedisCacheConfig) -> Result<Self, CacheError> {
-        let info = config.connection_info()?;
-        let addr = display_addr(info.addr());
-        if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+        let infos = config.node_infos()?;
+        let first = &infos[0];
+        let addr = match &config.target {
+            RedisTarget::Cluster(_) => format!("cluster {}", display_addr(first.addr())),
+            _ => display_addr(first.addr()),
+        };
+        let tls_addr = matches!(first.addr(), ConnectionAddr::TcpTls { .. });
+        if tls_addr {
             // Fails only when a provider is already installed, which is fine.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = match (&config.tls, info.addr()) {
-            (Some(tls), ConnectionAddr::TcpTls { .. }) => Client::build_with_tls(
-                info,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: tls.ca_pem.clone(),
-                },
-            ),
-            (Some(_), _) => {
-                return Err(CacheError::invalid_option(
-                    "tls",
-                    "TLS options need a TLS connection (a rediss:// URL or tls: true)",
-                ))
-            }
-            (None, _) => Client::open(info),
+        if config.tls.is_some() && !tls_addr {
+            return Err(CacheError::invalid_option(
+                "tls",
+                "TLS options need a TLS connection (a rediss:// URL or tls: true)",
+            ));
         }
-        .map_err(|e| CacheError::invalid_option("tls", e.to_string()))?;
+        let certificates = config.tls.as_ref().map(|tls| TlsCertificates {
+            client_tls: None,
+            root_cert: tls.ca_pem.clone(),
+        });
+        let signals: Arc<Signals> = Arc::default();
+        let cluster_tailer = cluster_tailer::ClusterTailer::new(signals.clone());
+        let backend = match &config.target {
+            RedisTarget::Cluster(_) => {
+                let builder = || {
+                    let builder = ClusterClientBuilder::new(infos.clone())
+                        .connection_timeout(config.connect_timeout)
+                        .response_timeout(config.command_timeout);
+                    match certificates.clone() {
+                        Some(certificates) => builder.certs(certificates),
+                        None => builder,
+                    }
+                };
+                let invalid = |e: RedisError| CacheError::invalid_option("cluster.nodes", e.to_string());
+                cluster_tailer.prepare(builder()).map_err(invalid)?;
+                Backend::Cluster(builder().build().map_err(invalid)?)
+            }
+            _ => {
+                let info = infos.into_iter().next().expect("one node");
+                let client = match certificates {
+                    Some(certificates) => Client::build_with_tls(info, certificates),
+                    None => Client::open(info),
+                };
+                Backend::Single(client.map_err(|e| CacheError::invalid_option("tls", e.to_string()))?)
+            }
+        };
         Ok(RedisCache {
             inner: Arc::new(Inner {
-                client,
+                backend,
                 connection: Mutex::new(Connection::NotStarted),
-                signals: Arc::default(),
+                signals,
                 tailer: log::TailerSlot::default(),
+                cluster_tailer,
                 addr,
                 key_prefix: config.key_prefix,
                 ttl_ms: config.ttl.map_or(0, |ttl| ttl.as_millis() as u64),
@@ -260,10 +317,16 @@ impl RedisCache {
                 run_commit: Script::new(RUN_COMMIT_SCRIPT),
                 run_request_abort: Script::new(RUN_REQUEST_ABORT_SCRIPT),
                 append_leased: Script::new(runs::APPEND_LEASED_SCRIPT),
+                append_notify: Script::new(log::APPEND_NOTIFY_SCRIPT),
                 lease_renew: Script::new(runs::LEASE_RENEW_SCRIPT),
                 lease_release: Script::new(runs::LEASE_RELEASE_SCRIPT),
             }),
         })
+    }
+
+    /// Whether this cache talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.backend, Backend::Cluster(_))
     }
 
     /// `host:port` of the server.
@@ -307,36 +370,51 @@ impl RedisCache {
         self.run(key, redis::cmd("DEL").arg(self.key(key))).await
     }
 
-    /// One SCAN step over the keys matching `pattern`: the next cursor (0 at
-    /// the end) and the physical keys found.
-    pub(super) async fn scan_page(&self, cursor: u64, pattern: &str) -> Result<(u64, Vec<String>), CacheError> {
-        self.run(
-            "",
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000),
-        )
-        .await
+    /// Where SCAN must run to see every key: the server, or each primary of
+    /// a cluster (a SCAN cursor is per node).
+    pub(super) async fn scan_nodes(&self) -> Result<Vec<Option<(String, u16)>>, CacheError> {
+        if !self.is_cluster() {
+            return Ok(vec![None]);
+        }
+        let slots: redis::Value = self.run("", redis::cmd("CLUSTER").arg("SLOTS")).await?;
+        Ok(connection::primaries(&slots).into_iter().map(Some).collect())
+    }
+
+    /// One SCAN step on `node` (see [`Self::scan_nodes`]) over the keys
+    /// matching `pattern`: the next cursor (0 at the end) and the keys found.
+    pub(super) async fn scan_page(
+        &self,
+        node: Option<&(String, u16)>,
+        cursor: u64,
+        pattern: &str,
+    ) -> Result<(u64, Vec<String>), CacheError> {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+        let mut conn = self.connection()?;
+        let reply = self
+            .deadline("", async move { conn.on_node(node, &scan).await })
+            .await?;
+        redis::from_redis_value(reply).map_err(|e| self.classify("", e.into()))
     }
 
     /// Deletes every key under this cache's prefix (SCAN + UNLINK, so other
     /// apps' keys and big lists do not block the server).
     pub async fn clear(&self) -> Result<(), CacheError> {
         let pattern = format!("{}*", glob_escape(&self.inner.key_prefix));
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys) = self.scan_page(cursor, &pattern).await?;
-            if !keys.is_empty() {
-                let _: i64 = self.run("", redis::cmd("UNLINK").arg(&keys)).await?;
+        for node in self.scan_nodes().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys) = self.scan_page(node.as_ref(), cursor, &pattern).await?;
+                if !keys.is_empty() {
+                    let _: i64 = self.run("", redis::cmd("UNLINK").arg(&keys)).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
         }
+        Ok(())
     }
 
     pub async fn list_push(&self, key: &str, json: &str) -> Result<(), CacheError> {
@@ -399,6 +477,7 @@ impl RedisCache {
     pub fn close(&self) {
         *self.inner.connection.lock().unwrap_or_else(|p| p.into_inner()) = Connection::Closed;
         self.inner.tailer.stop();
+        self.inner.cluster_tailer.stop();
         // Readers waiting for events wake, read, and meet ERR_CACHE_CLOSED,
         // rather than wait for ever on a cache that will not change.
         for key in self.inner.signals.keys() {
@@ -446,23 +525,19 @@ impl RedisCache {
         }
     }
 
-    fn connection(&self) -> Result<ConnectionManager, CacheError> {
+    fn connection(&self) -> Result<Conn, CacheError> {
         let mut state = self.inner.connection.lock().unwrap_or_else(|p| p.into_inner());
         match &*state {
-            Connection::Open(manager) => Ok(manager.clone()),
+            Connection::Open(conn) => Ok(conn.clone()),
             Connection::Closed => Err(CacheError::Closed),
             Connection::NotStarted => {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.inner.connect_timeout))
-                    .set_response_timeout(Some(self.inner.command_timeout))
-                    // One attempt per call: a call while Redis is down fails
-                    // within the connect timeout instead of waiting out a
-                    // backoff schedule; the next call tries again.
-                    .set_number_of_retries(0);
-                let manager = ConnectionManager::new_lazy_with_config(self.inner.client.clone(), config)
+                let conn = self
+                    .inner
+                    .backend
+                    .open(self.inner.connect_timeout, self.inner.command_timeout)
                     .map_err(|e| self.classify("", e))?;
-                *state = Connection::Open(manager.clone());
-                Ok(manager)
+                *state = Connection::Open(conn.clone());
+                Ok(conn)
             }
         }
     }

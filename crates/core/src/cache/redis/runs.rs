@@ -14,8 +14,8 @@ use crate::log::Retention;
 /// KEYS: state hash, topic stream, abort request, lease. ARGV: expected
 /// version ('' = absent), new version, state text, TTL in ms (0 = keep until
 /// deleted), MAXLEN (0 = none), lease action ('', 'take', 'release'), lease
-/// owner, lease TTL in ms,
-/// then the event bodies. Returns `{1, last id, abort request}` or `{0, found
+/// owner, lease TTL in ms, '1' to announce the appends on the topic's sharded
+/// channel (Cluster; see `cluster_tailer.rs`) else '', then the event bodies. Returns `{1, last id, abort request}` or `{0, found
 /// version}`.
 pub const RUN_COMMIT_SCRIPT: &str = r#"
 local found = redis.call('HGET', KEYS[1], 'v')
@@ -24,13 +24,14 @@ if found ~= ARGV[1] then return {0, found, ''} end
 if found == '' and redis.call('EXISTS', KEYS[2]) == 1 then return {0, '', ''} end
 local last = ''
 local maxlen = tonumber(ARGV[5])
-for i = 9, #ARGV do
+for i = 10, #ARGV do
   if maxlen > 0 then
     last = redis.call('XADD', KEYS[2], 'MAXLEN', '=', maxlen, '0-*', 'e', ARGV[i])
   else
     last = redis.call('XADD', KEYS[2], '0-*', 'e', ARGV[i])
   end
 end
+if ARGV[9] == '1' and last ~= '' then redis.call('SPUBLISH', KEYS[2], last) end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3])
 local ttl = tonumber(ARGV[4])
 for i = 1, 2 do
@@ -76,13 +77,14 @@ return 0
 "#;
 
 /// KEYS: stream, lease. ARGV: owner, MAXLEN (0 = none), TTL in ms (0 =
-/// none), then the event bodies. Appends only while the owner holds the
+/// none), '1' to announce the appends on the topic's sharded channel (Cluster)
+/// else '', then the event bodies. Appends only while the owner holds the
 /// lease; returns the last id, or 0 (nothing appended) when it does not.
 pub const APPEND_LEASED_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local last = ''
 local maxlen = tonumber(ARGV[2])
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   if maxlen > 0 then
     last = redis.call('XADD', KEYS[1], 'MAXLEN', '=', maxlen, '0-*', 'e', ARGV[i])
   else
@@ -91,6 +93,7 @@ for i = 4, #ARGV do
 end
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+if ARGV[4] == '1' then redis.call('SPUBLISH', KEYS[1], last) end
 return last
 "#;
 
@@ -114,7 +117,8 @@ impl RedisCache {
             .key(self.key(lease_key))
             .arg(owner)
             .arg(retention.max_events.unwrap_or(0))
-            .arg(self.ttl_ms(retention));
+            .arg(self.ttl_ms(retention))
+            .arg(self.announce_flag());
         let bodies = json::without_indices(objects)?;
         for body in &bodies {
             invocation.arg(&**body);
@@ -188,23 +192,26 @@ impl RedisCache {
             super::glob_escape(&physical_prefix),
             super::glob_escape(suffix)
         );
+        let cache_prefix = self.key_prefix();
         let mut found = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys) = self.scan_page(cursor, &pattern).await?;
-            let cache_prefix = self.key_prefix();
-            found.extend(
-                keys.into_iter()
-                    .filter_map(|k| k.strip_prefix(cache_prefix).map(str::to_owned)),
-            );
-            if next == 0 {
-                return Ok(found);
+        for node in self.scan_nodes().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys) = self.scan_page(node.as_ref(), cursor, &pattern).await?;
+                found.extend(
+                    keys.into_iter()
+                        .filter_map(|k| k.strip_prefix(cache_prefix).map(str::to_owned)),
+                );
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        Ok(found)
     }
 
-    fn ttl_ms(&self, retention: &Retention) -> u64 {
+    pub(super) fn ttl_ms(&self, retention: &Retention) -> u64 {
         retention
             .ttl
             .map_or(self.inner.ttl_ms, |ttl| ttl.map_or(0, |d| d.as_millis().max(1) as u64))
@@ -236,6 +243,7 @@ impl RedisCache {
             }) => invocation.arg("release").arg(owner).arg(0),
             None => invocation.arg("").arg("").arg(0),
         };
+        invocation.arg(self.announce_flag());
         let bodies = json::without_indices(commit.events)?;
         for body in &bodies {
             invocation.arg(&**body);
@@ -305,9 +313,12 @@ impl RedisCache {
         if objects.is_empty() {
             return Ok(None);
         }
+        let bodies = json::without_indices(objects)?;
+        if self.is_cluster() {
+            return self.log_append_announced(key, &bodies, retention).await.map(Some);
+        }
         let k = self.key(key);
         let mut pipe = redis::pipe();
-        let bodies = json::without_indices(objects)?;
         for body in &bodies {
             let xadd = pipe.cmd("XADD").arg(&k);
             if let Some(max) = retention.max_events {
