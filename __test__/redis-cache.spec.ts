@@ -243,6 +243,35 @@ describe('RedisServerCache: faults', () => {
     })
   })
 
+  describe('with a Redis Cluster that is down, then comes up', () => {
+    let node: OwnRedis
+    afterAll(() => node?.stop())
+
+    it('fails calls with ERR_REDIS_UNAVAILABLE while down, then works with the same object', async () => {
+      const port = await freePort()
+      const cache = new RedisServerCache(
+        { cluster: { nodes: [`redis://127.0.0.1:${port}`] } },
+        { keyPrefix: uniquePrefix('cluster-down'), connectTimeoutMs: 500, commandTimeoutMs: 500 },
+      )
+      const start = Date.now()
+      await expect(cache.get('k')).rejects.toMatchObject({ code: 'ERR_REDIS_UNAVAILABLE', message: expect.stringContaining(`127.0.0.1:${port}`) })
+      expect(Date.now() - start).toBeLessThan(2000)
+      // A one-node cluster on that address, owning every slot.
+      const dir = mkdtempSync(join(tmpdir(), 'durable-agent-cluster-down-'))
+      // A lone node does not know its own address: announce it.
+      node = new OwnRedis(port, ['--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-config-file', join(dir, 'nodes.conf'), '--dir', dir])
+      await node.start()
+      execFileSync('redis-cli', ['-p', String(port), 'cluster', 'addslotsrange', '0', '16383'])
+      const clusterInfo = () => execFileSync('redis-cli', ['-p', String(port), 'cluster', 'info']).toString()
+      await eventually(() => clusterInfo().includes('cluster_state:ok'), 10_000, 'cluster_state:ok')
+      await eventually(async () => (await cache.set('k', 1).then(() => true, () => false)), 10_000, 'the cluster to serve')
+      expect(await cache.get('k')).toBe(1)
+      expect(await cache.listPushIndexed('l', 'l:counter', {})).toBe(0)
+      await cache.clear()
+      await cache.close()
+    })
+  })
+
   describe('over TLS', () => {
     let redis: OwnRedis
     let ca: string

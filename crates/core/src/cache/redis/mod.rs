@@ -567,7 +567,12 @@ impl RedisCache {
                 addr,
                 timeout: self.inner.command_timeout,
             }
-        } else if error.is_io_error() || error.is_connection_refusal() || error.is_connection_dropped() {
+        } else if error.is_io_error()
+            || error.is_connection_refusal()
+            || error.is_connection_dropped()
+            // A cluster none of whose nodes answers.
+            || error.kind() == redis::ErrorKind::ClusterConnectionNotFound
+        {
             CacheError::Unavailable { addr, source: error }
         } else {
             CacheError::Redis { addr, source: error }
