@@ -7,7 +7,7 @@ import { CachingPubSub, EventEmitterPubSub } from '@mastra/core/events'
 import { describe, expect, it } from 'vitest'
 
 import { InMemoryServerCache, RedisServerCache, type ServerCache } from '../dist/index.js'
-import { eventually, REDIS_URL, uniquePrefix } from './helpers.js'
+import { eventually, REDIS_URL, redisClusterNodes, uniquePrefix } from './helpers.js'
 
 interface Received {
   type: string
@@ -21,6 +21,13 @@ const caches: [string, () => { cache: ServerCache; done: () => Promise<void> }][
     'RedisServerCache',
     () => {
       const cache = new RedisServerCache({ url: REDIS_URL }, { keyPrefix: uniquePrefix('mastra') })
+      return { cache, done: async () => (await cache.clear(), await cache.close()) }
+    },
+  ],
+  [
+    'RedisServerCache on a Redis Cluster',
+    () => {
+      const cache = new RedisServerCache({ cluster: { nodes: redisClusterNodes() } }, { keyPrefix: uniquePrefix('mastra') })
       return { cache, done: async () => (await cache.clear(), await cache.close()) }
     },
   ],
