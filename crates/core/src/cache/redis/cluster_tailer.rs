@@ -15,10 +15,13 @@
 //!   wakes the topic's readers once its subscription is confirmed, so an
 //!   append between that read and the subscription is read then;
 //! - a disconnection wakes every followed topic's readers, and each
-//!   resubscription (a `ssubscribe` push) wakes them again.
+//!   resubscription (a `ssubscribe` push) wakes them again;
+//! - when a slot moves to another node, Redis drops the subscriptions to its
+//!   channels (a `sunsubscribe` push): a topic still read here is subscribed
+//!   again, on its new node, and its readers woken once that is confirmed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -65,10 +68,12 @@ impl ClusterTailer {
     /// which carries the channel messages as pushes.
     pub(super) fn prepare(&self, builder: ClusterClientBuilder) -> redis::RedisResult<()> {
         let (signals, channels) = (self.signals.clone(), self.channels.clone());
+        // Weak: the state holds the connection, which holds this sender.
+        let state = Arc::downgrade(&self.state);
         let client = builder
             .use_protocol(ProtocolVersion::RESP3)
             .push_sender(move |push: PushInfo| {
-                on_push(&signals, &channels, push);
+                on_push(&signals, &channels, &state, push);
                 Ok::<(), std::convert::Infallible>(())
             })
             .build()?;
@@ -207,17 +212,39 @@ async fn sweep(signals: Arc<Signals>, channels: Channels, state: Arc<Mutex<State
 }
 
 /// A push from the cluster: a message or a (re)subscription wakes the
-/// topic's readers; a lost connection wakes every followed topic's readers.
-fn on_push(signals: &Signals, channels: &Channels, push: PushInfo) {
+/// topic's readers; a subscription the server dropped (its slot moved) while
+/// the topic is still read here is made again; a lost connection wakes every
+/// followed topic's readers.
+fn on_push(signals: &Arc<Signals>, channels: &Channels, state: &Weak<Mutex<State>>, push: PushInfo) {
+    let channel = || match push.data.first() {
+        Some(Value::BulkString(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    };
     match push.kind {
         PushKind::SMessage | PushKind::SSubscribe => {
-            let channel = match push.data.first() {
-                Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
-                _ => return,
-            };
+            let Some(channel) = channel() else { return };
             let key = lock(channels).get(&channel).cloned();
             if let Some(key) = key {
                 signals.notify(&key);
+            }
+        }
+        PushKind::SUnsubscribe => {
+            // Our own unsubscribe removed the channel from `channels` first.
+            let Some(physical) = channel() else { return };
+            let Some(key) = lock(channels).get(&physical).cloned() else {
+                return;
+            };
+            let Some(state) = state.upgrade() else { return };
+            let conn = {
+                let mut locked = lock(&state);
+                if locked.stopped {
+                    return;
+                }
+                locked.connection()
+            };
+            if let Some(conn) = conn {
+                // Pushes arrive on the connection's task, inside the runtime.
+                tokio::spawn(subscribe(conn, signals.clone(), channels.clone(), state, key, physical));
             }
         }
         PushKind::Disconnection => {
