@@ -151,7 +151,17 @@ async fn subscribe(
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match conn.ssubscribe(&physical).await {
+        // A replica accepts SSUBSCRIBE too, but after a failover the new
+        // primary's messages did not reach subscribers on the old one (seen
+        // on Redis 7.0). A keyed read is refused with MOVED by any node that
+        // does not own the slot, which refreshes the connection's slot map,
+        // so the subscription goes to the primary that owns it now.
+        let owner = redis::cmd("EXISTS").arg(&physical).query_async::<i64>(&mut conn).await;
+        let subscribed = match owner {
+            Ok(_) => conn.ssubscribe(&physical).await,
+            Err(error) => Err(error),
+        };
+        match subscribed {
             Ok(()) => {
                 // Appends made before the subscription took are read now.
                 signals.notify(&key);

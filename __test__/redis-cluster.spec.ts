@@ -1,0 +1,147 @@
+// What only a Redis Cluster does to a stream: a topic's slot moving to another
+// primary while a reader in another process waits on it, and a primary
+// failing over to its replica mid-stream.
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import { Redis as IORedis } from 'ioredis'
+import { afterAll, describe, expect, it } from 'vitest'
+
+import { CachingPubSub, RedisServerCache, type PubSubEvent } from '../dist/index.js'
+import { eventually, freePort, OwnRedis, redisClusterNodes, uniquePrefix } from './helpers.js'
+import { event } from './pubsub-backends.js'
+
+/** A connection to one node, not following redirects (to drive the cluster itself). */
+function node(url: string): IORedis {
+  return new IORedis(url, { lazyConnect: false, maxRetriesPerRequest: 1 })
+}
+
+/** The node of `nodes` that serves `slot` as a primary. */
+async function ownerOf(nodes: IORedis[], slot: number): Promise<IORedis> {
+  const slots = (await nodes[0]!.call('CLUSTER', 'SLOTS')) as [number, number, [string, number, string]][]
+  const range = slots.find(([start, end]) => start <= slot && slot <= end)
+  if (!range) throw new Error(`no node serves slot ${slot}`)
+  const port = range[2][1]
+  const owner = nodes.find((n) => n.options.port === port)
+  if (!owner) throw new Error(`slot ${slot} is on port ${port}, not one of ours`)
+  return owner
+}
+
+/** Moves `slot` from `source` to `target` with its keys (what `redis-cli --cluster reshard` does). */
+async function moveSlot(nodes: IORedis[], slot: number, source: IORedis, target: IORedis): Promise<void> {
+  const [sourceId, targetId] = (await Promise.all([source.call('CLUSTER', 'MYID'), target.call('CLUSTER', 'MYID')])) as string[]
+  await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId!)
+  await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId!)
+  for (;;) {
+    const keys = (await source.call('CLUSTER', 'GETKEYSINSLOT', slot, 100)) as string[]
+    if (keys.length === 0) break
+    await source.call('MIGRATE', '127.0.0.1', String(target.options.port), '', 0, 5000, 'KEYS', ...keys)
+  }
+  for (const n of nodes) await n.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId!)
+}
+
+/** A reader's events, collected as they arrive. */
+function collect(pubsub: CachingPubSub, topic: string): { seen: PubSubEvent[]; stop: () => Promise<unknown> } {
+  const seen: PubSubEvent[] = []
+  const iterator = pubsub.subscribeWithReplay(topic)
+  const done = (async () => {
+    for await (const e of iterator) seen.push(e)
+  })()
+  return { seen, stop: async () => (await iterator.return?.(), await done) }
+}
+
+const ns = (events: PubSubEvent[]) => events.map((e) => (e.data as { n: number }).n)
+const indices = (events: PubSubEvent[]) => events.map((e) => e.index)
+
+describe('CachingPubSub on a Redis Cluster', () => {
+  const urls = redisClusterNodes()
+  const nodes = urls.map(node)
+  afterAll(() => Promise.all(nodes.map((n) => n.quit())))
+
+  it("a reader elsewhere keeps receiving live events when the topic's slot moves to another primary", async () => {
+    const prefix = uniquePrefix('slot-move')
+    const writerCache = new RedisServerCache({ cluster: { nodes: urls } }, { keyPrefix: prefix })
+    const readerCache = new RedisServerCache({ cluster: { nodes: urls } }, { keyPrefix: prefix })
+    const writer = new CachingPubSub(null, writerCache)
+    const reader = collect(new CachingPubSub(null, readerCache), 'agent.stream.moving')
+    try {
+      for (let n = 0; n < 5; n++) await writer.publish('agent.stream.moving', event(n))
+      await eventually(() => reader.seen.length === 5, 5_000, 'the events before the move')
+
+      const slot = (await nodes[0]!.call('CLUSTER', 'KEYSLOT', `${prefix}{pubsub:agent.stream.moving}`)) as number
+      const source = await ownerOf(nodes, slot)
+      const target = nodes.find((n) => n !== source)!
+      await moveSlot(nodes, slot, source, target)
+      expect(await ownerOf(nodes, slot)).toBe(target)
+
+      // The reader is caught up: only a wake-up from its new subscription brings these.
+      for (let n = 5; n < 10; n++) await writer.publish('agent.stream.moving', event(n))
+      await eventually(() => reader.seen.length === 10, 5_000, 'the events after the move')
+      expect(ns(reader.seen)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+      expect(indices(reader.seen)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    } finally {
+      await reader.stop()
+      await writerCache.clear()
+      await Promise.all([writerCache.close(), readerCache.close()])
+    }
+  })
+
+  describe('with a primary that fails over to its replica', () => {
+    const servers: OwnRedis[] = []
+    afterAll(() => Promise.all(servers.map((s) => s.stop())))
+
+    it('a writer and a reader elsewhere carry on, every event once and in order', async () => {
+      // A cluster of its own: one primary owning every slot, and its replica.
+      const dir = mkdtempSync(join(tmpdir(), 'durable-agent-failover-'))
+      for (const name of ['primary', 'replica']) {
+        const port = await freePort()
+        const server = new OwnRedis(port, [
+          '--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-node-timeout', '2000',
+          '--repl-diskless-sync-delay', '0',
+          '--cluster-config-file', join(dir, `${name}.conf`), '--dir', dir,
+        ])
+        await server.start()
+        servers.push(server)
+      }
+      const [primaryPort, replicaPort] = servers.map((s) => String(s.port)) as [string, string]
+      const cli = (port: string, ...args: string[]) => execFileSync('redis-cli', ['-p', port, ...args]).toString()
+      cli(primaryPort, 'cluster', 'addslotsrange', '0', '16383')
+      cli(replicaPort, 'cluster', 'meet', '127.0.0.1', primaryPort)
+      // Met once the replica sees the primary, handshake done, with its slots.
+      await eventually(() => / connected 0-16383/.test(cli(replicaPort, 'cluster', 'nodes')), 10_000, 'the nodes to meet')
+      const primaryId = cli(primaryPort, 'cluster', 'myid').trim()
+      cli(replicaPort, 'cluster', 'replicate', primaryId)
+      await eventually(() => /master_link_status:up/.test(cli(replicaPort, 'info', 'replication')), 10_000, 'the replica to sync')
+      await eventually(() => cli(primaryPort, 'cluster', 'info').includes('cluster_state:ok'), 10_000, 'cluster_state:ok')
+
+      const own = servers.map((s) => s.url)
+      const prefix = uniquePrefix('failover')
+      const writerCache = new RedisServerCache({ cluster: { nodes: own } }, { keyPrefix: prefix })
+      const readerCache = new RedisServerCache({ cluster: { nodes: own } }, { keyPrefix: prefix })
+      const writer = new CachingPubSub(null, writerCache)
+      const reader = collect(new CachingPubSub(null, readerCache), 'agent.stream.failover')
+      try {
+        for (let n = 0; n < 5; n++) await writer.publish('agent.stream.failover', event(n))
+        await eventually(() => reader.seen.length === 5, 5_000, 'the events before the failover')
+        await eventually(() => /master_repl_offset:(\d+)/.exec(cli(replicaPort, 'info', 'replication'))?.[1] === /master_repl_offset:(\d+)/.exec(cli(primaryPort, 'info', 'replication'))?.[1], 10_000, 'the replica to catch up')
+
+        // A manual failover: the replica takes over and the old primary becomes its replica.
+        cli(replicaPort, 'cluster', 'failover')
+        await eventually(() => /role:master/.test(cli(replicaPort, 'info', 'replication')), 10_000, 'the replica to take over')
+
+        // Writes go to the new primary (the client follows the MOVED reply);
+        // the reader's subscription follows it too.
+        for (let n = 5; n < 10; n++) await writer.publish('agent.stream.failover', event(n))
+        await eventually(() => reader.seen.length >= 10, 10_000, 'the events after the failover')
+        expect(ns(reader.seen)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+        expect(indices(reader.seen)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+      } finally {
+        await reader.stop()
+        await writerCache.clear().catch(() => undefined)
+        await Promise.all([writerCache.close(), readerCache.close()])
+      }
+    })
+  })
+})
