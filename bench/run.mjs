@@ -22,6 +22,7 @@ const SECTIONS = [
   { name: 'cache-redis', aliases: ['redis'], module: './sections/cache-redis.mjs' },
   { name: 'pubsub-memory', aliases: [], module: './sections/pubsub-memory.mjs' },
   { name: 'pubsub-redis', aliases: [], module: './sections/pubsub-redis.mjs' },
+  { name: 'pubsub-cluster', aliases: ['cluster'], module: './sections/pubsub-cluster.mjs' },
   { name: 'agent-memory', aliases: [], module: './sections/agent-memory.mjs' },
   { name: 'agent-redis', aliases: [], module: './sections/agent-redis.mjs' },
 ]
