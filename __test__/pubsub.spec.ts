@@ -188,6 +188,7 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
       await expect(pubsub.publish(topic, { type: 'x', runId: 'r', data: 10n })).rejects.toMatchObject({ code: 'ERR_NOT_JSON' })
       await expect(pubsub.publish(topic, { type: 5 as never, runId: 'r' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       await expect(pubsub.publish(42 as never, event(0))).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
+      await expect(pubsub.publish(topic, { ...event(0), createdAt: new Date(Number.NaN) })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       expect(() => pubsub.subscribeWithReplay(topic, { offset: -1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
       await expect(pubsub.getHistory(topic, 1.5)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       expect(await pubsub.getHistory(topic)).toEqual([])
