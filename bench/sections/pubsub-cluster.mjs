@@ -2,8 +2,9 @@
 // against the same over one Redis ({ url }), in the same run. What the Cluster
 // costs: routing, scripts on the slot's primary, and live wake-ups over
 // sharded pub/sub instead of the XREAD tailer. Mastra is not in this section:
-// @mastra/redis's keys carry no hash tags, so its atomic list append is a
-// cross-slot script on a Cluster.
+// @mastra/redis gives a list and its counter no shared hash tag, so on a
+// Cluster its listPushIndexed script is refused (CROSSSLOT) and it falls back
+// to a non-atomic INCR then RPUSH: not the same guarantee to time.
 import { randomBytes } from 'node:crypto'
 import { CachingPubSub, RedisServerCache } from '../../dist/index.js'
 import { ensureRedisCluster } from '../../scripts/redis.mjs'

@@ -6,8 +6,8 @@
 //! appends (`APPEND_NOTIFY_SCRIPT` and the run scripts), and this tailer holds
 //! one RESP3 cluster connection that `SSUBSCRIBE`s to the channel of each
 //! topic this process reads. The channel is named like the stream key, so it
-//! lives in the stream's slot, on the node that owns it; redis-rs moves the
-//! subscriptions when slots move and resubscribes after a reconnection.
+//! lives in the stream's slot, on the primary that owns it. redis-rs
+//! resubscribes after a reconnection; a slot that moves is handled below.
 //!
 //! A message only wakes the topic's readers, who then read the stream: the
 //! stream stays the one source of truth, and no wake-up can be lost:
@@ -48,6 +48,8 @@ pub(super) struct ClusterTailer {
 struct State {
     /// Built with the cache (no I/O), for cluster caches only.
     client: Option<ClusterClient>,
+    /// The cache's connect and command timeouts.
+    timeouts: (Duration, Duration),
     /// Opened with the first followed topic.
     conn: Option<ClusterConnection>,
     sweeping: bool,
@@ -64,9 +66,14 @@ impl ClusterTailer {
     }
 
     /// Builds this tailer's client from the cache's cluster settings: its own
-    /// connections (a subscribed connection serves nothing else), in RESP3,
-    /// which carries the channel messages as pushes.
-    pub(super) fn prepare(&self, builder: ClusterClientBuilder) -> redis::RedisResult<()> {
+    /// connections (commands never queue behind a subscription's traffic), in
+    /// RESP3, which carries the channel messages as pushes.
+    pub(super) fn prepare(
+        &self,
+        builder: ClusterClientBuilder,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> redis::RedisResult<()> {
         let (signals, channels) = (self.signals.clone(), self.channels.clone());
         // Weak: the state holds the connection, which holds this sender.
         let state = Arc::downgrade(&self.state);
@@ -77,7 +84,9 @@ impl ClusterTailer {
                 Ok::<(), std::convert::Infallible>(())
             })
             .build()?;
-        lock(&self.state).client = Some(client);
+        let mut state = lock(&self.state);
+        state.client = Some(client);
+        state.timeouts = (connect_timeout, command_timeout);
         Ok(())
     }
 
@@ -133,7 +142,11 @@ impl State {
     fn connection(&mut self) -> Option<ClusterConnection> {
         if self.conn.is_none() {
             let client = self.client.as_ref()?;
-            self.conn = Some(client.get_pending_async_connection_with_config(redis::cluster::ClusterConfig::new()));
+            let (connect, command) = self.timeouts;
+            let config = redis::cluster::ClusterConfig::new()
+                .set_connection_timeout(connect)
+                .set_response_timeout(command);
+            self.conn = Some(client.get_pending_async_connection_with_config(config));
         }
         self.conn.clone()
     }

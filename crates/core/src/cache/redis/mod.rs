@@ -289,7 +289,9 @@ impl RedisCache {
                     }
                 };
                 let invalid = |e: RedisError| CacheError::invalid_option("cluster.nodes", e.to_string());
-                cluster_tailer.prepare(builder()).map_err(invalid)?;
+                cluster_tailer
+                    .prepare(builder(), config.connect_timeout, config.command_timeout)
+                    .map_err(invalid)?;
                 Backend::Cluster(builder().build().map_err(invalid)?)
             }
             _ => {
