@@ -7,9 +7,9 @@ import { Redis as IORedis } from 'ioredis'
 import { createClient } from 'redis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
-import { nodeRedisPreset, RedisServerCache, upstashPreset, type RedisClient } from '../dist/index.js'
+import { CachingPubSub, nodeRedisPreset, RedisServerCache, upstashPreset, type RedisClient } from '../dist/index.js'
 import { cacheContract } from './contract.js'
-import { eventually, freePort, OwnRedis, REDIS_URL, redisClusterNodes, uniquePrefix } from './helpers.js'
+import { eventually, freePort, OwnRedis, REDIS_URL, redisClusterNodes, uniquePrefix, within } from './helpers.js'
 
 /** A plain ioredis connection for looking at what the caches wrote. */
 const raw = new IORedis(REDIS_URL)
@@ -276,8 +276,9 @@ describe('RedisServerCache: faults', () => {
     let redis: OwnRedis
     let ca: string
     let tlsPort: number
+    let dir: string
     beforeAll(async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'durable-agent-tls-'))
+      dir = mkdtempSync(join(tmpdir(), 'durable-agent-tls-'))
       const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' })
       run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=durable-agent test CA')
       run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost')
@@ -309,6 +310,44 @@ describe('RedisServerCache: faults', () => {
       const untrusting = new RedisServerCache({ url: `rediss://localhost:${tlsPort}` }, { connectTimeoutMs: 1000 })
       await expect(untrusting.get('k')).rejects.toMatchObject({ code: 'ERR_REDIS_UNAVAILABLE' })
       await untrusting.close()
+    })
+
+    it('works with a Redis Cluster over TLS: commands, scripts and live events between two clients', async () => {
+      // A one-node cluster that speaks TLS only, also on its cluster bus.
+      const port = await freePort()
+      const tlsArgs = ['--tls-cert-file', join(dir, 'server.crt'), '--tls-key-file', join(dir, 'server.key'), '--tls-ca-cert-file', join(dir, 'ca.crt')]
+      const node = new OwnRedis(0, [
+        '--tls-port', String(port), ...tlsArgs, '--tls-auth-clients', 'no', '--tls-cluster', 'yes',
+        '--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-config-file', join(dir, `nodes-${port}.conf`),
+      ])
+      await node.start()
+      try {
+        const cli = (...args: string[]) => execFileSync('redis-cli', ['--tls', '--cacert', join(dir, 'ca.crt'), '-p', String(port), ...args]).toString()
+        cli('cluster', 'addslotsrange', '0', '16383')
+        await eventually(() => cli('cluster', 'info').includes('cluster_state:ok'), 10_000, 'cluster_state:ok')
+        const connection = { cluster: { nodes: [`rediss://127.0.0.1:${port}`] }, tls: { ca } }
+        const writer = new RedisServerCache(connection, { keyPrefix: 'tls-cluster:' })
+        const reader = new RedisServerCache(connection, { keyPrefix: 'tls-cluster:' })
+        try {
+          await writer.set('k', { tls: true })
+          expect(await reader.get('k')).toEqual({ tls: true })
+          expect(await writer.listPushIndexed('l', 'l:counter', { a: 1 })).toBe(0)
+          const seen: number[] = []
+          const live = new CachingPubSub(null, reader).subscribeWithReplay('topic')
+          const reading = (async () => {
+            for await (const event of live) if (seen.push(event.index) === 3) break
+          })()
+          const publisher = new CachingPubSub(null, writer)
+          for (let n = 0; n < 3; n++) await publisher.publish('topic', { type: 'chunk', runId: 'r', data: { n } })
+          await within(reading, 5_000, 'the live events over TLS')
+          expect(seen).toEqual([0, 1, 2])
+          await writer.clear()
+        } finally {
+          await Promise.all([writer.close(), reader.close()])
+        }
+      } finally {
+        await node.stop()
+      }
     })
   })
 
