@@ -27,7 +27,7 @@ import { randomInt } from 'node:crypto'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { CachingPubSub, InMemoryServerCache, RedisServerCache, type PubSubEvent } from '../dist/index.js'
-import { eventually, REDIS_URL, uniquePrefix } from './helpers.js'
+import { eventually, REDIS_URL, redisClusterNodes, uniquePrefix } from './helpers.js'
 
 const SEED = parseSeed(process.env.PROPERTY_SEED) ?? randomInt(2 ** 32 - 1) >>> 0
 const CASES = parseCount(process.env.PROPERTY_CASES, 'PROPERTY_CASES') ?? 1_000
@@ -619,23 +619,25 @@ const memoryTarget = (): Target => ({
   clients: [new CachingPubSub(null, new InMemoryServerCache({ maxSize: 100_000 }))],
 })
 
-const redisCaches: RedisServerCache[] = []
-const redisTarget = (): Target => {
+/** Pairs of caches on one prefix each: the first of a pair clears it. */
+const redisPairs: RedisServerCache[][] = []
+const sharedTarget = (name: string, connection: ConstructorParameters<typeof RedisServerCache>[0]) => (): Target => {
   // Two caches on one prefix: two connections and two tailers, like two processes.
   const keyPrefix = uniquePrefix('property')
-  const caches = [new RedisServerCache({ url: REDIS_URL }, { keyPrefix }), new RedisServerCache({ url: REDIS_URL }, { keyPrefix })]
-  redisCaches.push(...caches)
-  return { name: 'Redis', clients: caches.map((cache) => new CachingPubSub(null, cache)) }
+  const caches = [new RedisServerCache(connection, { keyPrefix }), new RedisServerCache(connection, { keyPrefix })]
+  redisPairs.push(caches)
+  return { name, clients: caches.map((cache) => new CachingPubSub(null, cache)) }
 }
 
 afterAll(async () => {
-  await redisCaches[0]?.clear()
-  await Promise.all(redisCaches.map((cache) => cache.close()))
+  for (const [first] of redisPairs) await first?.clear()
+  await Promise.all(redisPairs.flat().map((cache) => cache.close()))
 })
 
 describe.each([
   { name: 'in memory', make: memoryTarget },
-  { name: 'Redis', make: redisTarget },
+  { name: 'Redis', make: sharedTarget('Redis', { url: REDIS_URL }) },
+  { name: 'Redis Cluster', make: sharedTarget('Redis Cluster', { cluster: { nodes: redisClusterNodes() } }) },
 ])('CachingPubSub delivery property ($name)', ({ make }) => {
   it(`holds for ${ONLY_CASE === undefined ? CASES : 1} random cases (seed ${SEED})`, { timeout: 120_000 }, async () => {
     const target = make()
