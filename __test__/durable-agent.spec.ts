@@ -27,7 +27,7 @@ import {
   type ToolExecutionOptions,
   type ToolSet,
 } from '../dist/index.js'
-import { drain, eventually, REDIS_URL, redisClusterNodes, uniquePrefix, within } from './helpers.js'
+import { clusterKeys, drain, eventually, REDIS_URL, redisClusterNodes, uniquePrefix, within } from './helpers.js'
 
 /** A plain connection for looking at what runs leave in Redis. */
 const raw = new IORedis(REDIS_URL)
@@ -232,19 +232,7 @@ const backends: { name: string; open(): Store }[] = [
       const nodes = redisClusterNodes()
       const cache = new RedisServerCache({ cluster: { nodes } }, { keyPrefix: prefix })
       // Keys spread over the primaries: look on each node.
-      const keys = async (pattern: string) => {
-        const found = await Promise.all(
-          nodes.map(async (url) => {
-            const node = new IORedis(url)
-            try {
-              return await node.keys(pattern)
-            } finally {
-              node.disconnect()
-            }
-          }),
-        )
-        return found.flat()
-      }
+      const keys = (pattern: string) => clusterKeys(nodes, pattern)
       return {
         cache,
         residue: (runId) => keys(`${prefix}*agent.stream.${runId}*`),

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
 
@@ -10,6 +10,19 @@ export function redisClusterNodes(): string[] {
   const nodes = process.env.REDIS_CLUSTER_NODES
   if (!nodes) throw new Error('REDIS_CLUSTER_NODES lists the Redis Cluster to test on (npm test starts one)')
   return nodes.split(',')
+}
+
+/**
+ * The keys matching `pattern` on every node of a cluster (`redis-cli --scan`
+ * on each: no client, so no connection or timer outlives the call).
+ */
+export function clusterKeys(nodes: string[], pattern: string): Promise<string[]> {
+  const keys = nodes.flatMap((url) => {
+    const { hostname, port } = new URL(url)
+    const out = execFileSync('redis-cli', ['-h', hostname, '-p', port, '--scan', '--pattern', pattern], { encoding: 'utf8' })
+    return out.split('\n').filter(Boolean)
+  })
+  return Promise.resolve(keys)
 }
 
 /**

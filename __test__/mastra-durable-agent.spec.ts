@@ -13,7 +13,7 @@ import { Redis as IORedis } from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { CachingPubSub, InMemoryServerCache, RedisServerCache } from '../dist/index.js'
-import { eventually, REDIS_URL, uniquePrefix, within } from './helpers.js'
+import { clusterKeys, eventually, REDIS_URL, redisClusterNodes, uniquePrefix, within } from './helpers.js'
 
 /** A plain connection for looking at what a run left in Redis. */
 const raw = new IORedis(REDIS_URL)
@@ -79,16 +79,19 @@ interface Setup {
   done(): Promise<void>
 }
 
-function redisCache(): { cache: RedisServerCache; keys: () => Promise<string[]>; done: () => Promise<void> } {
+/** Our Redis cache on one Redis or on the Redis Cluster, under a prefix of its own. */
+function redisCache(on: 'Redis' | 'Redis Cluster' = 'Redis'): { cache: RedisServerCache; keys: () => Promise<string[]>; done: () => Promise<void> } {
   const prefix = uniquePrefix('mastra-agent')
-  const cache = new RedisServerCache({ url: REDIS_URL }, { keyPrefix: prefix })
+  const nodes = on === 'Redis' ? [] : redisClusterNodes()
+  const cache = new RedisServerCache(on === 'Redis' ? { url: REDIS_URL } : { cluster: { nodes } }, { keyPrefix: prefix })
+  const keys = () => (on === 'Redis' ? raw.keys(`${prefix}*`) : clusterKeys(nodes, `${prefix}*`))
   return {
     cache,
-    keys: () => raw.keys(`${prefix}*`),
+    keys,
     done: async () => {
       await cache.clear()
       await cache.close()
-      expect(await raw.keys(`${prefix}*`)).toEqual([])
+      expect(await keys()).toEqual([])
     },
   }
 }
@@ -123,6 +126,18 @@ const configurations: [string, () => Setup][] = [
     },
   ],
   [
+    'cache: our RedisServerCache on a Redis Cluster',
+    () => {
+      const { cache, keys, done } = redisCache('Redis Cluster')
+      return {
+        options: { cache: cache as unknown as MastraServerCache },
+        history: async (topic) => (await cache.listFromTo(`pubsub:${topic}`, 0)) as StoredEvent[],
+        residue: keys,
+        done,
+      }
+    },
+  ],
+  [
     'pubsub: our CachingPubSub (inner null) over InMemoryServerCache, cache: false',
     () => {
       const cache = new InMemoryServerCache()
@@ -137,10 +152,10 @@ const configurations: [string, () => Setup][] = [
       }
     },
   ],
-  [
-    'pubsub: our CachingPubSub (inner null) over RedisServerCache, cache: false',
+  ...(['Redis', 'Redis Cluster'] as const).map((on): [string, () => Setup] => [
+    `pubsub: our CachingPubSub (inner null) over RedisServerCache${on === 'Redis' ? '' : ' on a Redis Cluster'}, cache: false`,
     () => {
-      const { cache, keys, done } = redisCache()
+      const { cache, keys, done } = redisCache(on)
       const pubsub = new CachingPubSub(null, cache)
       return {
         options: { pubsub: pubsub as unknown as PubSub, cache: false },
@@ -150,7 +165,7 @@ const configurations: [string, () => Setup][] = [
         done,
       }
     },
-  ],
+  ]),
 ]
 
 describe.each(configurations)("@mastra/core's createDurableAgent with %s", (_name, make) => {
