@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { Redis as IORedis } from 'ioredis'
+import { Cluster as IORedisCluster, Redis as IORedis } from 'ioredis'
 import { createClient } from 'redis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
@@ -37,6 +37,12 @@ cacheContract('RedisServerCache (native, host/port)', async () => {
 cacheContract('RedisServerCache ({ client: ioredis })', async () => {
   const client = new IORedis(REDIS_URL)
   const cache = new RedisServerCache({ client: client as unknown as RedisClient }, { keyPrefix: uniquePrefix('ioredis') })
+  return { cache, done: async () => (await cache.clear(), void (await client.quit())) }
+})
+
+cacheContract('RedisServerCache ({ client: ioredis Cluster })', async () => {
+  const client = new IORedisCluster(redisClusterNodes().map((url) => ({ host: new URL(url).hostname, port: Number(new URL(url).port) })))
+  const cache = new RedisServerCache({ client: client as unknown as RedisClient }, { keyPrefix: uniquePrefix('ioredis-cluster') })
   return { cache, done: async () => (await cache.clear(), void (await client.quit())) }
 })
 

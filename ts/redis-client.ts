@@ -147,12 +147,24 @@ export class ClientBackend implements RedisBackend {
 
   async clear(): Promise<void> {
     const pattern = `${this.#prefix.replace(/[*?[\]\\]/g, '\\$&')}*`
-    let cursor: string | number = '0'
-    do {
-      const [next, keys]: [string | number, string[]] = await guard(this.#adapter.scanKeys(this.#client, cursor, pattern, 1000))
-      if (keys.length > 0) await guard(this.#adapter.deleteKeys(this.#client, keys))
-      cursor = next
-    } while (String(cursor) !== '0')
+    // A cluster client is scanned primary by primary (a SCAN cursor is per
+    // node), and its keys deleted one by one (a DEL of several keys cannot
+    // span slots).
+    const primaries = clusterPrimaries(this.#client)
+    for (const node of primaries ?? [this.#client]) {
+      let cursor: string | number = '0'
+      do {
+        const [next, keys]: [string | number, string[]] = await guard(this.#adapter.scanKeys(node, cursor, pattern, 1000))
+        if (keys.length > 0) {
+          await guard(
+            primaries
+              ? Promise.all(keys.map((key) => this.#client.del(key)))
+              : this.#adapter.deleteKeys(this.#client, keys),
+          )
+        }
+        cursor = next
+      } while (String(cursor) !== '0')
+    }
   }
 
   async listPush(key: string, json: string): Promise<void> {
@@ -239,4 +251,10 @@ function classify(error: unknown): Error {
         ? ErrorCodes.REDIS_UNAVAILABLE
         : ErrorCodes.REDIS
   return coded(new Error(`Redis client failed: ${message}`, { cause: error }), code)
+}
+
+/** The primaries of an ioredis `Cluster` client (`nodes('master')`); undefined for a single-node client. */
+function clusterPrimaries(client: RedisClient): RedisClient[] | undefined {
+  const nodes = (client as { nodes?: unknown }).nodes
+  return typeof nodes === 'function' ? (nodes.call(client, 'master') as RedisClient[]) : undefined
 }
