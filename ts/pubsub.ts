@@ -98,7 +98,7 @@ export class CachingPubSub {
     const store = nativeCaches.get(cache)
     if (!store) {
       throw coded(
-        new TypeError('cache must be an InMemoryServerCache or a RedisServerCache in native ({ url }) mode'),
+        new TypeError('cache must be an InMemoryServerCache or a RedisServerCache in native mode ({ url }, { host }, { cluster })'),
         ErrorCodes.INVALID_OPTION,
       )
     }
