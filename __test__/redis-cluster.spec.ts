@@ -88,6 +88,37 @@ describe('CachingPubSub on a Redis Cluster', () => {
     }
   })
 
+  it('an ACL user needs its channels too (&<prefix>*): without them a publish is ERR_REDIS_AUTH, with them live events flow', async () => {
+    const prefix = uniquePrefix('cluster-acl')
+    const user = `test-acl-${Math.random().toString(36).slice(2)}`
+    const grant = async (...rules: string[]) => {
+      for (const n of nodes) await n.call('ACL', 'SETUSER', user, 'reset', 'on', '>s3cret-pass', `~${prefix}*`, '+@all', ...rules)
+    }
+    const asUser = urls.map((url) => `redis://${user}:s3cret-pass@${new URL(url).host}`)
+    const writerCache = new RedisServerCache({ cluster: { nodes: asUser } }, { keyPrefix: prefix })
+    const readerCache = new RedisServerCache({ cluster: { nodes: asUser } }, { keyPrefix: prefix })
+    try {
+      await grant() // keys only
+      const writer = new CachingPubSub(null, writerCache)
+      await expect(writer.publish('agent.stream.acl', event(0))).rejects.toMatchObject({ code: 'ERR_REDIS_AUTH' })
+      expect(await writer.getHistory('agent.stream.acl')).toEqual([]) // the script stored nothing
+
+      await grant(`&${prefix}*`)
+      const reader = collect(new CachingPubSub(null, readerCache), 'agent.stream.acl')
+      try {
+        for (let n = 0; n < 3; n++) await writer.publish('agent.stream.acl', event(n))
+        await eventually(() => reader.seen.length === 3, 5_000, 'live events for the ACL user')
+        expect(ns(reader.seen)).toEqual([0, 1, 2])
+      } finally {
+        await reader.stop()
+      }
+      await writerCache.clear()
+    } finally {
+      await Promise.all([writerCache.close(), readerCache.close()])
+      for (const n of nodes) await n.call('ACL', 'DELUSER', user)
+    }
+  })
+
   describe('with a primary that fails over to its replica', () => {
     const servers: OwnRedis[] = []
     afterAll(() => Promise.all(servers.map((s) => s.stop())))

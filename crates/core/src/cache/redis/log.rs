@@ -37,7 +37,13 @@ const TAIL_BLOCK_MS: u64 = 2_000;
 /// never misses the wake-up of an acknowledged append.
 /// KEYS: stream. ARGV: MAXLEN (0 = none), TTL in ms (0 = none), then the
 /// event bodies. Returns the last id.
+///
+/// A script is not undone when a command fails halfway, so the ACL check on
+/// the channel comes first: an append that cannot be announced stores nothing.
 pub(super) const APPEND_NOTIFY_SCRIPT: &str = r#"
+if not redis.acl_check_cmd('SPUBLISH', KEYS[1], '') then
+  return redis.error_reply('NOPERM this user may not publish to the channel ' .. KEYS[1])
+end
 local last = ''
 local maxlen = tonumber(ARGV[1])
 for i = 3, #ARGV do

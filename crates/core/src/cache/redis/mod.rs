@@ -562,7 +562,10 @@ impl RedisCache {
             Some("WRONGPASS" | "NOAUTH" | "NOPERM") => return CacheError::Auth { addr, source: error },
             _ => {}
         }
-        if error.kind() == redis::ErrorKind::AuthenticationFailed {
+        // An ACL refusal inside a script is a plain ERR naming the user
+        // (for example a Cluster append's SPUBLISH without channel access).
+        let refused_in_script = error.to_string().contains("user executing the script can't");
+        if error.kind() == redis::ErrorKind::AuthenticationFailed || refused_in_script {
             CacheError::Auth { addr, source: error }
         } else if error.is_timeout() {
             CacheError::Timeout {

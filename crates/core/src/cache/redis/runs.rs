@@ -15,9 +15,13 @@ use crate::log::Retention;
 /// version ('' = absent), new version, state text, TTL in ms (0 = keep until
 /// deleted), MAXLEN (0 = none), lease action ('', 'take', 'release'), lease
 /// owner, lease TTL in ms, '1' to announce the appends on the topic's sharded
-/// channel (Cluster; see `cluster_tailer.rs`) else '', then the event bodies. Returns `{1, last id, abort request}` or `{0, found
+/// channel (Cluster; see `cluster_tailer.rs`, checked against the ACL before
+/// anything is written) else '', then the event bodies. Returns `{1, last id, abort request}` or `{0, found
 /// version}`.
 pub const RUN_COMMIT_SCRIPT: &str = r#"
+if ARGV[9] == '1' and not redis.acl_check_cmd('SPUBLISH', KEYS[2], '') then
+  return redis.error_reply('NOPERM this user may not publish to the channel ' .. KEYS[2])
+end
 local found = redis.call('HGET', KEYS[1], 'v')
 if found == false then found = '' end
 if found ~= ARGV[1] then return {0, found, ''} end
@@ -81,6 +85,9 @@ return 0
 /// else '', then the event bodies. Appends only while the owner holds the
 /// lease; returns the last id, or 0 (nothing appended) when it does not.
 pub const APPEND_LEASED_SCRIPT: &str = r#"
+if ARGV[4] == '1' and not redis.acl_check_cmd('SPUBLISH', KEYS[1], '') then
+  return redis.error_reply('NOPERM this user may not publish to the channel ' .. KEYS[1])
+end
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local last = ''
 local maxlen = tonumber(ARGV[2])
