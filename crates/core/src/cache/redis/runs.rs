@@ -15,9 +15,9 @@ use crate::log::Retention;
 /// version ('' = absent), new version, state text, TTL in ms (0 = keep until
 /// deleted), MAXLEN (0 = none), lease action ('', 'take', 'release'), lease
 /// owner, lease TTL in ms, '1' to announce the appends on the topic's sharded
-/// channel (Cluster; see `cluster_tailer.rs`, checked against the ACL before
-/// anything is written) else '', then the event bodies. Returns `{1, last id, abort request}` or `{0, found
-/// version}`.
+/// channel (Cluster; see `cluster_tailer.rs`; checked against the ACL before
+/// anything is written) else '', then the event bodies. Returns `{1, last id,
+/// abort request}` or `{0, found version}`.
 pub const RUN_COMMIT_SCRIPT: &str = r#"
 if ARGV[9] == '1' and not redis.acl_check_cmd('SPUBLISH', KEYS[2], '') then
   return redis.error_reply('NOPERM this user may not publish to the channel ' .. KEYS[2])
@@ -81,8 +81,9 @@ return 0
 "#;
 
 /// KEYS: stream, lease. ARGV: owner, MAXLEN (0 = none), TTL in ms (0 =
-/// none), '1' to announce the appends on the topic's sharded channel (Cluster)
-/// else '', then the event bodies. Appends only while the owner holds the
+/// none), '1' to announce the appends on the topic's sharded channel (Cluster;
+/// checked against the ACL before anything is written) else '', then the
+/// event bodies. Appends only while the owner holds the
 /// lease; returns the last id, or 0 (nothing appended) when it does not.
 pub const APPEND_LEASED_SCRIPT: &str = r#"
 if ARGV[4] == '1' and not redis.acl_check_cmd('SPUBLISH', KEYS[1], '') then
@@ -100,7 +101,7 @@ for i = 5, #ARGV do
 end
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-if ARGV[4] == '1' then redis.call('SPUBLISH', KEYS[1], last) end
+if ARGV[4] == '1' and last ~= '' then redis.call('SPUBLISH', KEYS[1], last) end
 return last
 "#;
 
