@@ -42,14 +42,23 @@ async function moveSlot(nodes: IORedis[], slot: number, source: IORedis, target:
   for (const n of nodes) await n.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId!)
 }
 
-/** A reader's events, collected as they arrive. */
-function collect(pubsub: CachingPubSub, topic: string): { seen: PubSubEvent[]; stop: () => Promise<unknown> } {
+/** A reader's events, collected as they arrive, and the error that ended it, if one did. */
+function collect(
+  pubsub: CachingPubSub,
+  topic: string,
+  offset?: number,
+): { seen: PubSubEvent[]; failure: { error?: unknown }; stop: () => Promise<unknown> } {
   const seen: PubSubEvent[] = []
-  const iterator = pubsub.subscribeWithReplay(topic)
+  const failure: { error?: unknown } = {}
+  const iterator = pubsub.subscribeWithReplay(topic, { offset })
   const done = (async () => {
-    for await (const e of iterator) seen.push(e)
+    try {
+      for await (const e of iterator) seen.push(e)
+    } catch (error) {
+      failure.error = error
+    }
   })()
-  return { seen, stop: async () => (await iterator.return?.(), await done) }
+  return { seen, failure, stop: async () => (await iterator.return?.(), await done) }
 }
 
 const ns = (events: PubSubEvent[]) => events.map((e) => (e.data as { n: number }).n)
@@ -122,6 +131,8 @@ describe('CachingPubSub on a Redis Cluster', () => {
   describe('with a primary that fails over to its replica', () => {
     const servers: OwnRedis[] = []
     afterAll(() => Promise.all(servers.map((s) => s.stop())))
+    const cli = (port: string, ...args: string[]) => execFileSync('redis-cli', ['-p', port, ...args]).toString()
+    const offset = (port: string) => /master_repl_offset:(\d+)/.exec(cli(port, 'info', 'replication'))?.[1]
 
     it('a writer and a reader elsewhere carry on, every event once and in order', async () => {
       // A cluster of its own: one primary owning every slot, and its replica.
@@ -137,7 +148,6 @@ describe('CachingPubSub on a Redis Cluster', () => {
         servers.push(server)
       }
       const [primaryPort, replicaPort] = servers.map((s) => String(s.port)) as [string, string]
-      const cli = (port: string, ...args: string[]) => execFileSync('redis-cli', ['-p', port, ...args]).toString()
       cli(primaryPort, 'cluster', 'addslotsrange', '0', '16383')
       cli(replicaPort, 'cluster', 'meet', '127.0.0.1', primaryPort)
       // Met once the replica sees the primary, handshake done, with its slots.
@@ -156,7 +166,7 @@ describe('CachingPubSub on a Redis Cluster', () => {
       try {
         for (let n = 0; n < 5; n++) await writer.publish('agent.stream.failover', event(n))
         await eventually(() => reader.seen.length === 5, 5_000, 'the events before the failover')
-        await eventually(() => /master_repl_offset:(\d+)/.exec(cli(replicaPort, 'info', 'replication'))?.[1] === /master_repl_offset:(\d+)/.exec(cli(primaryPort, 'info', 'replication'))?.[1], 10_000, 'the replica to catch up')
+        await eventually(() => offset(replicaPort) === offset(primaryPort), 10_000, 'the replica to catch up')
 
         // A manual failover: the replica takes over and the old primary becomes its replica.
         cli(replicaPort, 'cluster', 'failover')
@@ -170,6 +180,97 @@ describe('CachingPubSub on a Redis Cluster', () => {
         expect(indices(reader.seen)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
       } finally {
         await reader.stop()
+        await writerCache.clear().catch(() => undefined)
+        await Promise.all([writerCache.close(), readerCache.close()])
+      }
+    })
+
+    it('when the primary dies, writes go on once its replica takes over, and a reader resumes from its last index', async () => {
+      // Three primaries (a failover needs a majority of them to vote) and a
+      // replica of the one that owns the topic.
+      const dir = mkdtempSync(join(tmpdir(), 'durable-agent-kill-'))
+      const start = async (name: string) => {
+        const server = new OwnRedis(await freePort(), [
+          '--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-node-timeout', '1000',
+          '--repl-diskless-sync-delay', '0', '--cluster-config-file', join(dir, `${name}.conf`), '--dir', dir,
+        ])
+        await server.start()
+        servers.push(server)
+        return server
+      }
+      const primaries = [await start('a'), await start('b'), await start('c')]
+      const replica = await start('replica')
+      const ports = primaries.map((p) => String(p.port))
+      execFileSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'])
+      await eventually(() => ports.every((p) => cli(p, 'cluster', 'info').includes('cluster_state:ok')), 10_000, 'cluster_state:ok')
+      const prefix = uniquePrefix('kill')
+      const topic = 'agent.stream.kill'
+      const slot = Number(cli(ports[0]!, 'cluster', 'keyslot', `${prefix}{pubsub:${topic}}`))
+      // `CLUSTER NODES`: id, host:port@bus, flags, ..., then the slot ranges from the 9th field.
+      const serves = (line: string) =>
+        line.split(' ').slice(8).some((range) => {
+          const [from, to = from] = range.split('-').map(Number)
+          return from! <= slot && slot <= to!
+        })
+      const ownerLine = cli(ports[0]!, 'cluster', 'nodes').split('\n').find(serves)!
+      const owner = primaries.find((p) => ownerLine.includes(`:${p.port}@`))!
+      const replicaPort = String(replica.port)
+      cli(replicaPort, 'cluster', 'meet', '127.0.0.1', String(owner.port))
+      await eventually(() => cli(replicaPort, 'cluster', 'nodes').split('\n').filter((line) => / connected \d/.test(line)).length === 3, 10_000, 'the replica to meet the cluster')
+      cli(replicaPort, 'cluster', 'replicate', cli(String(owner.port), 'cluster', 'myid').trim())
+      await eventually(() => /master_link_status:up/.test(cli(replicaPort, 'info', 'replication')), 10_000, 'the replica to sync')
+
+      // The survivors as seed nodes: the client must find the promoted replica itself.
+      const seeds = primaries.filter((p) => p !== owner).map((p) => p.url)
+      const options = { keyPrefix: prefix, connectTimeoutMs: 1000, commandTimeoutMs: 1000 }
+      const writerCache = new RedisServerCache({ cluster: { nodes: seeds } }, options)
+      const readerCache = new RedisServerCache({ cluster: { nodes: seeds } }, options)
+      const writer = new CachingPubSub(null, writerCache)
+      const readers = new CachingPubSub(null, readerCache)
+      const first = collect(readers, topic)
+      let resumed: ReturnType<typeof collect> | undefined
+      try {
+        for (let n = 0; n < 5; n++) await writer.publish(topic, event(n))
+        await eventually(() => first.seen.length === 5, 5_000, 'the events before the kill')
+        // Acknowledged and replicated: Redis replicates asynchronously, so a
+        // write the dead primary had not passed on would be lost with it.
+        await eventually(() => offset(replicaPort) === offset(String(owner.port)), 10_000, 'the replica to catch up')
+
+        // The other primaries elect the replica only if they know it as the
+        // owner's replica: wait for that gossip before the kill.
+        const survivors = primaries.filter((p) => p !== owner).map((p) => String(p.port))
+        const ownerId = cli(String(owner.port), 'cluster', 'myid').trim()
+        const known = () =>
+          survivors.every((port) =>
+            cli(port, 'cluster', 'nodes').split('\n').some((line) => line.includes(`:${replicaPort}@`) && line.includes(`slave ${ownerId}`)),
+          )
+        await eventually(known, 10_000, 'every primary to know the replica')
+
+        await owner.stop() // SIGKILL
+        // Failed over once every surviving primary names the replica as the
+        // slot's owner; a write during the failover itself fails with a coded
+        // error (it went to the dead node), to be retried by the caller.
+        const failedOver = () =>
+          survivors.every((port) => cli(port, 'cluster', 'nodes').split('\n').find(serves)?.includes(`:${replicaPort}@`))
+        await eventually(failedOver, 15_000, 'the replica to be promoted, as every primary sees it')
+        for (let n = 5; n < 10; n++) await writer.publish(topic, event(n))
+
+        // The first reader either rode out the outage or ended with a coded
+        // error (its read met the dead primary); a client then resumes from
+        // the last index it saw, and gets every event once, in order.
+        await eventually(() => first.seen.length === 10 || first.failure.error !== undefined, 10_000, 'the first reader to finish or fail')
+        if (first.failure.error !== undefined) {
+          expect(first.failure.error).toMatchObject({ code: expect.stringMatching(/^ERR_REDIS_(TIMEOUT|UNAVAILABLE)$/) })
+        }
+        const from = first.seen.length
+        resumed = collect(readers, topic, from)
+        for (let n = 10; n < 15; n++) await writer.publish(topic, event(n))
+        await eventually(() => resumed!.seen.length === 15 - from, 10_000, 'the resumed reader to get history and live events')
+        expect(ns([...first.seen, ...resumed.seen])).toEqual([...Array(15).keys()])
+        expect(indices([...first.seen, ...resumed.seen])).toEqual([...Array(15).keys()])
+      } finally {
+        await first.stop()
+        await resumed?.stop()
         await writerCache.clear().catch(() => undefined)
         await Promise.all([writerCache.close(), readerCache.close()])
       }
