@@ -97,6 +97,21 @@ describe('CachingPubSub on a Redis Cluster', () => {
     }
   })
 
+  it('a { url } that names one node of a cluster is ERR_INVALID_OPTION, pointing to { cluster }', async () => {
+    const prefix = uniquePrefix('one-node')
+    const single = new RedisServerCache({ url: urls[0]! }, { keyPrefix: prefix })
+    const whole = new RedisServerCache({ cluster: { nodes: urls } }, { keyPrefix: prefix })
+    try {
+      // A third of the slots live on this node: among 20 keys, some do not.
+      const errors = await Promise.all(Array.from({ length: 20 }, (_, i) => single.set(`k${i}`, i).then(() => undefined, (e: unknown) => e)))
+      const refused = errors.find((e) => e !== undefined)
+      expect(refused).toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('{ cluster: { nodes') })
+      await whole.clear()
+    } finally {
+      await Promise.all([single.close(), whole.close()])
+    }
+  })
+
   it('an ACL user needs its channels too (&<prefix>*): without them a publish is ERR_REDIS_AUTH, with them live events flow', async () => {
     const prefix = uniquePrefix('cluster-acl')
     const user = `test-acl-${Math.random().toString(36).slice(2)}`

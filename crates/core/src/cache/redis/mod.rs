@@ -560,6 +560,14 @@ impl RedisCache {
                 }
             }
             Some("WRONGPASS" | "NOAUTH" | "NOPERM") => return CacheError::Auth { addr, source: error },
+            // Only a cluster node redirects, or refuses keys of several
+            // slots: the cache was given one as if it were a whole Redis.
+            Some("MOVED" | "ASK" | "CROSSSLOT") if !self.is_cluster() => {
+                return CacheError::invalid_option(
+                    "url",
+                    format!("Redis at {addr} is a node of a Redis Cluster (it redirected a key elsewhere): connect with {{ cluster: {{ nodes: [...] }} }}"),
+                )
+            }
             _ => {}
         }
         // An ACL refusal inside a script is a plain ERR naming the user
