@@ -61,6 +61,26 @@ function collect(
   return { seen, failure, stop: async () => (await iterator.return?.(), await done) }
 }
 
+/**
+ * A writer, and readers on a client of their own (as in another process),
+ * under one prefix of a cluster. `close` clears the prefix and closes both.
+ */
+function twoClients(nodes: string[], keyPrefix: string, options: { connectTimeoutMs?: number; commandTimeoutMs?: number } = {}) {
+  const writerCache = new RedisServerCache({ cluster: { nodes } }, { keyPrefix, ...options })
+  const readerCache = new RedisServerCache({ cluster: { nodes } }, { keyPrefix, ...options })
+  return {
+    writer: new CachingPubSub(null, writerCache),
+    readers: new CachingPubSub(null, readerCache),
+    close: async () => {
+      try {
+        await writerCache.clear()
+      } finally {
+        await Promise.all([writerCache.close(), readerCache.close()])
+      }
+    },
+  }
+}
+
 const ns = (events: PubSubEvent[]) => events.map((e) => (e.data as { n: number }).n)
 const indices = (events: PubSubEvent[]) => events.map((e) => e.index)
 
@@ -71,10 +91,9 @@ describe('CachingPubSub on a Redis Cluster', () => {
 
   it("a reader elsewhere keeps receiving live events when the topic's slot moves to another primary", async () => {
     const prefix = uniquePrefix('slot-move')
-    const writerCache = new RedisServerCache({ cluster: { nodes: urls } }, { keyPrefix: prefix })
-    const readerCache = new RedisServerCache({ cluster: { nodes: urls } }, { keyPrefix: prefix })
-    const writer = new CachingPubSub(null, writerCache)
-    const reader = collect(new CachingPubSub(null, readerCache), 'agent.stream.moving')
+    const clients = twoClients(urls, prefix)
+    const { writer } = clients
+    const reader = collect(clients.readers, 'agent.stream.moving')
     try {
       for (let n = 0; n < 5; n++) await writer.publish('agent.stream.moving', event(n))
       await eventually(() => reader.seen.length === 5, 5_000, 'the events before the move')
@@ -92,8 +111,7 @@ describe('CachingPubSub on a Redis Cluster', () => {
       expect(indices(reader.seen)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
     } finally {
       await reader.stop()
-      await writerCache.clear()
-      await Promise.all([writerCache.close(), readerCache.close()])
+      await clients.close()
     }
   })
 
@@ -119,16 +137,15 @@ describe('CachingPubSub on a Redis Cluster', () => {
       for (const n of nodes) await n.call('ACL', 'SETUSER', user, 'reset', 'on', '>s3cret-pass', `~${prefix}*`, '+@all', ...rules)
     }
     const asUser = urls.map((url) => `redis://${user}:s3cret-pass@${new URL(url).host}`)
-    const writerCache = new RedisServerCache({ cluster: { nodes: asUser } }, { keyPrefix: prefix })
-    const readerCache = new RedisServerCache({ cluster: { nodes: asUser } }, { keyPrefix: prefix })
+    const clients = twoClients(asUser, prefix)
+    const { writer } = clients
     try {
       await grant() // keys only
-      const writer = new CachingPubSub(null, writerCache)
       await expect(writer.publish('agent.stream.acl', event(0))).rejects.toMatchObject({ code: 'ERR_REDIS_AUTH' })
       expect(await writer.getHistory('agent.stream.acl')).toEqual([]) // the script stored nothing
 
       await grant(`&${prefix}*`)
-      const reader = collect(new CachingPubSub(null, readerCache), 'agent.stream.acl')
+      const reader = collect(clients.readers, 'agent.stream.acl')
       try {
         for (let n = 0; n < 3; n++) await writer.publish('agent.stream.acl', event(n))
         await eventually(() => reader.seen.length === 3, 5_000, 'live events for the ACL user')
@@ -136,9 +153,8 @@ describe('CachingPubSub on a Redis Cluster', () => {
       } finally {
         await reader.stop()
       }
-      await writerCache.clear()
     } finally {
-      await Promise.all([writerCache.close(), readerCache.close()])
+      await clients.close()
       for (const n of nodes) await n.call('ACL', 'DELUSER', user)
     }
   })
@@ -174,10 +190,9 @@ describe('CachingPubSub on a Redis Cluster', () => {
 
       const own = servers.map((s) => s.url)
       const prefix = uniquePrefix('failover')
-      const writerCache = new RedisServerCache({ cluster: { nodes: own } }, { keyPrefix: prefix })
-      const readerCache = new RedisServerCache({ cluster: { nodes: own } }, { keyPrefix: prefix })
-      const writer = new CachingPubSub(null, writerCache)
-      const reader = collect(new CachingPubSub(null, readerCache), 'agent.stream.failover')
+      const clients = twoClients(own, prefix)
+      const { writer } = clients
+      const reader = collect(clients.readers, 'agent.stream.failover')
       try {
         for (let n = 0; n < 5; n++) await writer.publish('agent.stream.failover', event(n))
         await eventually(() => reader.seen.length === 5, 5_000, 'the events before the failover')
@@ -195,8 +210,7 @@ describe('CachingPubSub on a Redis Cluster', () => {
         expect(indices(reader.seen)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
       } finally {
         await reader.stop()
-        await writerCache.clear().catch(() => undefined)
-        await Promise.all([writerCache.close(), readerCache.close()])
+        await clients.close()
       }
     })
 
@@ -237,11 +251,8 @@ describe('CachingPubSub on a Redis Cluster', () => {
 
       // The survivors as seed nodes: the client must find the promoted replica itself.
       const seeds = primaries.filter((p) => p !== owner).map((p) => p.url)
-      const options = { keyPrefix: prefix, connectTimeoutMs: 1000, commandTimeoutMs: 1000 }
-      const writerCache = new RedisServerCache({ cluster: { nodes: seeds } }, options)
-      const readerCache = new RedisServerCache({ cluster: { nodes: seeds } }, options)
-      const writer = new CachingPubSub(null, writerCache)
-      const readers = new CachingPubSub(null, readerCache)
+      const clients = twoClients(seeds, prefix, { connectTimeoutMs: 1000, commandTimeoutMs: 1000 })
+      const { writer, readers } = clients
       const first = collect(readers, topic)
       let resumed: ReturnType<typeof collect> | undefined
       try {
@@ -286,8 +297,7 @@ describe('CachingPubSub on a Redis Cluster', () => {
       } finally {
         await first.stop()
         await resumed?.stop()
-        await writerCache.clear().catch(() => undefined)
-        await Promise.all([writerCache.close(), readerCache.close()])
+        await clients.close()
       }
     })
   })

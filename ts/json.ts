@@ -5,9 +5,17 @@ import { coded, ErrorCodes } from './errors.js'
  * JSON cannot represent. The message describes the problem, never the value.
  */
 export function toJson(value: unknown, what: string): string {
+  return stringify(withDatesAsText(value), what)
+}
+
+/**
+ * {@link toJson} without its pass over top-level `Date`s, for a value built
+ * without one (CachingPubSub's event, whose `createdAt` is already text).
+ */
+export function stringify(value: unknown, what: string): string {
   let text: string | undefined
   try {
-    text = JSON.stringify(withDatesAsText(value))
+    text = JSON.stringify(value)
   } catch (error) {
     // BigInt and circular structures throw; V8's message names no data.
     throw coded(new TypeError(`${what} is not JSON-serialisable: ${(error as Error).message}`), ErrorCodes.NOT_JSON)

@@ -5,7 +5,7 @@ import { checkInteger, checkKey, checkOptions } from './args.js'
 import { Bridge } from './bridge.js'
 import { coded, ErrorCodes, native } from './errors.js'
 import { nativeCaches, pubsubInternals } from './internal.js'
-import { isoString, toJson } from './json.js'
+import { isoString, stringify } from './json.js'
 import type { InMemoryServerCache } from './memory-cache.js'
 import type { RedisServerCache } from './redis-cache.js'
 import { TopicIterator } from './topic-iterator.js'
@@ -148,7 +148,7 @@ export class CachingPubSub {
     const id = event.id ?? randomUUID()
     // The ISO text, not the Date: a Date's toJSON takes JSON.stringify off
     // V8's fast path, which cost ~1 µs of a ~4.6 µs publish.
-    const json = toJson(
+    const json = stringify(
       { id, type: event.type, runId: event.runId, data: event.data, createdAt: isoString(createdAt) },
       'event',
     )

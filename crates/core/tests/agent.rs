@@ -18,6 +18,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+
+mod common;
 use tokio::sync::{watch, Barrier};
 use tokio::task::JoinHandle;
 
@@ -61,16 +63,7 @@ impl Env {
 
     fn redis(test: &str) -> Env {
         let prefix = unique_prefix(test);
-        let config = RedisCacheConfig::from_options(
-            RedisTarget::Url(redis_url()),
-            None,
-            Some(prefix.clone()),
-            Some(REDIS_TTL_SECONDS),
-            Some(2000.0),
-            Some(2000.0),
-        )
-        .unwrap();
-        let cache = RedisCache::new(config).unwrap();
+        let cache = redis_cache(RedisTarget::Url(redis_url()), &prefix);
         Env {
             store: Store::Redis(cache.clone()),
             redis: Some((cache, prefix)),
@@ -78,26 +71,28 @@ impl Env {
         }
     }
 
-    /// On the Redis Cluster of `REDIS_CLUSTER_NODES` (`npm test` starts one).
+    /// On the test Redis Cluster.
     fn redis_cluster(test: &str) -> Env {
-        let nodes = std::env::var("REDIS_CLUSTER_NODES")
-            .expect("REDIS_CLUSTER_NODES lists the Redis Cluster to test on (npm test starts one)");
-        let config = RedisCacheConfig::from_options(
-            RedisTarget::Cluster(nodes.split(',').map(str::to_owned).collect()),
-            None,
-            Some(unique_prefix(test)),
-            Some(REDIS_TTL_SECONDS),
-            Some(2000.0),
-            Some(2000.0),
-        )
-        .unwrap();
-        let cache = RedisCache::new(config).unwrap();
+        let cache = redis_cache(common::cluster(), &unique_prefix(test));
         Env {
             store: Store::Redis(cache.clone()),
             redis: None,
             cluster: Some(cache),
         }
     }
+}
+
+fn redis_cache(target: RedisTarget, prefix: &str) -> RedisCache {
+    let config = RedisCacheConfig::from_options(
+        target,
+        None,
+        Some(prefix.to_owned()),
+        Some(REDIS_TTL_SECONDS),
+        Some(2000.0),
+        Some(2000.0),
+    )
+    .unwrap();
+    RedisCache::new(config).unwrap()
 }
 
 impl Drop for Env {

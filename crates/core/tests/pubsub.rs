@@ -8,33 +8,23 @@ use durable_agent_core::{
     MemoryCache, MemoryCacheConfig, RedisCache, RedisCacheConfig, RedisTarget, Retention, Store, Subscription,
 };
 
-fn redis(prefix: &str) -> RedisCache {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let config = RedisCacheConfig::from_options(
-        RedisTarget::Url(url),
-        None,
-        Some(prefix.to_owned()),
-        Some(60.0),
-        None,
-        None,
-    )
-    .unwrap();
-    RedisCache::new(config).unwrap()
+mod common;
+
+fn redis_url() -> RedisTarget {
+    RedisTarget::Url(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()))
 }
 
-/// A cache on the Redis Cluster of `REDIS_CLUSTER_NODES` (`npm test` starts one).
+fn redis(prefix: &str) -> RedisCache {
+    redis_on(redis_url(), prefix)
+}
+
+/// A cache on the test Redis Cluster.
 fn redis_cluster(prefix: &str) -> RedisCache {
-    let nodes = std::env::var("REDIS_CLUSTER_NODES")
-        .expect("REDIS_CLUSTER_NODES lists the Redis Cluster to test on (npm test starts one)");
-    let config = RedisCacheConfig::from_options(
-        RedisTarget::Cluster(nodes.split(',').map(str::to_owned).collect()),
-        None,
-        Some(prefix.to_owned()),
-        Some(60.0),
-        None,
-        None,
-    )
-    .unwrap();
+    redis_on(common::cluster(), prefix)
+}
+
+fn redis_on(target: RedisTarget, prefix: &str) -> RedisCache {
+    let config = RedisCacheConfig::from_options(target, None, Some(prefix.to_owned()), Some(60.0), None, None).unwrap();
     RedisCache::new(config).unwrap()
 }
 
@@ -130,44 +120,46 @@ async fn memory_readers_see_every_event_once_in_order() {
     concurrent_publishers_and_readers(store.clone(), store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_readers_on_another_client_see_every_event_once_in_order() {
+/// Readers on a client of their own (connections, signals, tailer), as in
+/// another process: live events reach them through the tailer (`XREAD`) on
+/// one Redis, through the topic's sharded channel on a Cluster.
+async fn readers_on_another_client(target: RedisTarget) {
     let prefix = unique_prefix();
-    let publisher = redis(&prefix);
-    let reader = redis(&prefix); // its own connections, signals and tailer
+    let publisher = redis_on(target.clone(), &prefix);
+    let reader = redis_on(target, &prefix);
     concurrent_publishers_and_readers(Store::Redis(publisher.clone()), Store::Redis(reader.clone())).await;
     publisher.clear().await.unwrap();
     publisher.close();
     reader.close();
+}
+
+/// Readers on the publishing client: live events reach them as offers of the
+/// appends themselves.
+async fn readers_on_the_publishing_client(target: RedisTarget) {
+    let cache = redis_on(target, &unique_prefix());
+    concurrent_publishers_and_readers(Store::Redis(cache.clone()), Store::Redis(cache.clone())).await;
+    cache.clear().await.unwrap();
+    cache.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_readers_on_another_client_see_every_event_once_in_order() {
+    readers_on_another_client(redis_url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_readers_on_the_publishing_client_see_every_event_once_in_order() {
-    // Live events reach these readers as offers of the appends themselves.
-    let cache = redis(&unique_prefix());
-    concurrent_publishers_and_readers(Store::Redis(cache.clone()), Store::Redis(cache.clone())).await;
-    cache.clear().await.unwrap();
-    cache.close();
+    readers_on_the_publishing_client(redis_url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_readers_on_another_client_see_every_event_once_in_order() {
-    // Live events reach this reader through the topic's sharded channel.
-    let prefix = unique_prefix();
-    let publisher = redis_cluster(&prefix);
-    let reader = redis_cluster(&prefix);
-    concurrent_publishers_and_readers(Store::Redis(publisher.clone()), Store::Redis(reader.clone())).await;
-    publisher.clear().await.unwrap();
-    publisher.close();
-    reader.close();
+    readers_on_another_client(common::cluster()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_readers_on_the_publishing_client_see_every_event_once_in_order() {
-    let cache = redis_cluster(&unique_prefix());
-    concurrent_publishers_and_readers(Store::Redis(cache.clone()), Store::Redis(cache.clone())).await;
-    cache.clear().await.unwrap();
-    cache.close();
+    readers_on_the_publishing_client(common::cluster()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,16 +4,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use durable_agent_core::{RedisCache, RedisCacheConfig, RedisTarget};
 
+mod common;
+
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 /// A cache under a prefix of its own, so tests never see each other's keys.
 fn cache(ttl_seconds: f64) -> RedisCache {
+    cache_on(RedisTarget::Url(redis_url()), ttl_seconds)
+}
+
+fn cache_on(target: RedisTarget, ttl_seconds: f64) -> RedisCache {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
     let prefix = format!("test:core:{}:{nanos}:", std::process::id());
     let config = RedisCacheConfig::from_options(
-        RedisTarget::Url(redis_url()),
+        target,
         None,
         Some(prefix),
         Some(ttl_seconds),
@@ -121,22 +127,9 @@ async fn closed_cache_refuses_calls() {
     assert_eq!(c.get("k").await.unwrap_err().code(), "ERR_CACHE_CLOSED");
 }
 
-/// A cache on the Redis Cluster of `REDIS_CLUSTER_NODES` (`npm test` starts one).
+/// A cache on the test Redis Cluster.
 fn cluster_cache() -> RedisCache {
-    let nodes = std::env::var("REDIS_CLUSTER_NODES")
-        .expect("REDIS_CLUSTER_NODES lists the Redis Cluster to test on (npm test starts one)");
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    let prefix = format!("test:core:{}:{nanos}:", std::process::id());
-    let config = RedisCacheConfig::from_options(
-        RedisTarget::Cluster(nodes.split(',').map(str::to_owned).collect()),
-        None,
-        Some(prefix),
-        Some(60.0),
-        Some(2000.0),
-        Some(2000.0),
-    )
-    .unwrap();
-    RedisCache::new(config).unwrap()
+    cache_on(common::cluster(), 60.0)
 }
 
 #[tokio::test]

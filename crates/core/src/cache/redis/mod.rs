@@ -372,49 +372,28 @@ impl RedisCache {
         self.run(key, redis::cmd("DEL").arg(self.key(key))).await
     }
 
-    /// Where SCAN must run to see every key: the server, or each primary of
-    /// a cluster (a SCAN cursor is per node).
-    pub(super) async fn scan_nodes(&self) -> Result<Vec<Option<(String, u16)>>, CacheError> {
-        if !self.is_cluster() {
-            return Ok(vec![None]);
-        }
-        let slots: redis::Value = self.run("", redis::cmd("CLUSTER").arg("SLOTS")).await?;
-        Ok(connection::primaries(&slots).into_iter().map(Some).collect())
-    }
-
-    /// One SCAN step on `node` (see [`Self::scan_nodes`]) over the keys
-    /// matching `pattern`: the next cursor (0 at the end) and the keys found.
-    pub(super) async fn scan_page(
-        &self,
-        node: Option<&(String, u16)>,
-        cursor: u64,
-        pattern: &str,
-    ) -> Result<(u64, Vec<String>), CacheError> {
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
-        let mut conn = self.connection()?;
-        let reply = self
-            .deadline("", async move { conn.on_node(node, &scan).await })
-            .await?;
-        redis::from_redis_value(reply).map_err(|e| self.classify("", e.into()))
+    /// The keys matching `pattern`, a page at a time: see [`KeyScan`].
+    pub(super) async fn scan(&self, pattern: &str) -> Result<KeyScan, CacheError> {
+        let nodes = if self.is_cluster() {
+            let slots: redis::Value = self.run("", redis::cmd("CLUSTER").arg("SLOTS")).await?;
+            connection::primaries(&slots).into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        Ok(KeyScan {
+            cache: self.clone(),
+            pattern: pattern.to_owned(),
+            nodes,
+            cursor: 0,
+        })
     }
 
     /// Deletes every key under this cache's prefix (SCAN + UNLINK, so other
     /// apps' keys and big lists do not block the server).
     pub async fn clear(&self) -> Result<(), CacheError> {
-        let pattern = format!("{}*", glob_escape(&self.inner.key_prefix));
-        for node in self.scan_nodes().await? {
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys) = self.scan_page(node.as_ref(), cursor, &pattern).await?;
-                if !keys.is_empty() {
-                    let _: i64 = self.run("", redis::cmd("UNLINK").arg(&keys)).await?;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+        let mut scan = self.scan(&format!("{}*", glob_escape(&self.inner.key_prefix))).await?;
+        while let Some(keys) = scan.next_page().await? {
+            let _: i64 = self.run("", redis::cmd("UNLINK").arg(&keys)).await?;
         }
         Ok(())
     }
@@ -590,6 +569,45 @@ impl RedisCache {
         } else {
             CacheError::Redis { addr, source: error }
         }
+    }
+}
+
+/// A SCAN over every node that holds keys: the server, or each primary of a
+/// cluster in turn (a SCAN cursor is per node).
+pub(super) struct KeyScan {
+    cache: RedisCache,
+    pattern: String,
+    /// Nodes still to scan, the current one last (`None`: the only server).
+    nodes: Vec<Option<(String, u16)>>,
+    cursor: u64,
+}
+
+impl KeyScan {
+    /// The next non-empty page of physical keys; `None` once every node is done.
+    pub(super) async fn next_page(&mut self) -> Result<Option<Vec<String>>, CacheError> {
+        while let Some(node) = self.nodes.last().cloned() {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(self.cursor)
+                .arg("MATCH")
+                .arg(&self.pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let mut conn = self.cache.connection()?;
+            let reply = self
+                .cache
+                .deadline("", async move { conn.on_node(node.as_ref(), &scan).await })
+                .await?;
+            let (next, keys): (u64, Vec<String>) =
+                redis::from_redis_value(reply).map_err(|e| self.cache.classify("", e.into()))?;
+            self.cursor = next;
+            if next == 0 {
+                self.nodes.pop();
+            }
+            if !keys.is_empty() {
+                return Ok(Some(keys));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -202,19 +202,12 @@ impl RedisCache {
         );
         let cache_prefix = self.key_prefix();
         let mut found = Vec::new();
-        for node in self.scan_nodes().await? {
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys) = self.scan_page(node.as_ref(), cursor, &pattern).await?;
-                found.extend(
-                    keys.into_iter()
-                        .filter_map(|k| k.strip_prefix(cache_prefix).map(str::to_owned)),
-                );
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+        let mut scan = self.scan(&pattern).await?;
+        while let Some(keys) = scan.next_page().await? {
+            found.extend(
+                keys.into_iter()
+                    .filter_map(|k| k.strip_prefix(cache_prefix).map(str::to_owned)),
+            );
         }
         Ok(found)
     }
