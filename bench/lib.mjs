@@ -198,6 +198,42 @@ export function target(value, op, threshold, text) {
   return { text, op, value, threshold, pass }
 }
 
+/**
+ * `t` with the best value (in the target's own terms) that any design of the
+ * kind the target is about could reach, measured in the same run: for
+ * example what a bare socket with no client library does, or what JSON.parse
+ * alone costs. When the threshold lies beyond it, the target is out of reach
+ * on this machine, whatever the implementation; the result says so. `NaN`
+ * (not measured) says nothing.
+ */
+export function withCeiling(t, value, text, display) {
+  const reachable = Number.isFinite(value) ? (t.op === '>=' ? value >= t.threshold : value <= t.threshold) : null
+  return { ...t, ceiling: { value, text, reachable, display } }
+}
+
+/**
+ * Ops/s of `JSON.stringify` alone over `values` (Dates already ISO text, so
+ * V8's fast path), called and awaited like the implementations' ops: the
+ * ceiling for a store that keeps values as JSON text, which must at least
+ * serialise each one.
+ */
+export function stringifyReps(values, count, warmCount) {
+  return async (rep) => {
+    const n = rep < 0 ? warmCount : count
+    let bytes = 0
+    const rate = await sequential(n, (i) => {
+      bytes += JSON.stringify(values[i % values.length]).length
+    })
+    if (bytes === 0) throw new Error('stringify ceiling wrote nothing')
+    return rate
+  }
+}
+
+/** `event` as a JSON store holds it: `createdAt` as ISO text. */
+export function withIsoDate(event) {
+  return { ...event, createdAt: event.createdAt.toISOString() }
+}
+
 // ---------------------------------------------------------------------------
 // Pub/sub (the pubsub-* sections). `pubsub` is ours or Mastra's CachingPubSub:
 // both take `publish(topic, { type, runId, data })` and the callback form of
@@ -354,30 +390,24 @@ export function redactUrl(redisUrl) {
 
 /**
  * Fills a 10k-style list in each cache with `listPushIndexed`, then times
- * `listFromTo(key, 0, -1)` of it per implementation (ms per call).
+ * `listFromTo(key, 0, -1)` of it per implementation (ms per call). `extra`:
+ * more ops (name to function) timed the same way, interleaved.
  */
-export async function compareListFromTo(caches, events, listSize, { reps, budgetMs }) {
+export async function compareListFromTo(caches, events, listSize, { reps, budgetMs, extra = {} }) {
   for (const [name, cache] of Object.entries(caches)) {
     await inFlight(listSize, 64, (i) => cache.listPushIndexed('stream:read', 'stream:read:counter', events[i % events.length]))
     const all = await cache.listFromTo('stream:read', 0, -1)
     if (all.length !== listSize) throw new Error(`${name}: listFromTo returned ${all.length} entries`)
   }
-  return compare(
-    Object.fromEntries(
-      Object.entries(caches).map(([name, cache]) => [
-        name,
-        () =>
-          msPerCall(
-            async () => {
-              const list = await cache.listFromTo('stream:read', 0, -1)
-              if (list.length !== listSize) throw new Error(`${name}: short read`)
-            },
-            { budgetMs },
-          ),
-      ]),
-    ),
-    { reps },
-  )
+  const reads = Object.entries(caches).map(([name, cache]) => [
+    name,
+    async () => {
+      const list = await cache.listFromTo('stream:read', 0, -1)
+      if (list.length !== listSize) throw new Error(`${name}: short read`)
+    },
+  ])
+  const ops = [...reads, ...Object.entries(extra)]
+  return compare(Object.fromEntries(ops.map(([name, op]) => [name, () => msPerCall(op, { budgetMs })])), { reps })
 }
 
 /**

@@ -5,10 +5,10 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { InMemoryServerCache as MastraMemoryCache } from '@mastra/core/cache'
 import { InMemoryServerCache as OursMemoryCache } from '../../dist/index.js'
-import { compare, compareListFromTo, inFlight, makeEvents, mapStats, sequential, stats, target } from '../lib.mjs'
+import { compare, compareListFromTo, inFlight, makeEvents, mapStats, sequential, stats, stringifyReps, target, withCeiling, withIsoDate } from '../lib.mjs'
 
 export const title = 'Server cache, in memory: ours InMemoryServerCache vs @mastra/core InMemoryServerCache'
-export const columns = { ours: 'ours', mastra: 'mastra' }
+export const columns = { ours: 'ours', mastra: 'mastra', stringify: 'JSON.stringify alone' }
 
 const run_ = promisify(execFile)
 const CHILD = fileURLToPath(new URL('../cache-bytes-child.mjs', import.meta.url))
@@ -48,14 +48,25 @@ export async function run(ctx) {
     )
 
   log(`listPushIndexed sequential, ${n} events x ${reps} reps`)
-  const seq = await compare(pushBench('seq'), { reps })
+  // The ceiling: the same events serialised and nothing else (Dates as ISO
+  // text up front, V8's fast path), so generous.
+  const isoEvents = events.map(withIsoDate)
+  const seq = await compare({ ...pushBench('seq'), stringify: stringifyReps(isoEvents, n, Math.min(n, 20_000)) }, { reps })
   rows.push({
     metric: 'listPushIndexed, sequential',
     unit: 'ops/s',
     better: 'higher',
     values: seq,
-    target: target(seq.ours.median / seq.mastra.median, '>=', 1, 'ratio >= 1'),
+    target: withCeiling(
+      target(seq.ours.median / seq.mastra.median, '>=', 1, 'ratio >= 1'),
+      seq.stringify.median / seq.mastra.median,
+      'JSON.stringify alone / mastra',
+    ),
   })
+  ctx.note(
+    'listPushIndexed ceiling: JSON.stringify alone of each value, awaited like a push, with nothing stored. Our store ' +
+      'keeps JSON text (a third of the bytes per event is a target too); Mastra keeps the object by reference.',
+  )
 
   log(`listPushIndexed 64 in flight, ${n} events x ${reps} reps`)
   const par = await compare(pushBench('par'), { reps })

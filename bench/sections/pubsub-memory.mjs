@@ -5,10 +5,16 @@
 import { InMemoryServerCache as MastraMemoryCache } from '@mastra/core/cache'
 import { CachingPubSub as MastraCachingPubSub, EventEmitterPubSub } from '@mastra/core/events'
 import { CachingPubSub, InMemoryServerCache } from '../../dist/index.js'
-import { compare, consumeJsonBatches, consumeJsonBatchesIterator, fmt, inFlight, jsonBatches, makeEvents, publishOp, publishReps, replayCallback, replayIterator, sequential, target } from '../lib.mjs'
+import { compare, consumeJsonBatches, consumeJsonBatchesIterator, fmt, inFlight, jsonBatches, makeEvents, publishOp, publishReps, replayCallback, replayIterator, stringifyReps, target, withCeiling, withIsoDate } from '../lib.mjs'
 
 export const title = 'Pub/sub, in memory: ours CachingPubSub (native) vs @mastra/core CachingPubSub(EventEmitterPubSub, InMemoryServerCache)'
-export const columns = { ours: 'ours', mastra: 'mastra', limit: 'JSON consumer limit', limitIterator: 'JSON limit via for-await' }
+export const columns = {
+  ours: 'ours',
+  mastra: 'mastra',
+  stringify: 'JSON.stringify alone',
+  limit: 'JSON consumer limit',
+  limitIterator: 'JSON limit via for-await',
+}
 
 // Far above what any rep stores: Mastra's cache with ttlMs 0 hangs past maxSize.
 const OPTIONS = { ttlMs: 0, maxSize: 1e6 }
@@ -27,14 +33,31 @@ export async function run(ctx) {
   const rows = []
 
   log(`publish sequential, ${n} events x ${reps} reps`)
-  const seq = await compare(publishReps(pubsubs, events, { mode: 'seq', count: n, warmCount: Math.min(n, 20_000) }), { reps })
+  // The ceiling: each event as our store keeps it (id, type, runId, data,
+  // ISO createdAt), serialised and nothing else; built up front, so generous.
+  const stored = events.map((event) => withIsoDate({ id: event.id, type: event.type, runId: event.runId, data: event.data, createdAt: event.createdAt }))
+  const seq = await compare(
+    {
+      ...publishReps(pubsubs, events, { mode: 'seq', count: n, warmCount: Math.min(n, 20_000) }),
+      stringify: stringifyReps(stored, n, Math.min(n, 20_000)),
+    },
+    { reps },
+  )
   rows.push({
     metric: 'publish, sequential awaited',
     unit: 'events/s',
     better: 'higher',
     values: seq,
-    target: target(seq.ours.median / seq.mastra.median, '>=', 10, 'ratio >= 10'),
+    target: withCeiling(
+      target(seq.ours.median / seq.mastra.median, '>=', 10, 'ratio >= 10'),
+      seq.stringify.median / seq.mastra.median,
+      'JSON.stringify alone / mastra',
+    ),
   })
+  ctx.note(
+    'publish ceiling: JSON.stringify alone of each event as stored, awaited like a publish, with nothing stored; ' +
+      'a store of serialised JSON (what the issue asks for) cannot publish faster than it serialises.',
+  )
 
   log(`publish 64 in flight, ${n} events x ${reps} reps`)
   const par = await compare(publishReps(pubsubs, events, { mode: 'par', count: n, warmCount: Math.min(n, 20_000) }), { reps })

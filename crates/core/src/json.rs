@@ -84,11 +84,29 @@ fn itoa_buf(n: i64, buf: &mut [u8; 20]) -> &str {
 /// value must not corrupt the rest. A non-JSON value reads back as a string, as
 /// in Mastra's Redis cache. Validation runs at about 1.5 GB/s.
 pub fn valid_or_quoted(text: String) -> String {
-    if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() {
+    if is_json(&text) {
         text
     } else {
-        serde_json::to_string(&text).expect("a string serialises")
+        quoted(&text)
     }
+}
+
+/// [`valid_or_quoted`], appended to `out`.
+pub fn push_valid_or_quoted(out: &mut String, text: &str) {
+    if is_json(text) {
+        out.push_str(text);
+    } else {
+        out.push_str(&quoted(text));
+    }
+}
+
+/// Whether `text` is one JSON value.
+pub fn is_json(text: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+}
+
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).expect("a string serialises")
 }
 
 /// Joins stored JSON texts into the text of one JSON array.

@@ -143,47 +143,42 @@ impl RedisCache {
     ///
     /// The page is built straight from the reply's bytes into one buffer: at
     /// replay rates, an owned `String` per id, field and value cost more than
-    /// Redis did.
+    /// Redis did. On a single Redis the reply is read by the bulk reader,
+    /// which does not build redis-rs values at all.
     pub async fn log_read(&self, key: &str, from: u64, max: usize) -> Result<Page, CacheError> {
+        let k = self.key(key);
+        let start = format!("0-{}", from + 1);
+        let count = max.to_string();
+        let args: [&[u8]; 6] = [
+            b"XRANGE",
+            k.as_bytes(),
+            start.as_bytes(),
+            b"+",
+            b"COUNT",
+            count.as_bytes(),
+        ];
+        if let Some(reply) = self.bulk_array(&args).await? {
+            let entries = (0..reply.len()).map(|i| {
+                let (id, body) = reply
+                    .element(i)
+                    .stream_entry(FIELD.as_bytes())
+                    .ok_or_else(foreign_entry)?;
+                let id = std::str::from_utf8(id).map_err(|_| foreign_entry())?;
+                Ok((index_of(id)?, body.unwrap_or(b"{}")))
+            });
+            return build_page(key, from, reply.len(), entries);
+        }
         let reply: redis::Value = self
             .run(
                 key,
-                redis::cmd("XRANGE")
-                    .arg(self.key(key))
-                    .arg(format!("0-{}", from + 1))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(max),
+                redis::cmd("XRANGE").arg(&k).arg(&start).arg("+").arg("COUNT").arg(max),
             )
             .await?;
         let entries = match reply {
             redis::Value::Array(entries) => entries,
             _ => Vec::new(),
         };
-        let mut events = String::with_capacity(entries.len() * 256 + 2);
-        events.push('[');
-        let mut next = from;
-        for (n, entry) in entries.iter().enumerate() {
-            let (index, body) = stream_entry(entry)?;
-            if n == 0 && index > from {
-                return Err(CacheError::OffsetExpired {
-                    topic: key.to_owned(),
-                    offset: from,
-                    first: index,
-                });
-            }
-            if n > 0 {
-                events.push(',');
-            }
-            push_event(&mut events, body, index);
-            next = index + 1;
-        }
-        events.push(']');
-        Ok(Page {
-            count: entries.len(),
-            events,
-            next,
-        })
+        build_page(key, from, entries.len(), entries.iter().map(stream_entry))
     }
 
     /// The index the next event of the topic at `key` will get (0 when absent).
@@ -226,9 +221,43 @@ pub(super) fn index_of(id: &str) -> Result<u64, CacheError> {
         .ok_or_else(|| CacheError::InvalidValue(format!("stream entry id `{id}` was not written by durable-agent")))
 }
 
+/// The page of the `count` XRANGE entries (index and body) of the topic at
+/// `key` read from index `from`.
+fn build_page<'a>(
+    key: &str,
+    from: u64,
+    count: usize,
+    entries: impl Iterator<Item = Result<(u64, &'a [u8]), CacheError>>,
+) -> Result<Page, CacheError> {
+    let mut events = String::with_capacity(count * 256 + 2);
+    events.push('[');
+    let mut next = from;
+    for (n, entry) in entries.enumerate() {
+        let (index, body) = entry?;
+        if n == 0 && index > from {
+            return Err(CacheError::OffsetExpired {
+                topic: key.to_owned(),
+                offset: from,
+                first: index,
+            });
+        }
+        if n > 0 {
+            events.push(',');
+        }
+        push_event(&mut events, body, index);
+        next = index + 1;
+    }
+    events.push(']');
+    Ok(Page { count, events, next })
+}
+
+fn foreign_entry() -> CacheError {
+    CacheError::InvalidValue("a stream entry was not written by durable-agent".into())
+}
+
 /// The index and the event body of one XRANGE entry: `[id, [field, value, ...]]`.
 fn stream_entry(entry: &redis::Value) -> Result<(u64, &[u8]), CacheError> {
-    let foreign = || CacheError::InvalidValue("a stream entry was not written by durable-agent".into());
+    let foreign = foreign_entry;
     let redis::Value::Array(parts) = entry else {
         return Err(foreign());
     };
@@ -262,9 +291,7 @@ fn push_event(out: &mut String, body: &[u8], index: u64) {
         None => {
             let text = String::from_utf8_lossy(body).into_owned();
             let value = match json::without_index(&text) {
-                Ok(object) if serde_json::from_str::<serde::de::IgnoredAny>(&object).is_ok() => {
-                    json::with_index(&object, index as i64)
-                }
+                Ok(object) if json::is_json(&object) => json::with_index(&object, index as i64),
                 _ => format!("{{\"index\":{index},\"value\":{}}}", json::valid_or_quoted(text)),
             };
             out.push_str(&value);
@@ -275,7 +302,7 @@ fn push_event(out: &mut String, body: &[u8], index: u64) {
 /// Whether a stream entry's body is one of ours: a JSON object without
 /// `index`.
 fn is_our_body(text: &str) -> bool {
-    text.starts_with('{') && !text.contains("\"index\"") && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+    text.starts_with('{') && !text.contains("\"index\"") && json::is_json(text)
 }
 
 /// The tailer of one cache: started with the first followed key, stopped by

@@ -5,7 +5,8 @@
 //! Concurrent calls share one socket (per node) and are pipelined by the
 //! connection itself. A dropped connection fails the calls in flight with
 //! `ERR_REDIS_UNAVAILABLE` and is re-established by the next call, so the same
-//! object works again once Redis is back.
+//! object works again once Redis is back. Big reads on a single Redis take
+//! connections of their own (`bulk_reader.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,11 +22,13 @@ use crate::error::CacheError;
 use crate::json;
 use crate::signal::Signals;
 
+mod bulk_reader;
 mod cluster_tailer;
 mod connection;
 mod log;
 mod runs;
 
+use bulk_reader::{BulkReader, RawArray};
 use connection::{Backend, Conn, Connection};
 
 pub use runs::{RUN_COMMIT_SCRIPT, RUN_REQUEST_ABORT_SCRIPT};
@@ -230,6 +233,8 @@ pub struct RedisCache {
 struct Inner {
     backend: Backend,
     connection: Mutex<Connection>,
+    /// Topic pages and whole lists, when it can serve this Redis.
+    bulk: Option<BulkReader>,
     /// Wake-ups for this process's readers of topic logs (see `log.rs`).
     signals: Arc<Signals>,
     tailer: log::TailerSlot,
@@ -277,6 +282,7 @@ impl RedisCache {
         });
         let signals: Arc<Signals> = Arc::default();
         let cluster_tailer = cluster_tailer::ClusterTailer::new(signals.clone());
+        let mut bulk = None;
         let backend = match &config.target {
             RedisTarget::Cluster(_) => {
                 let builder = || {
@@ -296,6 +302,9 @@ impl RedisCache {
             }
             _ => {
                 let info = infos.into_iter().next().expect("one node");
+                if certificates.is_none() {
+                    bulk = BulkReader::new(&info, config.connect_timeout, config.command_timeout);
+                }
                 let client = match certificates {
                     Some(certificates) => Client::build_with_tls(info, certificates),
                     None => Client::open(info),
@@ -307,6 +316,7 @@ impl RedisCache {
             inner: Arc::new(Inner {
                 backend,
                 connection: Mutex::new(Connection::NotStarted),
+                bulk,
                 signals,
                 tailer: log::TailerSlot::default(),
                 cluster_tailer,
@@ -413,9 +423,15 @@ impl RedisCache {
     /// `LRANGE key from to` as the text of a JSON array.
     /// Every item is valid JSON (see [`json::valid_or_quoted`]).
     pub async fn list_from_to(&self, key: &str, from: i64, to: i64) -> Result<String, CacheError> {
-        let items: Vec<String> = self
-            .run(key, redis::cmd("LRANGE").arg(self.key(key)).arg(from).arg(to))
-            .await?;
+        let k = self.key(key);
+        let (from_arg, to_arg) = (from.to_string(), to.to_string());
+        let args: [&[u8]; 4] = [b"LRANGE", k.as_bytes(), from_arg.as_bytes(), to_arg.as_bytes()];
+        if let Some(reply) = self.bulk_array(&args).await? {
+            if let Some(text) = json_array_of_bulks(&reply) {
+                return Ok(text);
+            }
+        }
+        let items: Vec<String> = self.run(key, redis::cmd("LRANGE").arg(&k).arg(from).arg(to)).await?;
         let items: Vec<String> = items.into_iter().map(json::valid_or_quoted).collect();
         Ok(json::array(items.iter().map(String::as_str)))
     }
@@ -457,6 +473,9 @@ impl RedisCache {
     /// calls in flight finish; readers waiting for events end.
     pub fn close(&self) {
         *self.inner.connection.lock().unwrap_or_else(|p| p.into_inner()) = Connection::Closed;
+        if let Some(bulk) = &self.inner.bulk {
+            bulk.close();
+        }
         self.inner.tailer.stop();
         self.inner.cluster_tailer.stop();
         // Readers waiting for events wake, read, and meet ERR_CACHE_CLOSED,
@@ -475,6 +494,16 @@ impl RedisCache {
         if self.inner.ttl_ms > 0 {
             pipe.cmd("PEXPIRE").arg(key).arg(self.inner.ttl_ms).ignore();
         }
+    }
+
+    /// The array reply to `args` from the bulk reader, when it can serve this
+    /// Redis and this reply; `None`: run the command through redis-rs.
+    async fn bulk_array(&self, args: &[&[u8]]) -> Result<Option<RawArray>, CacheError> {
+        let Some(reader) = &self.inner.bulk else {
+            return Ok(None);
+        };
+        self.connection()?; // a closed cache fails here, as on every call
+        reader.array(args).await
     }
 
     async fn run<T: redis::FromRedisValue>(&self, key: &str, cmd: &redis::Cmd) -> Result<T, CacheError> {
@@ -609,6 +638,23 @@ impl KeyScan {
         }
         Ok(None)
     }
+}
+
+/// The text of a JSON array of an `LRANGE` reply's items, each kept when it
+/// is JSON (see [`json::valid_or_quoted`]). `None` when an item is not a
+/// UTF-8 string: redis-rs reads the list instead, and says why.
+fn json_array_of_bulks(reply: &RawArray) -> Option<String> {
+    let mut out = String::with_capacity(2 + reply.len() * 200);
+    out.push('[');
+    for i in 0..reply.len() {
+        let item = std::str::from_utf8(reply.element(i).bulk()?).ok()?;
+        if i > 0 {
+            out.push(',');
+        }
+        json::push_valid_or_quoted(&mut out, item);
+    }
+    out.push(']');
+    Some(out)
 }
 
 fn display_addr(addr: &ConnectionAddr) -> String {
