@@ -115,8 +115,13 @@ export declare class NativePubSub {
   nextIndex(id: number, topic: string): void
   /** Deletes the topic's events and index. */
   clearTopic(id: number, topic: string): void
-  /** A reader of `topic` from index `offset` (absent: from the oldest retained event). */
-  subscribe(topic: string, offset?: number | undefined | null): NativeSubscription
+  /**
+   * A reader of `topic` from index `offset` (absent: from the oldest
+   * retained event). `afterId`: the `id` of the event at `offset - 1`,
+   * which the reader received before; its first read checks it is still
+   * there (`ERR_TOPIC_REWRITTEN` if not).
+   */
+  subscribe(topic: string, offset?: number | undefined | null, afterId?: string | undefined | null): NativeSubscription
 }
 
 /**

@@ -194,6 +194,70 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
       expect(await pubsub.getHistory(topic)).toEqual([])
     }))
 
+  it('a topic cleared and written again under a reader ends it with ERR_TOPIC_REWRITTEN, not a silent gap', async () => {
+    const errors: Error[] = []
+    await withPubSub(
+      async (pubsub) => {
+        for (let n = 0; n < 3; n++) await pubsub.publish(topic, event(n))
+        const iterated: number[] = []
+        // Settled into a value at once, so its rejection is never unhandled.
+        const iterating = (async () => {
+          for await (const e of pubsub.subscribeWithReplay(topic, {})) iterated.push(e.index)
+        })().then(
+          () => 'ended without an error',
+          (error: unknown) => error,
+        )
+        const called: number[] = []
+        await pubsub.subscribeWithReplay(topic, (e) => void called.push(e.index))
+        await eventually(() => iterated.length === 3 && called.length === 3)
+        await pubsub.clearTopic(topic)
+        // Indices 0..4 again, past where both readers stand: without the
+        // check they would go on at 3 with the new events 3 and 4 only.
+        for (let n = 10; n < 15; n++) await pubsub.publish(topic, event(n))
+        expect(await iterating).toMatchObject({ code: 'ERR_TOPIC_REWRITTEN' })
+        await eventually(() => errors.length === 1)
+        expect(errors[0]).toMatchObject({ code: 'ERR_TOPIC_REWRITTEN' })
+        expect(iterated).toEqual([0, 1, 2])
+        expect(called).toEqual([0, 1, 2])
+        // A reader that starts now reads the topic as it is.
+        expect(ns(await pubsub.getHistory(topic))).toEqual([10, 11, 12, 13, 14])
+      },
+      { onError: (error) => void errors.push(error) },
+    )
+  })
+
+  it('resuming { after } the last event received checks it first: rewritten, the iterator throws; intact, it goes on', () =>
+    withPubSub(async (pubsub) => {
+      for (let n = 0; n < 4; n++) await pubsub.publish(topic, event(n))
+      const firstTwo: PubSubEvent[] = []
+      for await (const e of pubsub.subscribeWithReplay(topic, {})) {
+        firstTwo.push(e)
+        if (firstTwo.length === 2) break
+      }
+      const last = firstTwo[1]!
+      const resumed: number[] = []
+      for await (const e of pubsub.subscribeWithReplay(topic, { after: last })) {
+        resumed.push(e.index)
+        if (resumed.length === 2) break
+      }
+      expect(resumed).toEqual([2, 3])
+      // The same index with another event: the topic was written again.
+      await pubsub.clearTopic(topic)
+      for (let n = 10; n < 14; n++) await pubsub.publish(topic, event(n))
+      const iterator = pubsub.subscribeWithReplay(topic, { after: last })
+      await expect(iterator.next()).rejects.toMatchObject({ code: 'ERR_TOPIC_REWRITTEN' })
+      // An offset alone is not checked: it reads what is there now.
+      const fromOffset = pubsub.subscribeWithReplay(topic, { offset: 2 })
+      expect(((await fromOffset.next()).value?.data as { n: number }).n).toBe(12)
+      await fromOffset.return!()
+      expect(() => pubsub.subscribeWithReplay(topic, { after: { index: 1 } as never })).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARG' }),
+      )
+      expect(() => pubsub.subscribeWithReplay(topic, { after: last, offset: 5 })).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARG' }),
+      )
+    }))
+
   it('callback errors go to onError, and delivery goes on', async () => {
     const errors: string[] = []
     await withPubSub(

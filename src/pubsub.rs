@@ -178,10 +178,27 @@ impl NativePubSub {
             .submit(id, async move { store.delete(&key).await.map(|()| Reply::Unit) });
     }
 
-    /// A reader of `topic` from index `offset` (absent: from the oldest retained event).
+    /// A reader of `topic` from index `offset` (absent: from the oldest
+    /// retained event). `afterId`: the `id` of the event at `offset - 1`,
+    /// which the reader received before; its first read checks it is still
+    /// there (`ERR_TOPIC_REWRITTEN` if not).
     #[napi(catch_unwind)]
-    pub fn subscribe(&self, topic: String, offset: Option<i64>) -> Result<NativeSubscription> {
-        let sub = Subscription::new(self.store.clone(), self.key(&topic), start(offset)?);
+    pub fn subscribe(
+        &self,
+        topic: String,
+        offset: Option<i64>,
+        after_id: Option<String>,
+    ) -> Result<NativeSubscription> {
+        let (store, key) = (self.store.clone(), self.key(&topic));
+        let sub = match (start(offset)?, after_id) {
+            (Some(from), Some(id)) if from > 0 => Subscription::after_event(store, key, from - 1, id),
+            (_, Some(_)) => {
+                return Err(to_napi(CacheError::InvalidValue(
+                    "a reader resuming after an event needs the offset after it".into(),
+                )))
+            }
+            (from, None) => Subscription::new(store, key, from),
+        };
         Ok(NativeSubscription {
             inner: Arc::new(tokio::sync::Mutex::new(Some(sub))),
             bridge: self.bridge.clone(),

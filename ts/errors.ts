@@ -24,6 +24,15 @@ export const ErrorCodes = {
   REDIS: 'ERR_REDIS',
   /** The cache was closed with `close()`. */
   CACHE_CLOSED: 'ERR_CACHE_CLOSED',
+  /** A reader asked for events from an offset that retention dropped; the message names the oldest retained index. */
+  OFFSET_EXPIRED: 'ERR_OFFSET_EXPIRED',
+  /**
+   * An event a reader received is no longer in the topic as it received it:
+   * the topic was cleared or expired and written again, or a Redis failover
+   * lost acknowledged events and gave their indices to new ones. The reader
+   * ends instead of skipping them; read again from an offset you trust.
+   */
+  TOPIC_REWRITTEN: 'ERR_TOPIC_REWRITTEN',
   /** No such run: it never existed, was cleaned up, or expired. */
   RUN_NOT_FOUND: 'ERR_RUN_NOT_FOUND',
   /** Resuming, approving or declining a run that is not waiting for approval. */

@@ -54,6 +54,15 @@ export interface CachingPubSubOptions {
 export interface SubscribeOptions {
   /** First index to receive. Default 0: the whole retained history. */
   offset?: number
+  /**
+   * The last event you received (its `index` and `id`): resume right after
+   * it, and check first that it is still in the topic. If the topic was
+   * written again meanwhile (cleared and published to, or a Redis failover
+   * that lost it and gave its index to another event), the iterator throws
+   * `ERR_TOPIC_REWRITTEN` instead of going on past events you never got.
+   * Sets the offset (`after.index + 1`); an `offset` given too must agree.
+   */
+  after?: Pick<PubSubEvent, 'index' | 'id'>
   /** Aborting ends the iteration (with an `AbortError`) and frees the subscription. */
   signal?: AbortSignal
 }
@@ -190,10 +199,21 @@ export class CachingPubSub {
   ): AsyncIterableIterator<PubSubEvent> | Promise<void> {
     if (typeof cbOrOptions === 'function') return this.#subscribeCallback(topic, undefined, cbOrOptions)
     checkKey(topic, 'topic')
-    checkOptions(cbOrOptions, { offset: 'number', signal: 'object' }, 'subscribe options')
-    const offset = cbOrOptions?.offset
+    checkOptions(cbOrOptions, { offset: 'number', signal: 'object', after: 'object' }, 'subscribe options')
+    const after = cbOrOptions?.after
+    let offset = cbOrOptions?.offset
     if (offset !== undefined) checkOffset(offset)
-    return new TopicIterator(this.#reader(topic, offset), cbOrOptions?.signal)
+    if (after !== undefined) {
+      checkOffset(after.index, 'after.index')
+      if (typeof after.id !== 'string') {
+        throw coded(new TypeError(`after.id must be a string, got ${typeof after.id}`), ErrorCodes.INVALID_ARG)
+      }
+      if (offset !== undefined && offset !== after.index + 1) {
+        throw coded(new RangeError(`offset ${offset} is not the index after after.index ${after.index}`), ErrorCodes.INVALID_ARG)
+      }
+      offset = after.index + 1
+    }
+    return new TopicIterator(this.#reader(topic, offset, after?.id), cbOrOptions?.signal)
   }
 
   /** Mastra's callback form: events from `offset` (history, then live) to `cb`. */
@@ -260,9 +280,12 @@ export class CachingPubSub {
     return { callbackSubscriptions, topicsRead: this.#native.topicsRead, callsInFlight: this.#bridge.pending }
   }
 
-  /** A native reader of `topic` from `offset` (undefined: the oldest retained event). */
-  #reader(topic: string, offset: number | undefined): TopicReader {
-    const subscription = native(() => this.#native.subscribe(topic, offset))
+  /**
+   * A native reader of `topic` from `offset` (undefined: the oldest retained
+   * event); `afterId`: the id of the event before `offset`, checked first.
+   */
+  #reader(topic: string, offset: number | undefined, afterId?: string): TopicReader {
+    const subscription = native(() => this.#native.subscribe(topic, offset, afterId))
     return new TopicReader(subscription, this.#bridge, this.#native.synchronous ? PAGE_IN_MEMORY : PAGE_OVER_REDIS)
   }
 
@@ -301,9 +324,9 @@ export function withCaching(
   return new CachingPubSub(inner, cache, options)
 }
 
-function checkOffset(offset: number): void {
-  if (checkInteger(offset, 'offset') < 0) {
-    throw coded(new RangeError(`offset must be >= 0, got ${offset}`), ErrorCodes.INVALID_ARG)
+function checkOffset(offset: number, name = 'offset'): void {
+  if (checkInteger(offset, name) < 0) {
+    throw coded(new RangeError(`${name} must be >= 0, got ${offset}`), ErrorCodes.INVALID_ARG)
   }
 }
 

@@ -58,6 +58,17 @@ pub enum CacheError {
     #[error("topic `{topic}`: offset {offset} is no longer retained (the oldest retained event is {first})")]
     OffsetExpired { topic: String, offset: u64, first: u64 },
 
+    /// The event a reader received last is no longer in the topic as it
+    /// received it: the topic was cleared or expired and written again, or a
+    /// Redis failover lost events it had acknowledged, and their indices were
+    /// given to new events. Reading on would skip those silently.
+    #[error(
+        "topic `{topic}`: event {index}, which this reader received, is no longer in the topic as it was \
+         (the topic was cleared or expired and written again, or a Redis failover lost acknowledged events); \
+         read it again from an offset you trust"
+    )]
+    TopicRewritten { topic: String, index: u64 },
+
     /// `close()` was called; the cache accepts no more calls.
     #[error("the cache is closed")]
     Closed,
@@ -75,6 +86,7 @@ impl CacheError {
             CacheError::Timeout { .. } => "ERR_REDIS_TIMEOUT",
             CacheError::Redis { .. } => "ERR_REDIS",
             CacheError::OffsetExpired { .. } => "ERR_OFFSET_EXPIRED",
+            CacheError::TopicRewritten { .. } => "ERR_TOPIC_REWRITTEN",
             CacheError::Closed => "ERR_CACHE_CLOSED",
         }
     }

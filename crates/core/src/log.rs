@@ -29,6 +29,9 @@ pub struct Page {
     pub count: usize,
     /// The index after the last event returned (where the next read starts).
     pub next: u64,
+    /// The [`fingerprint`] of the last event returned, which the reader
+    /// hands back with its next read ([`Received`]).
+    pub last: Option<u64>,
 }
 
 impl Page {
@@ -37,7 +40,79 @@ impl Page {
             events: "[]".to_owned(),
             count: 0,
             next,
+            last: None,
         }
+    }
+}
+
+/// What a reader received last: the index and identity of the event before
+/// the one it reads from. A read checks that this event is still in the
+/// topic as it was, so that a topic written again under the reader (see
+/// [`CacheError::TopicRewritten`]) is an error, not a silent gap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub index: u64,
+    pub identity: Identity,
+}
+
+/// How a reader knows an event it received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// The [`fingerprint`] of its text: what a reader keeps of each page.
+    Fingerprint(u64),
+    /// Its `id` member: what a caller resuming after an event it was handed
+    /// has of it.
+    Id(String),
+}
+
+impl Identity {
+    /// Whether `event` (its JSON text as readers get it) is the one known.
+    pub fn matches(&self, event: &str) -> bool {
+        match self {
+            Identity::Fingerprint(hash) => fingerprint(event) == *hash,
+            Identity::Id(id) => event_id(event).is_some_and(|found| found == *id),
+        }
+    }
+}
+
+/// The `id` member of an event's JSON text.
+fn event_id(event: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct WithId {
+        id: Option<String>,
+    }
+    serde_json::from_str::<WithId>(event).ok()?.id
+}
+
+/// A hash of an event's JSON text as readers get it (`index` included). Two
+/// different events never share a text (each has its own `id`).
+pub fn fingerprint(event: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    event.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The check of a read that starts one event early, at `received.index`:
+/// what the event found there (`None`: the topic, which holds events, holds
+/// none at or after it) means for the reader. `Ok(true)`: it is the event
+/// received, skip it; `Ok(false)`: it is not there but the topic goes on
+/// right after it (trimmed by `maxEvents`), read on; otherwise the topic was
+/// written again. (A topic that holds no events at all, cleared or expired,
+/// is not checked: nothing was written again yet, and the reader waits.)
+pub fn check_received(topic: &str, received: &Received, found: Option<(u64, &str)>) -> Result<bool, CacheError> {
+    match found {
+        Some((index, event)) if index == received.index && received.identity.matches(event) => Ok(true),
+        Some((index, _)) if index == received.index + 1 => Ok(false),
+        Some((index, _)) if index > received.index + 1 => Err(CacheError::OffsetExpired {
+            topic: topic.to_owned(),
+            offset: received.index + 1,
+            first: index,
+        }),
+        _ => Err(CacheError::TopicRewritten {
+            topic: topic.to_owned(),
+            index: received.index,
+        }),
     }
 }
 
@@ -73,7 +148,17 @@ impl EventLog {
     }
 
     /// Up to `max` events from index `from`. Past the end: an empty page.
-    pub fn read(&self, topic: &str, from: u64, max: usize) -> Result<Page, CacheError> {
+    /// `received`: the event before `from` the reader got, checked first.
+    pub fn read(&self, topic: &str, from: u64, max: usize, received: Option<&Received>) -> Result<Page, CacheError> {
+        if let Some(received) = received.filter(|_| !self.events.is_empty()) {
+            let at = received.index;
+            let found = at
+                .checked_sub(self.first)
+                .and_then(|i| self.events.get(i as usize))
+                .map(|event| (at, &**event))
+                .or_else(|| (self.first > at && self.next_index() > self.first).then_some((self.first, "")));
+            check_received(topic, received, found)?;
+        }
         if from < self.first {
             return Err(CacheError::OffsetExpired {
                 topic: topic.to_owned(),
@@ -90,6 +175,7 @@ impl EventLog {
             events: json::array(self.events.range(start..end).map(|s| &**s)),
             count: end - start,
             next: self.first + end as u64,
+            last: Some(fingerprint(&self.events[end - 1])),
         })
     }
 }
@@ -99,17 +185,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_event_is_known_by_the_hash_of_its_text_or_by_its_id() {
+        let event = r#"{"index":3,"id":"e-1","type":"chunk"}"#;
+        assert!(Identity::Fingerprint(fingerprint(event)).matches(event));
+        assert!(!Identity::Fingerprint(fingerprint(event)).matches(r#"{"index":3,"id":"e-2","type":"chunk"}"#));
+        assert!(Identity::Id("e-1".into()).matches(event));
+        assert!(!Identity::Id("e-2".into()).matches(event));
+        assert!(!Identity::Id("e-1".into()).matches(r#"{"index":3}"#), "no id: not the event");
+        assert!(!Identity::Id("e-1".into()).matches("not json"));
+    }
+
+    #[test]
     fn indices_are_gap_free_and_reads_resume_anywhere() {
         let mut log = EventLog::default();
         for i in 0..5 {
             assert_eq!(log.append(&format!(r#"{{"n":{i}}}"#), None), i);
         }
-        let page = log.read("t", 2, 2).unwrap();
+        let page = log.read("t", 2, 2, None).unwrap();
         assert_eq!(page.events, r#"[{"index":2,"n":2},{"index":3,"n":3}]"#);
         assert_eq!((page.count, page.next), (2, 4));
-        assert_eq!(log.read("t", 4, 10).unwrap().next, 5);
-        assert_eq!(log.read("t", 5, 10).unwrap(), Page::empty(5));
-        assert_eq!(log.read("t", 9, 10).unwrap(), Page::empty(9));
+        assert_eq!(log.read("t", 4, 10, None).unwrap().next, 5);
+        assert_eq!(log.read("t", 5, 10, None).unwrap(), Page::empty(5));
+        assert_eq!(log.read("t", 9, 10, None).unwrap(), Page::empty(9));
     }
 
     #[test]
@@ -118,9 +215,9 @@ mod tests {
         for i in 0..10 {
             log.append(&format!(r#"{{"n":{i}}}"#), Some(3));
         }
-        let page = log.read("t", 7, 100).unwrap();
+        let page = log.read("t", 7, 100, None).unwrap();
         assert_eq!(page.count, 3);
-        let err = log.read("t", 6, 100).unwrap_err();
+        let err = log.read("t", 6, 100, None).unwrap_err();
         assert_eq!(err.code(), "ERR_OFFSET_EXPIRED");
         assert!(
             err.to_string().contains("offset 6") && err.to_string().contains("7"),

@@ -10,7 +10,7 @@ use crate::cache::memory::MemoryCache;
 use crate::cache::redis::RedisCache;
 use crate::cache::runs::{Commit, CommitOutcome};
 use crate::error::CacheError;
-use crate::log::{Page, Retention};
+use crate::log::{Identity, Page, Received, Retention};
 use crate::signal::{Signal, Signals, Take};
 
 /// Where topic logs live: in this process, or in Redis for many.
@@ -41,18 +41,31 @@ impl Store {
         }
     }
 
-    /// Up to `max` events from index `from`.
-    pub async fn read(&self, key: &str, from: u64, max: usize) -> Result<Page, CacheError> {
+    /// Up to `max` events from index `from`; `received`: the event before
+    /// `from` that the reader got, checked to be still there (see [`Received`]).
+    pub async fn read(
+        &self,
+        key: &str,
+        from: u64,
+        max: usize,
+        received: Option<&Received>,
+    ) -> Result<Page, CacheError> {
         match self {
-            Store::Memory(cache) => cache.log_read(key, from, max),
-            Store::Redis(cache) => cache.log_read(key, from, max).await,
+            Store::Memory(cache) => cache.log_read(key, from, max, received),
+            Store::Redis(cache) => cache.log_read(key, from, max, received).await,
         }
     }
 
     /// [`Self::read`] when it can answer without waiting (in memory).
-    pub fn read_now(&self, key: &str, from: u64, max: usize) -> Option<Result<Page, CacheError>> {
+    pub fn read_now(
+        &self,
+        key: &str,
+        from: u64,
+        max: usize,
+        received: Option<&Received>,
+    ) -> Option<Result<Page, CacheError>> {
         match self {
-            Store::Memory(cache) => Some(cache.log_read(key, from, max)),
+            Store::Memory(cache) => Some(cache.log_read(key, from, max, received)),
             Store::Redis(_) => None,
         }
     }
@@ -204,6 +217,10 @@ pub struct Subscription {
     store: Store,
     key: String,
     next: u64,
+    /// The event before `next`, as this reader got it: every read checks it
+    /// is still there, so a topic written again under the reader is an error
+    /// (`ERR_TOPIC_REWRITTEN`), not a silent gap.
+    received: Option<Received>,
     /// The topic's signal; held, it lives while this reader does.
     signal: Arc<Signal>,
     seen: watch::Receiver<u64>,
@@ -223,6 +240,8 @@ pub struct Subscription {
 }
 
 struct ReadAhead {
+    /// The page before it: the read starts after that page's last event.
+    after: Option<Received>,
     from: u64,
     max: usize,
     task: tokio::task::JoinHandle<Result<Page, CacheError>>,
@@ -246,6 +265,7 @@ impl Subscription {
             store,
             key,
             next: from.unwrap_or(0),
+            received: None,
             signal,
             seen,
             following: false,
@@ -255,13 +275,25 @@ impl Subscription {
         }
     }
 
+    /// A reader resuming right after the event at `index` whose `id` member
+    /// is `id`: its first read checks that this event is still in the topic
+    /// ([`CacheError::TopicRewritten`] if not).
+    pub fn after_event(store: Store, key: String, index: u64, id: String) -> Self {
+        let mut sub = Subscription::new(store, key, Some(index.saturating_add(1)));
+        sub.received = Some(Received {
+            index,
+            identity: Identity::Id(id),
+        });
+        sub
+    }
+
     /// Up to `max` events from `self.next`: the read started ahead when it
     /// is for this position and found events, else a read now. Only pages
     /// with events are taken from ahead: an empty one may be older than the
     /// caller's wake-up check, so it is read again.
     async fn read(&mut self, max: usize) -> Result<Page, CacheError> {
         if let Some(ahead) = self.ahead.take() {
-            if ahead.from == self.next && ahead.max == max {
+            if ahead.from == self.next && ahead.max == max && ahead.after == self.received {
                 if let Ok(Ok(page)) = ahead.task.await {
                     if page.count > 0 {
                         self.read_ahead(&page, max);
@@ -272,7 +304,7 @@ impl Subscription {
                 ahead.task.abort();
             }
         }
-        let read = self.store.read(&self.key, self.next, max).await;
+        let read = self.store.read(&self.key, self.next, max, self.received.as_ref()).await;
         if let Ok(page) = &read {
             self.read_ahead(page, max);
         }
@@ -284,27 +316,35 @@ impl Subscription {
         if page.count < max || !matches!(self.store, Store::Redis(_)) {
             return;
         }
-        let (store, key, from) = (self.store.clone(), self.key.clone(), page.next);
-        let task = tokio::spawn(async move { store.read(&key, from, max).await });
-        self.ahead = Some(ReadAhead { from, max, task });
+        let (store, key, from, after) = (self.store.clone(), self.key.clone(), page.next, last_received(page));
+        let checked = after.clone();
+        let task = tokio::spawn(async move { store.read(&key, from, max, checked.as_ref()).await });
+        self.ahead = Some(ReadAhead { after, from, max, task });
     }
 
     /// A read result, after moving an "earliest" start past expired events.
     fn settle(&mut self, read: Result<Page, CacheError>) -> Result<Option<Page>, CacheError> {
         match read {
             Ok(page) if page.count > 0 => {
-                self.next = page.next;
-                self.earliest = false;
+                self.took(&page);
                 Ok(Some(page))
             }
             Ok(_) => Ok(None),
             Err(CacheError::OffsetExpired { first, .. }) if self.earliest => {
                 self.next = first;
+                self.received = None;
                 self.earliest = false;
                 Ok(None)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Moves past a page handed out.
+    fn took(&mut self, page: &Page) {
+        self.next = page.next;
+        self.received = last_received(page);
+        self.earliest = false;
     }
 
     /// The index of the next event this reader will get.
@@ -317,7 +357,7 @@ impl Subscription {
     pub fn try_next(&mut self, max: usize) -> Result<Option<Page>, CacheError> {
         loop {
             self.seen.borrow_and_update();
-            let Some(read) = self.store.read_now(&self.key, self.next, max) else {
+            let Some(read) = self.store.read_now(&self.key, self.next, max, self.received.as_ref()) else {
                 return Ok(None);
             };
             let moved = self.earliest;
@@ -349,10 +389,9 @@ impl Subscription {
             if let Some(floor) = self.caught_up {
                 // Seen before looking: an offer after the look wakes us.
                 self.seen.borrow_and_update();
-                match self.signal.take(self.next, max, floor) {
+                match self.signal.take(self.next, max, floor, self.received.as_ref()) {
                     Take::Page(page) => {
-                        self.next = page.next;
-                        self.earliest = false;
+                        self.took(&page);
                         return Ok(page);
                     }
                     Take::Wait => {
@@ -383,4 +422,12 @@ impl Subscription {
             let _ = self.seen.changed().await;
         }
     }
+}
+
+/// What a reader received last, after taking `page` (which is not empty).
+fn last_received(page: &Page) -> Option<Received> {
+    page.last.map(|hash| Received {
+        index: page.next - 1,
+        identity: Identity::Fingerprint(hash),
+    })
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::watch;
 
-use crate::log::Page;
+use crate::log::{fingerprint, Page, Received};
 
 /// How many offered events a topic's signal keeps, and how many bytes of
 /// them at most. A reader further behind than this reads the store, as it
@@ -63,9 +63,10 @@ impl Signal {
     }
 
     /// What a reader that found nothing at `from` when the version was
-    /// `floor` should do now (see [`Recent`]).
-    pub fn take(&self, from: u64, max: usize, floor: u64) -> Take {
-        lock(&self.recent).take(from, max, floor)
+    /// `floor`, and `received` the event before it, should do now (see
+    /// [`Recent`]).
+    pub fn take(&self, from: u64, max: usize, floor: u64, received: Option<&Received>) -> Take {
+        lock(&self.recent).take(from, max, floor, received)
     }
 }
 
@@ -143,12 +144,27 @@ impl Recent {
         self.unknown = version;
     }
 
-    fn take(&self, from: u64, max: usize, floor: u64) -> Take {
+    fn take(&self, from: u64, max: usize, floor: u64, received: Option<&Received>) -> Take {
         if self.unknown > floor {
             return Take::Read;
         }
         let end = self.first + self.events.len() as u64;
         if from >= self.first && from < end {
+            // The events held are the reader's next only if what is held just
+            // before them is the very event it received last. Another event
+            // there means the topic was written again under the reader
+            // (cleared, or a Redis failover gave lost indices to new events),
+            // or the one held is from before that; none held, that nothing
+            // here shows. The store's read checks, and tells.
+            if let Some(received) = received {
+                let held = received
+                    .index
+                    .checked_sub(self.first)
+                    .and_then(|i| self.events.get(i as usize));
+                if held.is_none_or(|(_, event)| !received.identity.matches(event)) {
+                    return Take::Read;
+                }
+            }
             let fresh: Vec<&str> = self
                 .events
                 .range((from - self.first) as usize..)
@@ -163,6 +179,7 @@ impl Recent {
                 count: fresh.len(),
                 next: from + fresh.len() as u64,
                 events: crate::json::array(fresh.iter().copied()),
+                last: fresh.last().map(|event| fingerprint(event)),
             });
         }
         if from < self.offered_end {
@@ -265,15 +282,15 @@ mod tests {
     fn a_caught_up_reader_takes_what_is_offered_after_its_read() {
         let signal = Signal::new();
         let floor = *signal.subscribe().borrow();
-        assert_eq!(signal.take(3, 10, floor), Take::Wait, "nothing offered yet");
+        assert_eq!(signal.take(3, 10, floor, None), Take::Wait, "nothing offered yet");
         signal.offer(3, events(3, 2));
         assert_eq!(
-            page(signal.take(3, 10, floor)),
+            page(signal.take(3, 10, floor, None)),
             (5, 2, r#"[{"index":3},{"index":4}]"#.into())
         );
-        assert_eq!(page(signal.take(4, 10, floor)).1, 1, "from inside the offer");
-        assert_eq!(page(signal.take(3, 1, floor)).1, 1, "at most max");
-        assert_eq!(signal.take(5, 10, floor), Take::Wait, "past what was offered");
+        assert_eq!(page(signal.take(4, 10, floor, None)).1, 1, "from inside the offer");
+        assert_eq!(page(signal.take(3, 1, floor, None)).1, 1, "at most max");
+        assert_eq!(signal.take(5, 10, floor, None), Take::Wait, "past what was offered");
     }
 
     #[test]
@@ -283,12 +300,12 @@ mod tests {
         let signal = Signal::new();
         signal.offer(3, events(3, 2));
         let floor = *signal.subscribe().borrow();
-        assert_eq!(signal.take(3, 10, floor), Take::Read);
+        assert_eq!(signal.take(3, 10, floor, None), Take::Read);
         // A fresh offer of the same index replaces the stale one.
         signal.offer(3, events(3, 1));
-        assert_eq!(page(signal.take(3, 10, floor)), (4, 1, r#"[{"index":3}]"#.into()));
+        assert_eq!(page(signal.take(3, 10, floor, None)), (4, 1, r#"[{"index":3}]"#.into()));
         assert_eq!(
-            signal.take(4, 10, floor),
+            signal.take(4, 10, floor, None),
             Take::Read,
             "4 was offered once: the store has it"
         );
@@ -300,10 +317,14 @@ mod tests {
         let floor = *signal.subscribe().borrow();
         signal.offer(0, events(0, 1));
         signal.notify();
-        assert_eq!(signal.take(0, 10, floor), Take::Read);
-        assert_eq!(signal.take(1, 10, floor), Take::Read);
+        assert_eq!(signal.take(0, 10, floor, None), Take::Read);
+        assert_eq!(signal.take(1, 10, floor, None), Take::Read);
         let floor = *signal.subscribe().borrow();
-        assert_eq!(signal.take(1, 10, floor), Take::Wait, "after a read since the change");
+        assert_eq!(
+            signal.take(1, 10, floor, None),
+            Take::Wait,
+            "after a read since the change"
+        );
     }
 
     #[test]
@@ -313,16 +334,16 @@ mod tests {
         // A gap: 0..2 offered, then 5.. (2..5 were stored by another client).
         signal.offer(0, events(0, 2));
         signal.offer(5, events(5, 1));
-        assert_eq!(signal.take(2, 10, floor), Take::Read);
-        assert_eq!(page(signal.take(5, 10, floor)).1, 1);
+        assert_eq!(signal.take(2, 10, floor, None), Take::Read);
+        assert_eq!(page(signal.take(5, 10, floor, None)).1, 1);
         // Beyond what is kept: the oldest go, and are read from the store.
         signal.offer(6, events(6, RECENT_MAX as u64 + 10));
-        assert_eq!(signal.take(6, 10, floor), Take::Read);
-        assert_eq!(page(signal.take(20, 10, floor)).1, 10);
+        assert_eq!(signal.take(6, 10, floor, None), Take::Read);
+        assert_eq!(page(signal.take(20, 10, floor, None)).1, 10);
         // An older offer inside what is held cuts it short; what it cut is read.
         signal.offer(100, events(100, 1));
-        assert_eq!(page(signal.take(100, 10, floor)).0, 101);
-        assert_eq!(signal.take(101, 10, floor), Take::Read);
+        assert_eq!(page(signal.take(100, 10, floor, None)).0, 101);
+        assert_eq!(signal.take(101, 10, floor, None), Take::Read);
     }
 
     #[test]
@@ -332,8 +353,8 @@ mod tests {
         let big = |i: u64| format!(r#"{{"index":{i},"pad":"{}"}}"#, "x".repeat(300 << 10));
         signal.offer(0, (0..4).map(big).collect());
         // Four events of 300 KiB: the oldest goes, 1 MiB holds the rest.
-        assert_eq!(signal.take(0, 10, floor), Take::Read);
-        assert_eq!(page(signal.take(1, 10, floor)).1, 3);
+        assert_eq!(signal.take(0, 10, floor, None), Take::Read);
+        assert_eq!(page(signal.take(1, 10, floor, None)).1, 3);
         let recent = lock(&signal.recent);
         assert_eq!(recent.bytes, recent.events.iter().map(|(_, e)| e.len()).sum::<usize>());
     }

@@ -484,7 +484,7 @@ fn kinds(events: &[Value]) -> Vec<String> {
 /// Every event of the run, checked: gap-free indices from 0, Mastra's shape,
 /// ids unique across the run's drivers.
 async fn events(run: &RunStore) -> Vec<Value> {
-    let page = run.store.read(&run.log_key, 0, 10_000).await.unwrap();
+    let page = run.store.read(&run.log_key, 0, 10_000, None).await.unwrap();
     let events: Vec<Value> = serde_json::from_str(&page.events).unwrap();
     assert_eq!(page.count, events.len());
     assert_eq!(page.next, events.len() as u64);

@@ -326,9 +326,9 @@ async fn retention_reports_expired_offsets(store: Store) {
     for n in 0..10 {
         store.append(key, &format!(r#"{{"n":{n}}}"#), &retention).await.unwrap();
     }
-    let err = store.read(key, 2, 10).await.unwrap_err();
+    let err = store.read(key, 2, 10, None).await.unwrap_err();
     assert_eq!(err.code(), "ERR_OFFSET_EXPIRED");
-    let page = store.read(key, 7, 10).await.unwrap();
+    let page = store.read(key, 7, 10, None).await.unwrap();
     assert_eq!((page.count, page.next), (3, 10));
     assert_eq!(store.next_index(key).await.unwrap(), 10);
     // From the oldest retained event: no error, the 3 retained events.

@@ -16,7 +16,7 @@ use super::range::lrange;
 use super::runs::{version_of, Commit, CommitOutcome, LeaseAction, LeaseChange};
 use crate::error::CacheError;
 use crate::json;
-use crate::log::{EventLog, Page, Retention};
+use crate::log::{EventLog, Page, Received, Retention};
 use crate::signal::Signals;
 
 /// Options of [`MemoryCache`], already validated.
@@ -205,7 +205,7 @@ impl MemoryCache {
             Data::List(list) => json::array(lock(&list).iter().map(|s| &**s)),
             Data::Counter(n) => n.load(Ordering::SeqCst).to_string(),
             Data::Log(log) => lock(&log)
-                .read(key, 0, usize::MAX)
+                .read(key, 0, usize::MAX, None)
                 .map_or_else(|_| "[]".to_owned(), |p| p.events),
         })
     }
@@ -531,11 +531,13 @@ impl MemoryCache {
             .collect()
     }
 
-    /// Up to `max` events of the topic log at `key` from index `from`.
-    pub fn log_read(&self, key: &str, from: u64, max: usize) -> Result<Page, CacheError> {
+    /// Up to `max` events of the topic log at `key` from index `from`, after
+    /// checking the event the reader `received` before it.
+    pub fn log_read(&self, key: &str, from: u64, max: usize, received: Option<&Received>) -> Result<Page, CacheError> {
         match self.entries.get(key).map(|slot| slot.data) {
+            // Cleared or expired, and not written again: nothing to check yet.
             None => Ok(Page::empty(from)),
-            Some(Data::Log(log)) => lock(&log).read(key, from, max),
+            Some(Data::Log(log)) => lock(&log).read(key, from, max, received),
             Some(other) => Err(wrong_type(key, "a topic log", &other)),
         }
     }

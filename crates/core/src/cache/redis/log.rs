@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use super::{Inner, RedisCache};
 use crate::error::CacheError;
 use crate::json;
-use crate::log::{Page, Retention};
+use crate::log::{check_received, fingerprint, Page, Received, Retention};
 
 /// The stream field holding the event's JSON text (without `index`).
 pub(super) const FIELD: &str = "e";
@@ -145,10 +145,18 @@ impl RedisCache {
     /// replay rates, an owned `String` per id, field and value cost more than
     /// Redis did. On a single Redis the reply is read by the bulk reader,
     /// which does not build redis-rs values at all.
-    pub async fn log_read(&self, key: &str, from: u64, max: usize) -> Result<Page, CacheError> {
+    pub async fn log_read(
+        &self,
+        key: &str,
+        from: u64,
+        max: usize,
+        received: Option<&Received>,
+    ) -> Result<Page, CacheError> {
         let k = self.key(key);
-        let start = format!("0-{}", from + 1);
-        let count = max.to_string();
+        // With a received event to check, the read starts one early, at it.
+        let first = received.map_or(from, |r| r.index);
+        let start = format!("0-{}", first + 1);
+        let count = (max + usize::from(received.is_some())).to_string();
         let args: [&[u8]; 6] = [
             b"XRANGE",
             k.as_bytes(),
@@ -166,19 +174,35 @@ impl RedisCache {
                 let id = std::str::from_utf8(id).map_err(|_| foreign_entry())?;
                 Ok((index_of(id)?, body.unwrap_or(b"{}")))
             });
-            return build_page(key, from, reply.len(), entries);
+            if reply.len() == 0 && received.is_some() && !self.log_exists(&k).await? {
+                return Ok(Page::empty(from)); // cleared or expired: nothing to check yet
+            }
+            return build_page(key, from, received, entries);
         }
         let reply: redis::Value = self
             .run(
                 key,
-                redis::cmd("XRANGE").arg(&k).arg(&start).arg("+").arg("COUNT").arg(max),
+                redis::cmd("XRANGE")
+                    .arg(&k)
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(&count),
             )
             .await?;
         let entries = match reply {
             redis::Value::Array(entries) => entries,
             _ => Vec::new(),
         };
-        build_page(key, from, entries.len(), entries.iter().map(stream_entry))
+        if entries.is_empty() && received.is_some() && !self.log_exists(&k).await? {
+            return Ok(Page::empty(from));
+        }
+        build_page(key, from, received, entries.iter().map(stream_entry))
+    }
+
+    /// Whether the stream at the physical key `k` exists (holds events).
+    async fn log_exists(&self, k: &str) -> Result<bool, CacheError> {
+        self.run(k, redis::cmd("EXISTS").arg(k)).await
     }
 
     /// The index the next event of the topic at `key` will get (0 when absent).
@@ -221,34 +245,58 @@ pub(super) fn index_of(id: &str) -> Result<u64, CacheError> {
         .ok_or_else(|| CacheError::InvalidValue(format!("stream entry id `{id}` was not written by durable-agent")))
 }
 
-/// The page of the `count` XRANGE entries (index and body) of the topic at
-/// `key` read from index `from`.
+/// The page of XRANGE entries (index and body) of the topic at `key` read
+/// from index `from`, or from the event the reader `received` before it,
+/// which is checked and left out.
 fn build_page<'a>(
     key: &str,
     from: u64,
-    count: usize,
-    entries: impl Iterator<Item = Result<(u64, &'a [u8]), CacheError>>,
+    received: Option<&Received>,
+    entries: impl ExactSizeIterator<Item = Result<(u64, &'a [u8]), CacheError>>,
 ) -> Result<Page, CacheError> {
-    let mut events = String::with_capacity(count * 256 + 2);
+    let mut events = String::with_capacity(entries.len() * 256 + 2);
     events.push('[');
-    let mut next = from;
-    for (n, entry) in entries.enumerate() {
+    let mut entries = entries.peekable();
+    if let Some(received) = received {
+        let found = match entries.peek() {
+            Some(Ok((index, body))) => {
+                let mut text = String::new();
+                push_event(&mut text, body, *index);
+                Some((*index, text))
+            }
+            Some(Err(_)) => return Err(entries.next().expect("peeked").unwrap_err()),
+            None => None,
+        };
+        if check_received(key, received, found.as_ref().map(|(i, text)| (*i, text.as_str())))? {
+            entries.next();
+        }
+    }
+    let (mut count, mut next, mut last_start) = (0, from, None);
+    for entry in entries {
         let (index, body) = entry?;
-        if n == 0 && index > from {
+        if count == 0 && index > from {
             return Err(CacheError::OffsetExpired {
                 topic: key.to_owned(),
                 offset: from,
                 first: index,
             });
         }
-        if n > 0 {
+        if count > 0 {
             events.push(',');
         }
+        last_start = Some(events.len());
         push_event(&mut events, body, index);
+        count += 1;
         next = index + 1;
     }
+    let last = last_start.map(|start| fingerprint(&events[start..]));
     events.push(']');
-    Ok(Page { count, events, next })
+    Ok(Page {
+        count,
+        events,
+        next,
+        last,
+    })
 }
 
 fn foreign_entry() -> CacheError {
