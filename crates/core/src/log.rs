@@ -191,7 +191,10 @@ mod tests {
         assert!(!Identity::Fingerprint(fingerprint(event)).matches(r#"{"index":3,"id":"e-2","type":"chunk"}"#));
         assert!(Identity::Id("e-1".into()).matches(event));
         assert!(!Identity::Id("e-2".into()).matches(event));
-        assert!(!Identity::Id("e-1".into()).matches(r#"{"index":3}"#), "no id: not the event");
+        assert!(
+            !Identity::Id("e-1".into()).matches(r#"{"index":3}"#),
+            "no id: not the event"
+        );
         assert!(!Identity::Id("e-1".into()).matches("not json"));
     }
 
