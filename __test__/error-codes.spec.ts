@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 
 import { ErrorCodes } from '../dist/index.js'
 
-const root = new URL('..', import.meta.url).pathname
+const root = join(__dirname, '..')
 
 /** Every `ERR_...` string literal in the Rust sources under `dir`. */
 function rustCodes(dir: string): Set<string> {
