@@ -87,8 +87,9 @@ class Child {
 }
 
 class Subscriber extends Child {
-  constructor(name: string, redis: string, prefix: string, topic: string, offset: number) {
-    super(name, SUBSCRIBER, [redis, prefix, topic, String(offset)])
+  /** `afterId`: the id of the event at `offset - 1`, to resume with `{ after }`. */
+  constructor(name: string, redis: string, prefix: string, topic: string, offset: number, afterId?: string) {
+    super(name, SUBSCRIBER, [redis, prefix, topic, String(offset), ...(afterId ? [afterId] : [])])
   }
 
   get events(): Received[] {
@@ -188,7 +189,8 @@ describe.each(redisTargets())('CachingPubSub across processes ($name)', (target)
     expect(before.length).toBeGreaterThanOrEqual(60)
     expect(lastIndex).toBeLessThan(N - 1)
 
-    const second = new Subscriber('subscriber 2', target.arg, prefix, topic, lastIndex + 1)
+    // Resumes after the last event it saw, which the new reader checks first.
+    const second = new Subscriber('subscriber 2', target.arg, prefix, topic, lastIndex + 1, before.at(-1)!.id)
     await until(
       () => !publisher.running && second.lastIndex === N - 1,
       `the publisher to finish and subscriber 2 to reach index ${N - 1}`,

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { Redis as IORedis } from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
 
-import { CachingPubSub, RedisServerCache, type PubSubEvent } from '../dist/index.js'
+import { CachingPubSub, RedisServerCache, type PubSubEvent, type SubscribeOptions } from '../dist/index.js'
 import { eventually, freePort, OwnRedis, redisClusterNodes, uniquePrefix } from './helpers.js'
 import { event } from './pubsub-backends.js'
 
@@ -46,11 +46,11 @@ async function moveSlot(nodes: IORedis[], slot: number, source: IORedis, target:
 function collect(
   pubsub: CachingPubSub,
   topic: string,
-  offset?: number,
+  options: SubscribeOptions = {},
 ): { seen: PubSubEvent[]; failure: { error?: unknown }; stop: () => Promise<unknown> } {
   const seen: PubSubEvent[] = []
   const failure: { error?: unknown } = {}
-  const iterator = pubsub.subscribeWithReplay(topic, { offset })
+  const iterator = pubsub.subscribeWithReplay(topic, options)
   const done = (async () => {
     try {
       for await (const e of iterator) seen.push(e)
@@ -282,18 +282,21 @@ describe('CachingPubSub on a Redis Cluster', () => {
         for (let n = 5; n < 10; n++) await writer.publish(topic, event(n))
 
         // The first reader either rode out the outage or ended with a coded
-        // error (its read met the dead primary); a client then resumes from
-        // the last index it saw, and gets every event once, in order.
+        // error (its read met the dead primary); a client then resumes after
+        // the last event it saw, which the resumed reader checks is still
+        // there (it was replicated: no ERR_TOPIC_REWRITTEN), and gets every
+        // event once, in order.
         await eventually(() => first.seen.length === 10 || first.failure.error !== undefined, 10_000, 'the first reader to finish or fail')
         if (first.failure.error !== undefined) {
           expect(first.failure.error).toMatchObject({ code: expect.stringMatching(/^ERR_REDIS_(TIMEOUT|UNAVAILABLE)$/) })
         }
         const from = first.seen.length
-        resumed = collect(readers, topic, from)
+        resumed = collect(readers, topic, { after: first.seen.at(-1)! })
         for (let n = 10; n < 15; n++) await writer.publish(topic, event(n))
         await eventually(() => resumed!.seen.length === 15 - from, 10_000, 'the resumed reader to get history and live events')
         expect(ns([...first.seen, ...resumed.seen])).toEqual([...Array(15).keys()])
         expect(indices([...first.seen, ...resumed.seen])).toEqual([...Array(15).keys()])
+        expect(resumed.failure.error).toBeUndefined()
       } finally {
         await first.stop()
         await resumed?.stop()
