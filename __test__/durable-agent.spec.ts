@@ -904,6 +904,52 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
 
   describe.each(kits)('callbacks and observe, with a $version model', (kit) => {
     // 8 ---------------------------------------------------------------------
+    it("gives onStepFinish the AI SDK StepResult's members: content in order, reasoning, static tool calls and results, warnings", async () => {
+      const tools: ToolSet = { lookup: { inputSchema: { type: 'object', properties: {} }, execute: async () => 'found' } }
+      const warning = { type: 'other', message: 'a test warning' }
+      const model = kit.model((call) =>
+        call === 0
+          ? new ReadableStream({
+              start(controller) {
+                controller.enqueue({ type: 'stream-start', warnings: [warning] })
+                for (const part of [
+                  { type: 'reasoning-start', id: 'r' },
+                  { type: 'reasoning-delta', id: 'r', delta: 'Think' },
+                  { type: 'reasoning-delta', id: 'r', delta: 'ing' },
+                  { type: 'reasoning-end', id: 'r' },
+                  ...textParts('a', ['Look', 'ing']),
+                  toolCall('call-1', 'lookup', {}),
+                  kit.finish('tool-calls', 3, 2),
+                ])
+                  controller.enqueue(part)
+                controller.close()
+              },
+            })
+          : streamOf([...textParts('b', ['Done']), kit.finish('stop', 7, 4)]),
+      )
+      const steps: StepResult[] = []
+      const result = await agentOf(model, { tools }).stream('Look it up', { onStepFinish: (step) => void steps.push(step) })
+      await collect(result.fullStream)
+
+      const call = { type: 'tool-call', toolCallId: 'call-1', toolName: 'lookup', input: {} }
+      const toolResult = { type: 'tool-result', toolCallId: 'call-1', toolName: 'lookup', input: {}, output: 'found' }
+      expect(steps).toHaveLength(2)
+      expect(steps[0]).toMatchObject({
+        content: [{ type: 'reasoning', text: 'Thinking' }, { type: 'text', text: 'Looking' }, call, toolResult],
+        reasoning: [{ type: 'reasoning', text: 'Thinking' }],
+        reasoningText: 'Thinking',
+        text: 'Looking',
+        staticToolCalls: [call],
+        dynamicToolCalls: [],
+        staticToolResults: [toolResult],
+        dynamicToolResults: [],
+        files: [],
+        sources: [],
+        warnings: [warning],
+      })
+      expect(steps[1]).toMatchObject({ content: [{ type: 'text', text: 'Done' }], reasoning: [], staticToolCalls: [], warnings: [] })
+    })
+
     it('calls onChunk per part, onStepFinish once per step and onFinish once per run', async () => {
       const tools: ToolSet = { lookup: { inputSchema: { type: 'object', properties: {} }, execute: async () => 'found' } }
       const model = kit.model((call) =>

@@ -133,6 +133,13 @@ export async function streamStep(model: LanguageModel, ctx: StepContext): Promis
       if (done) break
       const part = value as ModelPart
       switch (part.type) {
+        case 'stream-start':
+          // The driver puts the call's warnings on the step's start-step
+          // part; this part itself is not part of the run's stream.
+          if (Array.isArray(part.warnings) && part.warnings.length > 0) {
+            ctx.emit({ type: 'stream-start', warnings: part.warnings } as unknown as StreamPart)
+          }
+          break
         case 'text-start':
         case 'reasoning-start': {
           const kind = part.type === 'text-start' ? 'text' : 'reasoning'
@@ -191,7 +198,7 @@ export async function streamStep(model: LanguageModel, ctx: StepContext): Promis
         case 'error':
           throw part.error instanceof Error ? part.error : Object.assign(new Error(errorInfo(part.error).message), { name: 'ModelStreamError' })
         default:
-          // stream-start, raw, file and parts of later specifications: not part of the run's stream.
+          // raw, file and parts of later specifications: not part of the run's stream.
           break
       }
     }

@@ -10,7 +10,7 @@
  */
 import { ErrorCodes } from '../errors.js'
 import type { PubSubEvent, TopicReader } from '../topic-reader.js'
-import type { FinishReason, FullOutput, RunOutcome, StepResult, StreamCallbacks, StreamPart, SuspendedData, ToolCallPart, ToolResultPart, Usage } from './types.js'
+import type { FinishReason, FullOutput, RunOutcome, StepResult, StreamCallbacks, StreamPart, SuspendedData, TextBlock, ToolCallPart, ToolResultPart, Usage } from './types.js'
 import { errorFrom } from './util.js'
 
 export interface OutputOptions<C = StreamPart> extends StreamCallbacks<C> {
@@ -46,7 +46,25 @@ function deferred<T>(): Deferred<T> {
 }
 
 function newStep(): StepResult {
-  return { text: '', reasoningText: '', toolCalls: [], toolResults: [], finishReason: 'unknown', usage: {}, response: {} }
+  return {
+    content: [],
+    text: '',
+    reasoning: [],
+    reasoningText: '',
+    files: [],
+    sources: [],
+    toolCalls: [],
+    staticToolCalls: [],
+    dynamicToolCalls: [],
+    toolResults: [],
+    staticToolResults: [],
+    dynamicToolResults: [],
+    finishReason: 'unknown',
+    usage: {},
+    warnings: [],
+    request: {},
+    response: {},
+  }
 }
 
 function addUsage(total: Usage, step: Usage): Usage {
@@ -60,6 +78,8 @@ export class DurableOutput<C = StreamPart> {
   readonly #parts: StreamPart[] = []
   readonly #steps: StepResult[] = []
   #step: StepResult = newStep()
+  /** The step's open text and reasoning blocks, by part id. */
+  #blocks = new Map<string, TextBlock>()
   /** Text of the steps that finished; the current step's is in `#step`. */
   #text = ''
   #usage: Usage = {}
@@ -265,24 +285,47 @@ export class DurableOutput<C = StreamPart> {
       case 'start-step':
         // A step that started but never finished was cut off (its process
         // died) and is being run again: its text does not count.
-        this.#step = newStep()
+        this.#step = { ...newStep(), request: part.request, warnings: part.warnings }
+        this.#blocks.clear()
+        break
+      case 'text-start':
+      case 'reasoning-start':
+        this.#block(part.type === 'text-start' ? 'text' : 'reasoning', part.id, part.providerMetadata)
         break
       case 'text-delta':
         step.text += part.text
+        this.#block('text', part.id).text += part.text
         break
       case 'reasoning-delta':
         step.reasoningText += part.text
+        this.#block('reasoning', part.id).text += part.text
         break
       case 'tool-call':
         step.toolCalls.push(part)
+        step.staticToolCalls.push(part)
+        step.content.push(part)
         break
       case 'tool-result':
         step.toolResults.push(part)
+        step.staticToolResults.push(part)
+        step.content.push(part)
+        break
+      case 'tool-error':
+        step.content.push(part)
+        break
+      case 'source':
+        step.sources.push(part)
+        step.content.push(part)
+        break
+      case 'file':
+        step.files.push(part.file)
+        step.content.push(part)
         break
       case 'finish-step':
         step.finishReason = part.finishReason
         step.usage = part.usage
         step.response = part.response
+        if (part.providerMetadata) step.providerMetadata = part.providerMetadata
         this.#steps.push(step)
         this.#text += step.text
         this.#usage = addUsage(this.#usage, part.usage)
@@ -310,6 +353,18 @@ export class DurableOutput<C = StreamPart> {
         return this.#end('aborted')
       }
     }
+  }
+
+  /** The step's text or reasoning block `id`, opened (in content order) when new. */
+  #block(type: TextBlock['type'], id: string, providerMetadata?: object): TextBlock {
+    let block = this.#blocks.get(id)
+    if (block === undefined || block.type !== type) {
+      block = { type, text: '', ...(providerMetadata ? { providerMetadata } : {}) }
+      this.#blocks.set(id, block)
+      this.#step.content.push(block)
+      if (type === 'reasoning') this.#step.reasoning.push(block)
+    }
+    return block
   }
 
   #full(): FullOutput {

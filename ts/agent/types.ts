@@ -160,15 +160,47 @@ export type StreamPart =
   | { type: 'error'; error: Error }
   | { type: 'abort'; reason?: string }
 
-/** One model step and the tool calls it made. */
-export interface StepResult {
+/** A block of a step's text or reasoning, as the AI SDK's `StepResult.content` holds it. */
+export interface TextBlock {
+  type: 'text' | 'reasoning'
   text: string
+  providerMetadata?: object
+}
+
+/** What a step produced, in order (the AI SDK's `StepResult.content`). */
+export type StepContentPart =
+  | TextBlock
+  | ToolCallPart
+  | ToolResultPart
+  | Extract<StreamPart, { type: 'tool-error' | 'source' | 'file' }>
+
+/**
+ * One model step and the tool calls it made, with the members of the AI
+ * SDK's `StepResult` (which Mastra's `LLMStepResult` extends). The tools of a
+ * durable agent are declared up front, so all of its calls are static.
+ */
+export interface StepResult {
+  /** Everything the step produced, in order. */
+  content: StepContentPart[]
+  text: string
+  /** The step's reasoning blocks. */
+  reasoning: TextBlock[]
   reasoningText: string
+  files: unknown[]
+  sources: Extract<StreamPart, { type: 'source' }>[]
   toolCalls: ToolCallPart[]
+  staticToolCalls: ToolCallPart[]
+  dynamicToolCalls: ToolCallPart[]
   toolResults: ToolResultPart[]
+  staticToolResults: ToolResultPart[]
+  dynamicToolResults: ToolResultPart[]
   finishReason: FinishReason
   usage: Usage
+  /** The model call's warnings, and what was sent, as its `start-step` part gave them. */
+  warnings: unknown[]
+  request: object
   response: object
+  providerMetadata?: object
 }
 
 /** What the run waits for when it suspends (Mastra's `AgentSuspendedEventData`). */

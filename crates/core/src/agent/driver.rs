@@ -263,6 +263,30 @@ impl Driver {
         stop_requested(self.inbox.cancel.clone(), self.run.clone(), self.lease.clone())
     }
 
+    /// The step's `start-step` event, the first time (`pending`): with the
+    /// model call's warnings when the adapter's first part is `stream-start`,
+    /// which is taken out (it is not a part of the run's stream).
+    fn step_start(&mut self, pending: &mut bool, parts: &mut Vec<String>) -> Option<String> {
+        if !std::mem::take(pending) {
+            return None;
+        }
+        #[derive(serde::Deserialize)]
+        struct StreamStart {
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            warnings: Value,
+        }
+        let warnings = match parts.first().map(|part| serde_json::from_str::<StreamStart>(part)) {
+            Some(Ok(StreamStart { kind, warnings })) if kind == "stream-start" && warnings.is_array() => {
+                parts.remove(0);
+                warnings
+            }
+            _ => json!([]),
+        };
+        Some(self.chunk(&json!({ "type": "start-step", "request": {}, "warnings": warnings })))
+    }
+
     fn chunk(&mut self, part: &Value) -> String {
         self.writer.chunk(part)
     }
@@ -294,7 +318,7 @@ impl Driver {
     async fn model_step(&mut self) -> Result<Flow, AgentError> {
         // Published with the step's first parts (or its reply): a write, and a
         // wake-up of every reader, less per step.
-        let mut start = Some(self.chunk(&json!({ "type": "start-step", "request": {}, "warnings": [] })));
+        let mut start = true;
         let request = format!(
             r#"{{"runId":{},"step":{},"messages":{},"options":{}}}"#,
             serde_json::to_string(&self.state.run_id).expect("strings serialise"),
@@ -335,7 +359,7 @@ impl Driver {
                 }
                 Next::Cancelled(Stop::LeaseLost) => return Err(AgentError::Conflict(self.state.run_id.clone())),
                 Next::Parts => {
-                    let mut events: Vec<String> = start.take().into_iter().collect();
+                    let mut events: Vec<String> = self.step_start(&mut start, &mut parts).into_iter().collect();
                     events.extend(parts.drain(..).map(|p| self.writer.event(super::parts::CHUNK, &p)));
                     self.append(events).await?;
                 }
@@ -352,7 +376,7 @@ impl Driver {
         while let Ok(part) = self.inbox.parts.try_recv() {
             parts.push(part);
         }
-        let mut events: Vec<String> = start.take().into_iter().collect();
+        let mut events: Vec<String> = self.step_start(&mut start, &mut parts).into_iter().collect();
         events.extend(parts.drain(..).map(|p| self.writer.event(super::parts::CHUNK, &p)));
         self.append(events).await?;
 
