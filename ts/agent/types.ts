@@ -196,8 +196,12 @@ export interface StepResult {
   dynamicToolResults: ToolResultPart[]
   finishReason: FinishReason
   usage: Usage
-  /** The model call's warnings, and what was sent, as its `start-step` part gave them. */
+  /** The model call's warnings (its `stream-start`), as the step's `start-step` part carries them. */
   warnings: unknown[]
+  /**
+   * `{}`: unlike the AI SDK, a durable run does not store the request body
+   * (the whole prompt, every step) in its event log.
+   */
   request: object
   response: object
   providerMetadata?: object
