@@ -332,11 +332,16 @@ class Case {
   ): Promise<'disconnected' | 'complete'> {
     const client = this.client(rng)
     let form = rng.pick(['iterator', 'callback'] as const)
-    let kind: 'none' | 'zero' | 'middle' | 'past' | 'live' | 'resume'
+    let kind: 'none' | 'zero' | 'middle' | 'past' | 'live' | 'resume' | 'resume after'
     let offset: number | undefined
+    // An iterator may resume { after } the last event it got, which its
+    // first read checks is still there: it always is here, so the check must
+    // never fire.
+    let resumeAfter: PubSubEvent | undefined
     if (resumeFrom !== undefined) {
-      kind = 'resume'
+      kind = form === 'iterator' && rng.chance(0.5) ? 'resume after' : 'resume'
       offset = resumeFrom
+      if (kind === 'resume after') resumeAfter = chain.events.at(-1)!
     } else {
       kind = rng.pick(['none', 'zero', 'middle', 'past', 'live'] as const)
       if (kind === 'live') form = 'callback'
@@ -399,7 +404,12 @@ class Case {
           controller.abort()
         }
         this.closers.add(close)
-        const options = offset === undefined ? { signal: controller.signal } : { offset, signal: controller.signal }
+        const options =
+          resumeAfter !== undefined
+            ? { after: resumeAfter, signal: controller.signal }
+            : offset === undefined
+              ? { signal: controller.signal }
+              : { offset, signal: controller.signal }
         const iterator = client.subscribeWithReplay(this.topic, options)
         subscribed()
         void ended.then(() => controller.abort())
