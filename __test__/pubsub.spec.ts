@@ -241,11 +241,19 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
         if (resumed.length === 2) break
       }
       expect(resumed).toEqual([2, 3])
+      // Mastra's callback form takes { after } in place of the offset.
+      const called: number[] = []
+      const cb = (e: PubSubEvent) => void called.push(e.index)
+      await pubsub.subscribeFromOffset(topic, { after: last }, cb)
+      expect(called).toEqual([2, 3])
+      await pubsub.unsubscribe(topic, cb)
       // The same index with another event: the topic was written again.
       await pubsub.clearTopic(topic)
       for (let n = 10; n < 14; n++) await pubsub.publish(topic, event(n))
       const iterator = pubsub.subscribeWithReplay(topic, { after: last })
       await expect(iterator.next()).rejects.toMatchObject({ code: 'ERR_TOPIC_REWRITTEN' })
+      await expect(pubsub.subscribeFromOffset(topic, { after: last }, () => {})).rejects.toMatchObject({ code: 'ERR_TOPIC_REWRITTEN' })
+      await expect(pubsub.subscribeFromOffset(topic, {} as never, () => {})).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       // An offset alone is not checked: it reads what is there now.
       const fromOffset = pubsub.subscribeWithReplay(topic, { offset: 2 })
       expect(((await fromOffset.next()).value?.data as { n: number }).n).toBe(12)

@@ -126,7 +126,7 @@ export class CachingPubSub {
       native: this.#native,
       bridge: this.#bridge,
       cache,
-      reader: (topic, offset) => this.#reader(topic, offset),
+      reader: (topic, offset) => this.#reader(topic, { offset }),
     })
     this.#inner = inner ?? undefined
     this.#shouldCache = options.shouldCache
@@ -197,36 +197,30 @@ export class CachingPubSub {
     topic: string,
     cbOrOptions?: EventCallback | SubscribeOptions,
   ): AsyncIterableIterator<PubSubEvent> | Promise<void> {
-    if (typeof cbOrOptions === 'function') return this.#subscribeCallback(topic, undefined, cbOrOptions)
+    if (typeof cbOrOptions === 'function') return this.#subscribeCallback(topic, {}, cbOrOptions)
     checkKey(topic, 'topic')
     checkOptions(cbOrOptions, { offset: 'number', signal: 'object', after: 'object' }, 'subscribe options')
-    const after = cbOrOptions?.after
-    let offset = cbOrOptions?.offset
-    if (offset !== undefined) checkOffset(offset)
-    if (after !== undefined) {
-      checkOffset(after.index, 'after.index')
-      if (typeof after.id !== 'string') {
-        throw coded(new TypeError(`after.id must be a string, got ${typeof after.id}`), ErrorCodes.INVALID_ARG)
-      }
-      if (offset !== undefined && offset !== after.index + 1) {
-        throw coded(new RangeError(`offset ${offset} is not the index after after.index ${after.index}`), ErrorCodes.INVALID_ARG)
-      }
-      offset = after.index + 1
-    }
-    return new TopicIterator(this.#reader(topic, offset, after?.id), cbOrOptions?.signal)
+    const start = startOf(cbOrOptions?.offset, cbOrOptions?.after)
+    return new TopicIterator(this.#reader(topic, start), cbOrOptions?.signal)
   }
 
-  /** Mastra's callback form: events from `offset` (history, then live) to `cb`. */
-  async subscribeFromOffset(topic: string, offset: number, cb: EventCallback): Promise<void> {
-    checkOffset(offset)
-    return this.#subscribeCallback(topic, offset, cb)
+  /**
+   * Mastra's callback form: events from `offset` (history, then live) to
+   * `cb`. In place of the offset, `{ after: lastEvent }` resumes after the
+   * last event you got, checking first that it is still there (see
+   * {@link SubscribeOptions.after}): the promise rejects with
+   * `ERR_TOPIC_REWRITTEN` if not.
+   */
+  async subscribeFromOffset(topic: string, from: number | Pick<SubscribeOptions, 'after'>, cb: EventCallback): Promise<void> {
+    const start = typeof from === 'number' ? startOf(from, undefined) : startOf(undefined, from?.after ?? invalidFrom(from))
+    return this.#subscribeCallback(topic, start, cb)
   }
 
-  /** `offset` undefined: from the oldest retained event. */
-  async #subscribeCallback(topic: string, offset: number | undefined, cb: EventCallback): Promise<void> {
+  /** `start.offset` undefined: from the oldest retained event. */
+  async #subscribeCallback(topic: string, start: Start, cb: EventCallback): Promise<void> {
     checkKey(topic, 'topic')
     if (typeof cb !== 'function') throw coded(new TypeError('cb must be a function'), ErrorCodes.INVALID_ARG)
-    const entry = new CallbackSubscription(topic, cb, this.#reader(topic, offset), this.#reportError)
+    const entry = new CallbackSubscription(topic, cb, this.#reader(topic, start), this.#reportError)
     this.#register(topic, cb, entry)
     try {
       // Deliver what is stored now before resolving, as Mastra does; then follow.
@@ -243,7 +237,7 @@ export class CachingPubSub {
     checkKey(topic, 'topic')
     if (typeof cb !== 'function') throw coded(new TypeError('cb must be a function'), ErrorCodes.INVALID_ARG)
     const next = await this.#bridge.call<number>((id) => this.#native.nextIndex(id, topic))
-    const entry = new CallbackSubscription(topic, cb, this.#reader(topic, next), this.#reportError)
+    const entry = new CallbackSubscription(topic, cb, this.#reader(topic, { offset: next }), this.#reportError)
     this.#register(topic, cb, entry)
     entry.start()
   }
@@ -280,12 +274,9 @@ export class CachingPubSub {
     return { callbackSubscriptions, topicsRead: this.#native.topicsRead, callsInFlight: this.#bridge.pending }
   }
 
-  /**
-   * A native reader of `topic` from `offset` (undefined: the oldest retained
-   * event); `afterId`: the id of the event before `offset`, checked first.
-   */
-  #reader(topic: string, offset: number | undefined, afterId?: string): TopicReader {
-    const subscription = native(() => this.#native.subscribe(topic, offset, afterId))
+  /** A native reader of `topic` from `start` (see {@link Start}). */
+  #reader(topic: string, start: Start): TopicReader {
+    const subscription = native(() => this.#native.subscribe(topic, start.offset, start.afterId))
     return new TopicReader(subscription, this.#bridge, this.#native.synchronous ? PAGE_IN_MEMORY : PAGE_OVER_REDIS)
   }
 
@@ -322,6 +313,36 @@ export function withCaching(
   options?: CachingPubSubOptions,
 ): CachingPubSub {
   return new CachingPubSub(inner, cache, options)
+}
+
+/**
+ * Where a reader starts: `offset` (undefined: the oldest retained event) and,
+ * resuming after an event, that event's id, which its first read checks.
+ */
+interface Start {
+  offset?: number
+  afterId?: string
+}
+
+/** The start of a reader given an offset, `after` an event, or both (which must agree). */
+function startOf(offset: number | undefined, after: SubscribeOptions['after']): Start {
+  if (offset !== undefined) checkOffset(offset)
+  if (after === undefined) return { offset }
+  if (typeof after !== 'object' || after === null) {
+    throw coded(new TypeError(`after must be an event ({ index, id }), got ${after === null ? 'null' : typeof after}`), ErrorCodes.INVALID_ARG)
+  }
+  checkOffset(after.index, 'after.index')
+  if (typeof after.id !== 'string') {
+    throw coded(new TypeError(`after.id must be a string, got ${typeof after.id}`), ErrorCodes.INVALID_ARG)
+  }
+  if (offset !== undefined && offset !== after.index + 1) {
+    throw coded(new RangeError(`offset ${offset} is not the index after after.index ${after.index}`), ErrorCodes.INVALID_ARG)
+  }
+  return { offset: after.index + 1, afterId: after.id }
+}
+
+function invalidFrom(from: unknown): never {
+  throw coded(new TypeError(`from must be an offset or { after: event }, got ${JSON.stringify(from) ?? typeof from}`), ErrorCodes.INVALID_ARG)
 }
 
 function checkOffset(offset: number, name = 'offset'): void {
