@@ -394,6 +394,13 @@ class Case {
           if (!reason) reason = 'complete'
           endSession()
         })
+        // Publishing failed (the case fails with that error too) or a live
+        // reader never caught up: either way a violation, never an
+        // unhandled rejection that outlives the case.
+        .catch((error: unknown) => {
+          this.violations.push(`session ${label} ended by: ${error instanceof Error ? error.message : String(error)}`)
+          endSession()
+        })
     }
 
     try {
