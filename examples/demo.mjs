@@ -42,8 +42,12 @@ for await (const event of clientSide.subscribeWithReplay(topic)) {
 const lastIndex = received.at(-1).index
 console.log(`client read events 0..${lastIndex}, then disconnected`)
 
-// It comes back (the run went on meanwhile) and resumes after its last index.
-for await (const event of clientSide.subscribeWithReplay(topic, { offset: lastIndex + 1 })) {
+// It comes back (the run went on meanwhile) and resumes after the last event
+// it got: the first read checks that event is still there, so a topic
+// written again meanwhile (cleared, or a Redis failover that lost events)
+// would be ERR_TOPIC_REWRITTEN, never a silent gap. ({ offset: lastIndex + 1 }
+// resumes at the same place, without the check.)
+for await (const event of clientSide.subscribeWithReplay(topic, { after: received.at(-1) })) {
   received.push(event)
   if (event.type === 'finish') break
 }
