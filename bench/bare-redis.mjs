@@ -5,6 +5,7 @@
 // machine over one connection.
 import net from 'node:net'
 import { once } from 'node:events'
+import { inFlight, sequential, withIsoDate } from './lib.mjs'
 
 /** One command as RESP text. */
 export function resp(args) {
@@ -54,6 +55,26 @@ export async function connectBare(redisUrl) {
   const db = url.pathname.replace(/^\//, '')
   if (db) await call(resp(['SELECT', db]))
   return { call, close: () => socket.destroy() }
+}
+
+/**
+ * Rep functions for `compare()` that store each of `events` (as JSON text,
+ * serialised up front) with the command `store(key, text)` on `bare`,
+ * awaited one by one (`mode` 'seq') or 64 in flight ('par'), in a key of
+ * their own under `keyPrefix`, deleted afterwards. `NaN` without a bare
+ * connection (a TLS URL).
+ */
+export function bareStoreReps(bare, keyPrefix, events, store) {
+  const texts = events.map((event) => JSON.stringify(withIsoDate(event)))
+  return (mode, count) => async (rep) => {
+    if (!bare) return NaN
+    const n = rep < 0 ? Math.ceil(count / 4) : count
+    const key = `${keyPrefix}bare:${mode}:${rep}`
+    const op = (i) => bare.call(resp(store(key, texts[i % texts.length])))
+    const rate = mode === 'seq' ? await sequential(n, op) : await inFlight(n, 64, op)
+    await bare.call(resp(['DEL', key]))
+    return rate
+  }
 }
 
 /** Where the RESP2 reply starting at `at` ends, or -1 while it is incomplete. */

@@ -229,6 +229,19 @@ export function stringifyReps(values, count, warmCount) {
   }
 }
 
+/**
+ * The target "ours/mastra >= `threshold`" on `values` (a `compare()` that
+ * ran a `stringify` column of {@link stringifyReps}), with `JSON.stringify`
+ * alone as its ceiling.
+ */
+export function ratioOverStringify(values, threshold) {
+  return withCeiling(
+    target(values.ours.median / values.mastra.median, '>=', threshold, `ratio >= ${threshold}`),
+    values.stringify.median / values.mastra.median,
+    'JSON.stringify alone / mastra',
+  )
+}
+
 /** `event` as a JSON store holds it: `createdAt` as ISO text. */
 export function withIsoDate(event) {
   return { ...event, createdAt: event.createdAt.toISOString() }

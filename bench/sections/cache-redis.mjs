@@ -6,8 +6,8 @@ import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
 import { RedisServerCache, nodeRedisPreset } from '../../dist/index.js'
-import { connectBare, resp } from '../bare-redis.mjs'
-import { cleanUpRedisRun, compare, compareListFromTo, connectNodeRedis, inFlight, makeEvents, mapStats, redactUrl, sequential, target, withCeiling, withIsoDate } from '../lib.mjs'
+import { bareStoreReps, connectBare } from '../bare-redis.mjs'
+import { cleanUpRedisRun, compare, compareListFromTo, connectNodeRedis, inFlight, makeEvents, mapStats, redactUrl, sequential, target, withCeiling } from '../lib.mjs'
 
 export const title = 'Server cache, Redis: ours RedisServerCache vs @mastra/redis RedisServerCache (node-redis)'
 export const columns = {
@@ -61,16 +61,7 @@ export async function run(ctx) {
     // flight. And JSON.parse alone of what listFromTo returns.
     bare = await connectBare(redisUrl)
     const bareNote = (what) => (bare ? what : 'n/a (TLS URL)')
-    const valueJson = events.slice(0, parN).map((event) => JSON.stringify(withIsoDate(event)))
-    const bareReps = (mode, count) => async (rep) => {
-      if (!bare) return NaN
-      const n = rep < 0 ? Math.ceil(count / 4) : count
-      const key = `${prefix}bare:${mode}:${rep}`
-      const op = (i) => bare.call(resp(['RPUSH', key, valueJson[i % valueJson.length]]))
-      const rate = mode === 'seq' ? await sequential(n, op) : await inFlight(n, 64, op)
-      await bare.call(resp(['DEL', key]))
-      return rate
-    }
+    const bareReps = bareStoreReps(bare, prefix, events.slice(0, parN), (key, text) => ['RPUSH', key, text])
 
     // --- baseline: redis-benchmark, one client, no pipelining -------------
     // Probed once here (also its warm-up), then sampled inside the sequential

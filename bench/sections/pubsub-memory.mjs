@@ -5,7 +5,7 @@
 import { InMemoryServerCache as MastraMemoryCache } from '@mastra/core/cache'
 import { CachingPubSub as MastraCachingPubSub, EventEmitterPubSub } from '@mastra/core/events'
 import { CachingPubSub, InMemoryServerCache } from '../../dist/index.js'
-import { compare, consumeJsonBatches, consumeJsonBatchesIterator, fmt, inFlight, jsonBatches, makeEvents, publishOp, publishReps, replayCallback, replayIterator, stringifyReps, target, withCeiling, withIsoDate } from '../lib.mjs'
+import { compare, consumeJsonBatches, consumeJsonBatchesIterator, fmt, inFlight, jsonBatches, makeEvents, publishOp, publishReps, ratioOverStringify, replayCallback, replayIterator, stringifyReps, target, withIsoDate } from '../lib.mjs'
 
 export const title = 'Pub/sub, in memory: ours CachingPubSub (native) vs @mastra/core CachingPubSub(EventEmitterPubSub, InMemoryServerCache)'
 export const columns = {
@@ -48,11 +48,7 @@ export async function run(ctx) {
     unit: 'events/s',
     better: 'higher',
     values: seq,
-    target: withCeiling(
-      target(seq.ours.median / seq.mastra.median, '>=', 10, 'ratio >= 10'),
-      seq.stringify.median / seq.mastra.median,
-      'JSON.stringify alone / mastra',
-    ),
+    target: ratioOverStringify(seq, 10),
   })
   ctx.note(
     'publish ceiling: JSON.stringify alone of each event as stored, awaited like a publish, with nothing stored; ' +

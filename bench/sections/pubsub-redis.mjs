@@ -12,8 +12,8 @@ import { fileURLToPath } from 'node:url'
 import { CachingPubSub as MastraCachingPubSub, EventEmitterPubSub } from '@mastra/core/events'
 import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
 import { CachingPubSub, RedisServerCache } from '../../dist/index.js'
-import { connectBare, resp } from '../bare-redis.mjs'
-import { cleanUpRedisRun, compare, connectNodeRedis, consumeJsonBatches, fmt, inFlight, jsonBatches, makeEvents, now, percentile, publishOp, publishReps, redactUrl, replayCallback, replayIterator, sequential, stats, target, withCeiling, withIsoDate } from '../lib.mjs'
+import { bareStoreReps, connectBare } from '../bare-redis.mjs'
+import { cleanUpRedisRun, compare, connectNodeRedis, consumeJsonBatches, fmt, inFlight, jsonBatches, makeEvents, now, percentile, publishOp, publishReps, redactUrl, replayCallback, replayIterator, stats, target, withCeiling } from '../lib.mjs'
 
 export const title = 'Pub/sub, Redis: ours CachingPubSub over RedisServerCache ({url}: native) vs @mastra/core CachingPubSub(EventEmitterPubSub, @mastra/redis on node-redis)'
 export const columns = {
@@ -64,16 +64,7 @@ export async function run(ctx) {
     // doing the least an acknowledged publish does: one XADD of the event's
     // JSON text (serialised up front), awaited one by one or 64 in flight.
     bare = await connectBare(redisUrl)
-    const storedJson = events.slice(0, parN).map((event) => JSON.stringify(withIsoDate(event)))
-    const bareReps = (mode, count) => async (rep) => {
-      if (!bare) return NaN
-      const n = rep < 0 ? Math.ceil(count / 4) : count
-      const key = `${prefix}bare:${mode}:${rep}`
-      const op = (i) => bare.call(resp(['XADD', key, '*', 'e', storedJson[i % storedJson.length]]))
-      const rate = mode === 'seq' ? await sequential(n, op) : await inFlight(n, 64, op)
-      await bare.call(resp(['DEL', key]))
-      return rate
-    }
+    const bareReps = bareStoreReps(bare, prefix, events.slice(0, parN), (key, text) => ['XADD', key, '*', 'e', text])
     const bareNote = bare ? 'bare socket / mastra' : 'n/a (TLS URL)'
 
     // --- publish ---------------------------------------------------------

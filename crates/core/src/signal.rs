@@ -150,12 +150,12 @@ impl Recent {
         }
         let end = self.first + self.events.len() as u64;
         if from >= self.first && from < end {
-            // The events held are the reader's next only if what is held just
-            // before them is the very event it received last. Another event
-            // there means the topic was written again under the reader
+            // The events held are the reader's next only if the event held
+            // just before them is the very one it received last. Another
+            // event there means the topic was written again under the reader
             // (cleared, or a Redis failover gave lost indices to new events),
-            // or the one held is from before that; none held, that nothing
-            // here shows. The store's read checks, and tells.
+            // or the one held predates that; none held proves nothing. Either
+            // way the store's read, which checks the same, tells.
             if let Some(received) = received {
                 let held = received
                     .index

@@ -174,10 +174,7 @@ impl RedisCache {
                 let id = std::str::from_utf8(id).map_err(|_| foreign_entry())?;
                 Ok((index_of(id)?, body.unwrap_or(b"{}")))
             });
-            if reply.len() == 0 && received.is_some() && !self.log_exists(&k).await? {
-                return Ok(Page::empty(from)); // cleared or expired: nothing to check yet
-            }
-            return build_page(key, from, received, entries);
+            return self.checked_page(key, &k, from, received, entries).await;
         }
         let reply: redis::Value = self
             .run(
@@ -194,15 +191,29 @@ impl RedisCache {
             redis::Value::Array(entries) => entries,
             _ => Vec::new(),
         };
-        if entries.is_empty() && received.is_some() && !self.log_exists(&k).await? {
-            return Ok(Page::empty(from));
-        }
-        build_page(key, from, received, entries.iter().map(stream_entry))
+        self.checked_page(key, &k, from, received, entries.iter().map(stream_entry))
+            .await
     }
 
-    /// Whether the stream at the physical key `k` exists (holds events).
-    async fn log_exists(&self, k: &str) -> Result<bool, CacheError> {
-        self.run(k, redis::cmd("EXISTS").arg(k)).await
+    /// [`build_page`], except that a read that found nothing to check the
+    /// `received` event against looks whether the stream at `k` exists: absent
+    /// (cleared or expired, not written again) there is nothing to check yet,
+    /// and the reader waits.
+    async fn checked_page<'a>(
+        &self,
+        key: &str,
+        k: &str,
+        from: u64,
+        received: Option<&Received>,
+        entries: impl ExactSizeIterator<Item = Result<(u64, &'a [u8]), CacheError>>,
+    ) -> Result<Page, CacheError> {
+        if entries.len() == 0 && received.is_some() {
+            let exists: bool = self.run(key, redis::cmd("EXISTS").arg(k)).await?;
+            if !exists {
+                return Ok(Page::empty(from));
+            }
+        }
+        build_page(key, from, received, entries)
     }
 
     /// The index the next event of the topic at `key` will get (0 when absent).
