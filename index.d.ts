@@ -104,7 +104,10 @@ export declare class NativePubSub {
   get synchronous(): boolean
   /** In memory: stores the event and returns its index at once. */
   publishNow(topic: string, json: string): number
-  /** Stores the event; reports its index. */
+  /**
+   * Stores the event; reports its index. Publishes made in one tick are
+   * stored together, in call order (one Redis round trip).
+   */
   publish(id: number, topic: string, json: string): void
   /**
    * Reports every retained event from `offset` (absent: from the oldest

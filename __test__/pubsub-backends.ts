@@ -1,17 +1,18 @@
-import { CachingPubSub, InMemoryServerCache, RedisServerCache, type CachingPubSubOptions } from '../dist/index.js'
+import { CachingPubSub, InMemoryServerCache, RedisServerCache, type CachingPubSubOptions, type ServerCache } from '../dist/index.js'
 import { REDIS_URL, redisClusterNodes, uniquePrefix } from './helpers.js'
 
 /** A CachingPubSub factory per backend; `done` clears and closes what it made. */
 export interface Backend {
   name: string
-  make(options?: CachingPubSubOptions): { pubsub: CachingPubSub; done: () => Promise<void> }
+  make(options?: CachingPubSubOptions): { pubsub: CachingPubSub; cache: ServerCache; done: () => Promise<void> }
 }
 
 export const backends: Backend[] = [
   {
     name: 'in memory',
     make(options) {
-      return { pubsub: new CachingPubSub(null, new InMemoryServerCache({ maxSize: 100_000 }), options), done: async () => {} }
+      const cache = new InMemoryServerCache({ maxSize: 100_000 })
+      return { pubsub: new CachingPubSub(null, cache, options), cache, done: async () => {} }
     },
   },
   {
@@ -20,6 +21,7 @@ export const backends: Backend[] = [
       const cache = new RedisServerCache({ url: REDIS_URL }, { keyPrefix: uniquePrefix('pubsub') })
       return {
         pubsub: new CachingPubSub(null, cache, options),
+        cache,
         done: async () => {
           await cache.clear()
           await cache.close()
@@ -33,6 +35,7 @@ export const backends: Backend[] = [
       const cache = new RedisServerCache({ cluster: { nodes: redisClusterNodes() } }, { keyPrefix: uniquePrefix('pubsub') })
       return {
         pubsub: new CachingPubSub(null, cache, options),
+        cache,
         done: async () => {
           await cache.clear()
           await cache.close()

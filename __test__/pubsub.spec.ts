@@ -1,15 +1,18 @@
 import { EventEmitterPubSub } from '@mastra/core/events'
 import { describe, expect, it } from 'vitest'
 
-import { CachingPubSub, InMemoryServerCache, RedisServerCache, type PubSubEvent } from '../dist/index.js'
+import { CachingPubSub, InMemoryServerCache, RedisServerCache, type PubSubEvent, type ServerCache } from '../dist/index.js'
 import { eventually } from './helpers.js'
 import { backends, event } from './pubsub-backends.js'
 
 describe.each(backends)('CachingPubSub ($name)', (backend) => {
-  async function withPubSub(body: (pubsub: CachingPubSub) => Promise<void>, options?: Parameters<typeof backend.make>[0]) {
-    const { pubsub, done } = backend.make(options)
+  async function withPubSub(
+    body: (pubsub: CachingPubSub, cache: ServerCache) => Promise<void>,
+    options?: Parameters<typeof backend.make>[0],
+  ) {
+    const { pubsub, cache, done } = backend.make(options)
     try {
-      await body(pubsub)
+      await body(pubsub, cache)
     } finally {
       await done()
     }
@@ -162,6 +165,25 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
       },
       { retention: { maxEvents: 3 } },
     ))
+
+  it('publishes made together get indices in call order, and one that cannot be stored fails alone', () =>
+    withPubSub(async (pubsub, cache) => {
+      // Over Redis, calls made in one tick share pipelines of up to 16.
+      await cache.set('pubsub:agent.taken', 'not a topic')
+      const published = Array.from({ length: 40 }, (_, n) => pubsub.publish(n % 2 ? 'agent.odd' : 'agent.even', event(n)))
+      const failure = (published: Promise<unknown>) => published.then(() => 'stored', (error: unknown) => error)
+      const refused = failure(pubsub.publish('agent.taken', event(-1)))
+      const notJson = failure(pubsub.publish('agent.odd', { type: 'chunk', runId: 'run-1', data: { n: 10n } }))
+      const more = pubsub.publish('agent.odd', event(41))
+      expect(await Promise.all(published)).toEqual(Array.from({ length: 40 }, (_, n) => Math.floor(n / 2)))
+      expect(await refused).toMatchObject({ code: 'ERR_WRONG_TYPE' })
+      expect(await notJson).toMatchObject({ code: 'ERR_NOT_JSON' })
+      expect(await more).toBe(20)
+      const odd = Array.from({ length: 20 }, (_, n) => 2 * n + 1)
+      expect(ns(await pubsub.getHistory('agent.odd'))).toEqual([...odd, 41])
+      expect(ns(await pubsub.getHistory('agent.even'))).toEqual(odd.map((n) => n - 1))
+      expect(await cache.get('pubsub:agent.taken')).toBe('not a topic')
+    }))
 
   it('subscribe() delivers only events published after it', () =>
     withPubSub(async (pubsub) => {

@@ -15,6 +15,9 @@
 //! Commands for Redis then reach the shared connection together and leave in
 //! one write, instead of one task, one wake-up and one write per call.
 //!
+//! Calls of one kind made in one tick can also run as one piece of work
+//! (`submit_batched`): publishes then share one Redis pipeline, in call order.
+//!
 //! In memory there is nothing to wait for but other in-process work, so a
 //! bridge over the in-memory store runs its work on the JS thread instead
 //! (`Bridge::new_local`): `flush` polls it at once, a wake-up asks JS (through
@@ -32,7 +35,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -62,12 +65,36 @@ pub struct Bridge {
     inner: Arc<Inner>,
 }
 
-/// Work reports its error already formatted as `[CODE] message`.
-type Work = Pin<Box<dyn Future<Output = Result<Reply, String>> + Send>>;
+/// An outcome, its error already formatted as `[CODE] message`.
+type Outcome = Result<Reply, String>;
+
+/// A piece of work: it reports the outcome of one call, or of each call of a
+/// batch, by request id. A panic inside is reported, never lost.
+type Work = Pin<Box<dyn Future<Output = Vec<(u32, Outcome)>> + Send>>;
+
+/// Calls of one kind that run as pieces of work of up to `max` calls each
+/// (see [`Bridge::submit_batched`]).
+pub struct Batch<T> {
+    /// The piece of work still taking calls, if any.
+    open: Mutex<Option<Queued<T>>>,
+    max: usize,
+}
+
+/// A piece of work's calls (request id and input); `None` once it started.
+type Queued<T> = Arc<Mutex<Option<Vec<(u32, T)>>>>;
+
+impl<T> Batch<T> {
+    pub fn new(max: usize) -> Self {
+        Batch {
+            open: Mutex::new(None),
+            max: max.max(1),
+        }
+    }
+}
 
 struct Inner {
     /// Work submitted since the last flush.
-    queued: Mutex<Vec<(u32, Work)>>,
+    queued: Mutex<Vec<Work>>,
     /// `Some`: work runs on the JS thread (see the module docs).
     local: Option<Local>,
     /// The open batch: empty, or `[` followed by entries.
@@ -107,12 +134,62 @@ impl Bridge {
         F: Future<Output = Result<Reply, E>> + Send + 'static,
         E: Coded,
     {
-        let work = work.map(|outcome| outcome.map_err(|e| format!("[{}] {e}", e.code())));
-        lock(&self.inner.queued).push((id, Box::pin(work)));
+        let work = AssertUnwindSafe(work).catch_unwind().map(move |outcome| {
+            vec![(
+                id,
+                match outcome {
+                    Ok(outcome) => outcome.map_err(|e| coded_message(&e)),
+                    Err(panic) => Err(panic_outcome(&panic)),
+                },
+            )]
+        });
+        lock(&self.inner.queued).push(Box::pin(work));
     }
 
-    /// Starts everything queued, concurrently, in one task. A panic in one
-    /// piece of work is reported as its `ERR_INTERNAL` error, never lost.
+    /// Queues the call `id` with `input` in `batch`: calls queued there until
+    /// the next [`Self::flush`] run as pieces of work of up to `batch.max`
+    /// calls, `run(inputs)`, which returns one outcome per input, in order.
+    /// `run` is the one given by a piece of work's first call.
+    pub fn submit_batched<T, F, Fut, E>(&self, batch: &Batch<T>, id: u32, input: T, run: F)
+    where
+        T: Send + 'static,
+        F: FnOnce(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<Result<Reply, E>>> + Send + 'static,
+        E: Coded,
+    {
+        let mut open = lock(&batch.open);
+        if let Some(queued) = &*open {
+            if let Some(calls) = lock(queued).as_mut().filter(|calls| calls.len() < batch.max) {
+                calls.push((id, input));
+                return;
+            }
+        }
+        let queued: Queued<T> = Arc::new(Mutex::new(Some(vec![(id, input)])));
+        *open = Some(queued.clone());
+        drop(open);
+        let work = async move {
+            let calls = lock(&queued).take().unwrap_or_default();
+            let (ids, inputs): (Vec<u32>, Vec<T>) = calls.into_iter().unzip();
+            let outcomes: Vec<Outcome> = match AssertUnwindSafe(run(inputs)).catch_unwind().await {
+                Ok(outcomes) => outcomes
+                    .into_iter()
+                    .map(|outcome| outcome.map_err(|e| coded_message(&e)))
+                    .collect(),
+                Err(panic) => {
+                    let message = panic_outcome(&panic);
+                    ids.iter().map(|_| Err(message.clone())).collect()
+                }
+            };
+            let missing = || Err("[ERR_INTERNAL] a batched call got no outcome".to_owned());
+            let mut outcomes = outcomes.into_iter();
+            ids.into_iter()
+                .map(|id| (id, outcomes.next().unwrap_or_else(missing)))
+                .collect()
+        };
+        lock(&self.inner.queued).push(Box::pin(work));
+    }
+
+    /// Starts everything queued, concurrently, in one task.
     pub fn flush(&self) {
         let queued = std::mem::take(&mut *lock(&self.inner.queued));
         if queued.is_empty() {
@@ -122,9 +199,10 @@ impl Bridge {
             {
                 let mut tasks = lock(&local.tasks);
                 let mut woken = lock(&local.woken);
-                for (id, work) in queued {
-                    tasks.insert(id, work);
-                    woken.push(id);
+                for work in queued {
+                    let task = local.next_task.fetch_add(1, Ordering::Relaxed);
+                    tasks.insert(task, work);
+                    woken.push(task);
                 }
             }
             self.inner.poll_local();
@@ -132,22 +210,9 @@ impl Bridge {
         }
         let inner = self.inner.clone();
         napi::bindgen_prelude::spawn(async move {
-            let mut running: FuturesUnordered<_> = queued
-                .into_iter()
-                .map(|(id, work)| async move {
-                    let outcome = match AssertUnwindSafe(work).catch_unwind().await {
-                        Ok(Ok(reply)) => Ok(reply),
-                        Ok(Err(message)) => Err(message),
-                        Err(panic) => Err(format!(
-                            "[ERR_INTERNAL] panic in native code: {}",
-                            panic_message(&panic)
-                        )),
-                    };
-                    (id, outcome)
-                })
-                .collect();
-            while let Some((id, outcome)) = running.next().await {
-                inner.complete(id, outcome);
+            let mut running: FuturesUnordered<Work> = queued.into_iter().collect();
+            while let Some(outcomes) = running.next().await {
+                inner.complete(outcomes);
             }
         });
     }
@@ -192,54 +257,48 @@ impl Inner {
             if woken.is_empty() {
                 return;
             }
-            for id in woken {
+            for task in woken {
                 // Taken out while polled: a wake-up from inside only marks it.
-                let Some(mut work) = lock(&local.tasks).remove(&id) else {
+                let Some(mut work) = lock(&local.tasks).remove(&task) else {
                     continue;
                 };
                 let waker = Waker::from(Arc::new(LocalWaker {
-                    id,
+                    task,
                     inner: Arc::downgrade(self),
                 }));
+                // Work catches its own panics (see `submit`).
                 let polled = napi::bindgen_prelude::within_runtime_if_available(|| {
-                    std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        work.as_mut().poll(&mut Context::from_waker(&waker))
-                    }))
+                    work.as_mut().poll(&mut Context::from_waker(&waker))
                 });
                 match polled {
-                    Ok(Poll::Pending) => {
-                        lock(&local.tasks).insert(id, work);
+                    Poll::Pending => {
+                        lock(&local.tasks).insert(task, work);
                     }
-                    Ok(Poll::Ready(outcome)) => self.complete(id, outcome),
-                    Err(panic) => self.complete(
-                        id,
-                        Err(format!(
-                            "[ERR_INTERNAL] panic in native code: {}",
-                            panic_message(&panic)
-                        )),
-                    ),
+                    Poll::Ready(outcomes) => self.complete(outcomes),
                 }
             }
         }
     }
 
-    fn complete(&self, id: u32, outcome: Result<Reply, String>) {
+    fn complete(&self, outcomes: Vec<(u32, Outcome)>) {
         let first = {
             let mut batch = lock(&self.batch);
             let first = batch.is_empty();
-            batch.push(if first { '[' } else { ',' });
-            // Writing to a String cannot fail.
-            let _ = match outcome {
-                Ok(Reply::Json(json)) => write!(batch, "[{id},\"v\",{json}]"),
-                Ok(Reply::Absent) => write!(batch, "[{id},\"a\"]"),
-                Ok(Reply::Number(n)) => write!(batch, "[{id},\"n\",{n}]"),
-                Ok(Reply::Unit) => write!(batch, "[{id},\"u\"]"),
-                Err(message) => {
-                    let quoted = serde_json::to_string(&message).unwrap_or_else(|_| "\"\"".to_owned());
-                    write!(batch, "[{id},\"e\",{quoted}]")
-                }
-            };
-            first
+            for (n, (id, outcome)) in outcomes.into_iter().enumerate() {
+                batch.push(if first && n == 0 { '[' } else { ',' });
+                // Writing to a String cannot fail.
+                let _ = match outcome {
+                    Ok(Reply::Json(json)) => write!(batch, "[{id},\"v\",{json}]"),
+                    Ok(Reply::Absent) => write!(batch, "[{id},\"a\"]"),
+                    Ok(Reply::Number(n)) => write!(batch, "[{id},\"n\",{n}]"),
+                    Ok(Reply::Unit) => write!(batch, "[{id},\"u\"]"),
+                    Err(message) => {
+                        let quoted = serde_json::to_string(&message).unwrap_or_else(|_| "\"\"".to_owned());
+                        write!(batch, "[{id},\"e\",{quoted}]")
+                    }
+                };
+            }
+            first && !batch.is_empty()
         };
         if first {
             // Fails only while Node shuts down, when nobody waits any more.
@@ -251,9 +310,10 @@ impl Inner {
 /// Work of a local bridge, polled on the JS thread.
 #[derive(Default)]
 struct Local {
-    tasks: Mutex<HashMap<u32, Work>>,
-    /// Ids to poll at the next `take`.
-    woken: Mutex<Vec<u32>>,
+    tasks: Mutex<HashMap<u64, Work>>,
+    /// Tasks to poll at the next `take`.
+    woken: Mutex<Vec<u64>>,
+    next_task: AtomicU64,
     /// Whether JS was already asked to call `take`.
     scheduled: AtomicBool,
 }
@@ -261,7 +321,7 @@ struct Local {
 /// Wakes a piece of local work: marks it, and asks JS for a `take` (once until
 /// it comes). Works from any thread (a timer fires on the runtime's).
 struct LocalWaker {
-    id: u32,
+    task: u64,
     inner: Weak<Inner>,
 }
 
@@ -273,7 +333,7 @@ impl Wake for LocalWaker {
     fn wake_by_ref(self: &Arc<Self>) {
         let Some(inner) = self.inner.upgrade() else { return };
         let Some(local) = &inner.local else { return };
-        lock(&local.woken).push(self.id);
+        lock(&local.woken).push(self.task);
         if !local.scheduled.swap(true, Ordering::SeqCst) {
             // Fails only while Node shuts down, when nobody waits any more.
             let _ = lock(&inner.on_ready).call((), ThreadsafeFunctionCallMode::NonBlocking);
@@ -283,6 +343,14 @@ impl Wake for LocalWaker {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn coded_message<E: Coded>(error: &E) -> String {
+    format!("[{}] {error}", error.code())
+}
+
+fn panic_outcome(panic: &Box<dyn std::any::Any + Send>) -> String {
+    format!("[ERR_INTERNAL] panic in native code: {}", panic_message(panic))
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

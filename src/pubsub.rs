@@ -13,13 +13,19 @@ use napi::Result;
 use napi_derive::napi;
 use tokio::sync::Notify;
 
-use crate::bridge::{Bridge, NativeBridge, OnReady, Reply};
+use crate::bridge::{Batch, Bridge, NativeBridge, OnReady, Reply};
 use crate::error::{to_napi, IntoNapi};
 use crate::memory_cache::NativeMemoryCache;
 use crate::redis_cache::NativeRedisCache;
 
 /// Events per page read from a store.
 const PAGE: usize = 1024;
+
+/// Publishes per pipeline when many are made in one tick. Smaller pipelines
+/// let Redis work on one while JS handles the replies to another: 64 in
+/// flight on a 2-vCPU VM gave 92k/s with one pipeline per publish (each with
+/// its own `PEXPIRE`), 98k/s with all 64 in one, and 105-127k/s at 8 to 24.
+const PUBLISH_BATCH: usize = 16;
 
 #[napi(object)]
 pub struct NativePubSubOptions {
@@ -37,6 +43,8 @@ pub struct NativePubSub {
     pub(crate) prefix: String,
     pub(crate) retention: Retention,
     pub(crate) bridge: Bridge,
+    /// Publishes of the current tick (see `publish`).
+    publishes: Batch<(String, String)>,
 }
 
 fn retention(options: &NativePubSubOptions) -> std::result::Result<Retention, CacheError> {
@@ -101,6 +109,7 @@ impl NativePubSub {
             retention: retention(&options).into_napi()?,
             prefix: options.key_prefix,
             bridge,
+            publishes: Batch::new(PUBLISH_BATCH),
         })
     }
 
@@ -134,16 +143,19 @@ impl NativePubSub {
         }
     }
 
-    /// Stores the event; reports its index.
+    /// Stores the event; reports its index. Publishes made in one tick are
+    /// stored together, in call order (one Redis round trip).
     #[napi(catch_unwind)]
     pub fn publish(&self, id: u32, topic: String, json: String) {
-        let (store, key, retention) = (self.store.clone(), self.key(&topic), self.retention);
-        self.bridge.submit(id, async move {
-            store
-                .append(&key, &json, &retention)
-                .await
-                .map(|i| Reply::Number(i as i64))
-        });
+        let (store, retention) = (self.store.clone(), self.retention);
+        self.bridge
+            .submit_batched(&self.publishes, id, (self.key(&topic), json), move |appends| async move {
+                let outcomes = store.append_each(&appends, &retention).await;
+                outcomes
+                    .into_iter()
+                    .map(|outcome| outcome.map(|i| Reply::Number(i as i64)))
+                    .collect::<Vec<_>>()
+            });
     }
 
     /// Reports every retained event from `offset` (absent: from the oldest

@@ -7,7 +7,8 @@ use std::time::Duration;
 /// A stable, documented error code.
 pub type ErrorCode = &'static str;
 
-#[derive(Debug, thiserror::Error)]
+// Clone: one failed round trip fails every call that shared it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CacheError {
     /// A constructor option is out of range or malformed.
     #[error("invalid option `{option}`: {reason}")]

@@ -41,6 +41,18 @@ impl Store {
         }
     }
 
+    /// Appends events, each on its own (see [`RedisCache::log_append_each`]):
+    /// one outcome per `(key, object JSON)`, in order.
+    pub async fn append_each(&self, appends: &[(String, String)], retention: &Retention) -> Vec<Result<u64, CacheError>> {
+        match self {
+            Store::Memory(cache) => appends
+                .iter()
+                .map(|(key, object)| cache.log_append(key, object, retention))
+                .collect(),
+            Store::Redis(cache) => cache.log_append_each(appends, retention).await,
+        }
+    }
+
     /// Up to `max` events from index `from`; `received`: the event before
     /// `from` that the reader got, checked to be still there (see [`Received`]).
     pub async fn read(

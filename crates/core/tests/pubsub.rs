@@ -351,3 +351,63 @@ async fn redis_retention_reports_expired_offsets() {
     retention_reports_expired_offsets(Store::Redis(cache.clone())).await;
     cache.clear().await.unwrap();
 }
+
+/// Appends made together: each topic's events in the order given, an event
+/// that cannot be stored (not an object, or a topic key holding another type)
+/// fails alone, and a waiting reader gets each topic's events.
+async fn batched_appends(cache: RedisCache) {
+    let store = Store::Redis(cache.clone());
+    cache.set("pubsub:taken", "\"a string\"", None).await.unwrap();
+    let waiting = tokio::spawn(read_all(Subscription::new(store.clone(), "pubsub:a".into(), Some(0)), 3));
+    let appends: Vec<(String, String)> = [
+        ("a", r#"{"n":0}"#),
+        ("b", r#"{"n":0}"#),
+        ("taken", r#"{"n":0}"#),
+        ("a", r#"{"n":1}"#),
+        ("b", "[1]"),
+        ("b", r#"{"n":1,"index":99}"#),
+        ("a", r#"{"n":2}"#),
+    ]
+    .into_iter()
+    .map(|(topic, event)| (format!("pubsub:{topic}"), event.to_owned()))
+    .collect();
+    let retention = Retention::default();
+    let outcomes = store.append_each(&appends, &retention).await;
+    let codes: Vec<Result<u64, &str>> = outcomes.iter().map(|o| o.as_ref().map(|i| *i).map_err(|e| e.code())).collect();
+    assert_eq!(
+        codes,
+        [Ok(0), Ok(0), Err("ERR_WRONG_TYPE"), Ok(1), Err("ERR_INVALID_VALUE"), Ok(1), Ok(2)]
+    );
+    assert_eq!(waiting.await.unwrap(), [0, 1, 2]);
+    let b = read_all(Subscription::new(store.clone(), "pubsub:b".into(), Some(0)), 2).await;
+    assert_eq!(b, [0, 1]);
+    // Nothing was appended to the key of another type.
+    assert_eq!(cache.get("pubsub:taken").await.unwrap().as_deref(), Some("\"a string\""));
+    // One call alone goes the same way.
+    assert_eq!(store.append("pubsub:a", r#"{"n":3}"#, &retention).await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_batched_appends_keep_each_topics_order_and_fail_alone() {
+    let prefix = unique_prefix();
+    let cache = redis(&prefix);
+    batched_appends(cache.clone()).await;
+    // The topic's TTL was refreshed (once, after its last event of the batch).
+    let mut conn = redis::Client::open(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ttl: i64 = redis::cmd("PTTL").arg(cache.key("pubsub:b")).query_async(&mut conn).await.unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "PTTL {ttl}");
+    cache.clear().await.unwrap();
+    cache.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_batched_appends_keep_each_topics_order_and_fail_alone() {
+    let cache = redis_cluster(&unique_prefix());
+    batched_appends(cache.clone()).await;
+    cache.clear().await.unwrap();
+    cache.close();
+}

@@ -552,7 +552,7 @@ impl RedisCache {
         }
     }
 
-    fn classify(&self, key: &str, error: RedisError) -> CacheError {
+    pub(super) fn classify(&self, key: &str, error: RedisError) -> CacheError {
         let addr = self.inner.addr.clone();
         // A failed MULTI/EXEC reports its commands' errors inside one error.
         let code = error.code().map(str::to_owned).or_else(|| {
