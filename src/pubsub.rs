@@ -148,14 +148,18 @@ impl NativePubSub {
     #[napi(catch_unwind)]
     pub fn publish(&self, id: u32, topic: String, json: String) {
         let (store, retention) = (self.store.clone(), self.retention);
-        self.bridge
-            .submit_batched(&self.publishes, id, (self.key(&topic), json), move |appends| async move {
+        self.bridge.submit_batched(
+            &self.publishes,
+            id,
+            (self.key(&topic), json),
+            move |appends| async move {
                 let outcomes = store.append_each(&appends, &retention).await;
                 outcomes
                     .into_iter()
                     .map(|outcome| outcome.map(|i| Reply::Number(i as i64)))
                     .collect::<Vec<_>>()
-            });
+            },
+        );
     }
 
     /// Reports every retained event from `offset` (absent: from the oldest

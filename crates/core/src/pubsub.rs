@@ -43,7 +43,11 @@ impl Store {
 
     /// Appends events, each on its own (see [`RedisCache::log_append_each`]):
     /// one outcome per `(key, object JSON)`, in order.
-    pub async fn append_each(&self, appends: &[(String, String)], retention: &Retention) -> Vec<Result<u64, CacheError>> {
+    pub async fn append_each(
+        &self,
+        appends: &[(String, String)],
+        retention: &Retention,
+    ) -> Vec<Result<u64, CacheError>> {
         match self {
             Store::Memory(cache) => appends
                 .iter()

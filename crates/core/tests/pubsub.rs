@@ -358,7 +358,10 @@ async fn redis_retention_reports_expired_offsets() {
 async fn batched_appends(cache: RedisCache) {
     let store = Store::Redis(cache.clone());
     cache.set("pubsub:taken", "\"a string\"", None).await.unwrap();
-    let waiting = tokio::spawn(read_all(Subscription::new(store.clone(), "pubsub:a".into(), Some(0)), 3));
+    let waiting = tokio::spawn(read_all(
+        Subscription::new(store.clone(), "pubsub:a".into(), Some(0)),
+        3,
+    ));
     let appends: Vec<(String, String)> = [
         ("a", r#"{"n":0}"#),
         ("b", r#"{"n":0}"#),
@@ -373,16 +376,30 @@ async fn batched_appends(cache: RedisCache) {
     .collect();
     let retention = Retention::default();
     let outcomes = store.append_each(&appends, &retention).await;
-    let codes: Vec<Result<u64, &str>> = outcomes.iter().map(|o| o.as_ref().map(|i| *i).map_err(|e| e.code())).collect();
+    let codes: Vec<Result<u64, &str>> = outcomes
+        .iter()
+        .map(|o| o.as_ref().map(|i| *i).map_err(|e| e.code()))
+        .collect();
     assert_eq!(
         codes,
-        [Ok(0), Ok(0), Err("ERR_WRONG_TYPE"), Ok(1), Err("ERR_INVALID_VALUE"), Ok(1), Ok(2)]
+        [
+            Ok(0),
+            Ok(0),
+            Err("ERR_WRONG_TYPE"),
+            Ok(1),
+            Err("ERR_INVALID_VALUE"),
+            Ok(1),
+            Ok(2)
+        ]
     );
     assert_eq!(waiting.await.unwrap(), [0, 1, 2]);
     let b = read_all(Subscription::new(store.clone(), "pubsub:b".into(), Some(0)), 2).await;
     assert_eq!(b, [0, 1]);
     // Nothing was appended to the key of another type.
-    assert_eq!(cache.get("pubsub:taken").await.unwrap().as_deref(), Some("\"a string\""));
+    assert_eq!(
+        cache.get("pubsub:taken").await.unwrap().as_deref(),
+        Some("\"a string\"")
+    );
     // One call alone goes the same way.
     assert_eq!(store.append("pubsub:a", r#"{"n":3}"#, &retention).await.unwrap(), 3);
 }
@@ -398,7 +415,11 @@ async fn redis_batched_appends_keep_each_topics_order_and_fail_alone() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let ttl: i64 = redis::cmd("PTTL").arg(cache.key("pubsub:b")).query_async(&mut conn).await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(cache.key("pubsub:b"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(ttl > 0 && ttl <= 60_000, "PTTL {ttl}");
     cache.clear().await.unwrap();
     cache.close();

@@ -87,7 +87,10 @@ impl RedisCache {
                 Ok(body) => {
                     let key = key.as_ref();
                     let topic = *topic_of.entry(key).or_insert_with(|| {
-                        topics.push(TopicAppends { key, events: Vec::new() });
+                        topics.push(TopicAppends {
+                            key,
+                            events: Vec::new(),
+                        });
                         topics.len() - 1
                     });
                     topics[topic].events.push(Appending { position, body });
@@ -163,7 +166,9 @@ impl RedisCache {
                     Some(Ok(redis::Value::BulkString(id))) => index_of(&String::from_utf8_lossy(&id)),
                     Some(Ok(other)) => Err(CacheError::InvalidValue(format!("unexpected reply to XADD: {other:?}"))),
                     Some(Err(e)) => Err(self.classify(key, e)),
-                    None => Err(CacheError::InvalidValue("Redis sent fewer replies than commands".into())),
+                    None => Err(CacheError::InvalidValue(
+                        "Redis sent fewer replies than commands".into(),
+                    )),
                 })
                 .collect();
             // The events were stored; a failed refresh of the TTL still fails
@@ -189,8 +194,8 @@ impl RedisCache {
         let bodies = topic.bodies();
         let mut run_start = 0;
         for end in 1..=appended.len() {
-            let continues = end < appended.len()
-                && matches!((&appended[end - 1], &appended[end]), (Ok(a), Ok(b)) if b == &(a + 1));
+            let continues =
+                end < appended.len() && matches!((&appended[end - 1], &appended[end]), (Ok(a), Ok(b)) if b == &(a + 1));
             if continues {
                 continue;
             }
