@@ -185,6 +185,19 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
       expect(await cache.get('pubsub:agent.taken')).toBe('not a topic')
     }))
 
+  it('replays any Unicode text exactly, in pages of ASCII and non-ASCII text alike', () =>
+    withPubSub(async (pubsub) => {
+      const texts = ['plain', 'üñï €', '🦀 日本語', 'lone \ud800 surrogate', 'quote " and \\ backslash', '\u0000\u001f']
+      for (const text of texts) await pubsub.publish(topic, { type: 'chunk', runId: 'run-1', data: { text } })
+      const seen: unknown[] = []
+      for await (const e of pubsub.subscribeWithReplay(topic, { offset: 0 })) {
+        seen.push(e.data)
+        if (e.index === texts.length - 1) break
+      }
+      expect(seen).toEqual(texts.map((text) => ({ text })))
+      expect((await pubsub.getHistory(topic)).map((e) => e.data)).toEqual(texts.map((text) => ({ text })))
+    }))
+
   it('subscribe() delivers only events published after it', () =>
     withPubSub(async (pubsub) => {
       await pubsub.publish(topic, event(0))

@@ -10,6 +10,7 @@
 mod agent;
 mod bridge;
 mod error;
+mod json_text;
 mod memory_cache;
 mod pubsub;
 mod redis_cache;

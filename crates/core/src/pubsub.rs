@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use tokio::sync::watch;
 
 use crate::cache::memory::MemoryCache;
@@ -327,6 +328,26 @@ impl Subscription {
         read
     }
 
+    /// The page read ahead for this position, if it has arrived with
+    /// events; the read of the one after it starts then. (Anything else is
+    /// left to [`Self::read`], which reports errors and re-reads empty pages.)
+    fn arrived(&mut self, max: usize) -> Option<Page> {
+        let ahead = self.ahead.as_mut()?;
+        if !(ahead.task.is_finished() && ahead.from == self.next && ahead.max == max && ahead.after == self.received) {
+            return None;
+        }
+        let finished = self.ahead.take()?.task.now_or_never();
+        match finished {
+            Some(Ok(Ok(page))) if page.count > 0 => {
+                self.read_ahead(&page, max);
+                Some(page)
+            }
+            // Read again: an error is reported by that read, and an empty
+            // page may predate the caller's wake-up check.
+            _ => None,
+        }
+    }
+
     /// After a full page from Redis more is likely stored: start reading it.
     fn read_ahead(&mut self, page: &Page, max: usize) {
         if page.count < max || !matches!(self.store, Store::Redis(_)) {
@@ -368,9 +389,16 @@ impl Subscription {
         self.next
     }
 
-    /// The next page if one is ready without waiting (in memory), `None`
-    /// otherwise: then call [`Self::next`].
+    /// The next page if one is ready without waiting (in memory, or over
+    /// Redis a page read ahead that has arrived), `None` otherwise: then
+    /// call [`Self::next`].
     pub fn try_next(&mut self, max: usize) -> Result<Option<Page>, CacheError> {
+        if let Store::Redis(_) = self.store {
+            return Ok(self.arrived(max).map(|page| {
+                self.took(&page);
+                page
+            }));
+        }
         loop {
             self.seen.borrow_and_update();
             let Some(read) = self.store.read_now(&self.key, self.next, max, self.received.as_ref()) else {

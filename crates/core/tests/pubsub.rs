@@ -432,3 +432,54 @@ async fn cluster_batched_appends_keep_each_topics_order_and_fail_alone() {
     cache.clear().await.unwrap();
     cache.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_pages_read_ahead_are_taken_without_waiting() {
+    let cache = redis(&unique_prefix());
+    let store = Store::Redis(cache.clone());
+    let events: Vec<String> = (0..100).map(|n| format!(r#"{{"n":{n}}}"#)).collect();
+    store
+        .append_many("pubsub:t", &events, &Retention::default())
+        .await
+        .unwrap();
+    let mut sub = Subscription::new(store.clone(), "pubsub:t".into(), Some(0));
+    assert!(sub.try_next(10).unwrap().is_none(), "nothing was read ahead yet");
+    let mut seen = Vec::new();
+    let mut taken_at_once = 0;
+    let page_ns = |page: durable_agent_core::Page| -> Vec<u64> {
+        let events: Vec<serde_json::Value> = serde_json::from_str(&page.events).unwrap();
+        events.iter().map(|e| e["n"].as_u64().unwrap()).collect()
+    };
+    // The first page is read now; each full page starts the read of the next,
+    // which `try_next` hands out once it has arrived, without a wait.
+    seen.extend(page_ns(sub.next(10).await.unwrap()));
+    while seen.len() < 100 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let page = loop {
+            if let Some(page) = sub.try_next(10).unwrap() {
+                break page;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the page read ahead never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        taken_at_once += 1;
+        seen.extend(page_ns(page));
+    }
+    assert_eq!(seen, (0..100).collect::<Vec<_>>());
+    assert_eq!(taken_at_once, 9);
+    // Caught up: nothing ready, and the reader waits as before.
+    assert!(sub.try_next(10).unwrap().is_none());
+    store
+        .append("pubsub:t", r#"{"n":100}"#, &Retention::default())
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), sub.next(10))
+        .await
+        .unwrap();
+    assert_eq!(page_ns(next.unwrap()), [100]);
+    cache.clear().await.unwrap();
+    cache.close();
+}
