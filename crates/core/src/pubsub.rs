@@ -394,10 +394,7 @@ impl Subscription {
     /// call [`Self::next`].
     pub fn try_next(&mut self, max: usize) -> Result<Option<Page>, CacheError> {
         if let Store::Redis(_) = self.store {
-            return Ok(self.arrived(max).map(|page| {
-                self.took(&page);
-                page
-            }));
+            return Ok(self.arrived(max).inspect(|page| self.took(page)));
         }
         loop {
             self.seen.borrow_and_update();
