@@ -46,7 +46,6 @@ use napi::{Env, Status};
 use napi_derive::napi;
 
 use crate::error::Coded;
-use crate::json_text::JsonText;
 
 /// The JS callback the bridge calls when a batch has results: `() => void`.
 pub type OnReady = ThreadsafeFunction<(), (), (), Status, false, true>;
@@ -386,9 +385,9 @@ impl NativeBridge {
     }
 
     /// The results finished since the last call, as one JSON batch, or `null`.
-    #[napi(catch_unwind, ts_return_type = "string | null")]
-    pub fn take_completions(&self) -> Option<JsonText> {
-        self.bridge.take().map(JsonText)
+    #[napi(catch_unwind)]
+    pub fn take_completions(&self) -> Option<String> {
+        self.bridge.take()
     }
 
     /// Keeps Node alive while calls are in flight.

@@ -10,7 +10,6 @@
 mod agent;
 mod bridge;
 mod error;
-mod json_text;
 mod memory_cache;
 mod pubsub;
 mod redis_cache;

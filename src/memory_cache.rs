@@ -7,7 +7,6 @@ use napi::Result;
 use napi_derive::napi;
 
 use crate::error::IntoNapi;
-use crate::json_text::JsonText;
 
 #[napi]
 pub struct NativeMemoryCache {
@@ -31,9 +30,9 @@ impl NativeMemoryCache {
     }
 
     /// JSON text of the value, or `null` when absent.
-    #[napi(catch_unwind, ts_return_type = "string | null")]
-    pub fn get(&self, key: String) -> Option<JsonText> {
-        self.cache.get(&key).map(JsonText)
+    #[napi(catch_unwind)]
+    pub fn get(&self, key: String) -> Option<String> {
+        self.cache.get(&key)
     }
 
     /// `ttlMs`: omitted uses the default; `0` never expires.
@@ -65,9 +64,9 @@ impl NativeMemoryCache {
     }
 
     /// JSON text of the array `LRANGE key from to` would return.
-    #[napi(catch_unwind, ts_return_type = "string")]
-    pub fn list_from_to(&self, key: String, from: i64, to: i64) -> Result<JsonText> {
-        self.cache.list_from_to(&key, from, to).map(JsonText).into_napi()
+    #[napi(catch_unwind)]
+    pub fn list_from_to(&self, key: String, from: i64, to: i64) -> Result<String> {
+        self.cache.list_from_to(&key, from, to).into_napi()
     }
 
     #[napi(catch_unwind)]

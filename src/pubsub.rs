@@ -15,7 +15,6 @@ use tokio::sync::Notify;
 
 use crate::bridge::{Batch, Bridge, NativeBridge, OnReady, Reply};
 use crate::error::{to_napi, IntoNapi};
-use crate::json_text::JsonText;
 use crate::memory_cache::NativeMemoryCache;
 use crate::redis_cache::NativeRedisCache;
 
@@ -252,8 +251,8 @@ pub struct NativeSubscription {
 #[napi]
 impl NativeSubscription {
     /// The next page (a JSON array) if events are ready now, else `null`.
-    #[napi(catch_unwind, ts_return_type = "string | null")]
-    pub fn try_next(&self, max: u32) -> Result<Option<JsonText>> {
+    #[napi(catch_unwind)]
+    pub fn try_next(&self, max: u32) -> Result<Option<String>> {
         // A `next` in flight holds the lock; then nothing is ready here.
         let Ok(mut guard) = self.inner.try_lock() else {
             return Ok(None);
@@ -263,7 +262,7 @@ impl NativeSubscription {
         };
         // Inside the runtime: taking a page read ahead starts the next read.
         let page = napi::bindgen_prelude::within_runtime_if_available(|| sub.try_next(max as usize));
-        Ok(page.into_napi()?.map(|page| JsonText(page.events)))
+        Ok(page.into_napi()?.map(|page| page.events))
     }
 
     /// Reports the next page of what is stored now, or no value when the
