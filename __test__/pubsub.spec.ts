@@ -1,8 +1,10 @@
 import { EventEmitterPubSub } from '@mastra/core/events'
+import { createClient } from 'redis'
 import { describe, expect, it } from 'vitest'
 
 import { CachingPubSub, InMemoryServerCache, RedisServerCache, type PubSubEvent, type ServerCache } from '../dist/index.js'
-import { eventually } from './helpers.js'
+import { redisKey } from '../index.js'
+import { eventually, REDIS_URL, uniquePrefix } from './helpers.js'
 import { backends, event } from './pubsub-backends.js'
 
 describe.each(backends)('CachingPubSub ($name)', (backend) => {
@@ -317,6 +319,39 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
       },
       { onError: (error) => void errors.push(error.message) },
     )
+  })
+})
+
+describe('CachingPubSub stored format', () => {
+  it('reads createdAt stored as ISO text (as earlier builds wrote it) as well as epoch ms', async () => {
+    const keyPrefix = uniquePrefix('pubsub-format')
+    const cache = new RedisServerCache({ url: REDIS_URL }, { keyPrefix })
+    const client = createClient({ url: REDIS_URL })
+    await client.connect()
+    try {
+      const pubsub = new CachingPubSub(null, cache)
+      const key = redisKey(keyPrefix, 'pubsub:t')
+      const iso = '2026-11-28T08:28:42.462Z'
+      const body = JSON.stringify({ id: 'old', type: 'chunk', runId: 'run-1', data: { n: 0 }, createdAt: iso })
+      await client.xAdd(key, '0-1', { e: body })
+      const now = new Date()
+      await pubsub.publish('t', { ...event(1), createdAt: now })
+      const history = await pubsub.getHistory('t')
+      expect(history.map((e) => e.createdAt)).toEqual([new Date(iso), now])
+      const seen: Date[] = []
+      for await (const e of pubsub.subscribeWithReplay('t', { offset: 0 })) {
+        seen.push(e.createdAt)
+        if (e.index === 1) break
+      }
+      expect(seen).toEqual([new Date(iso), now])
+      // What is stored now: epoch ms.
+      const [, stored] = (await client.xRange(key, '-', '+')).map((entry) => JSON.parse(entry.message.e!))
+      expect(stored.createdAt).toBe(now.getTime())
+    } finally {
+      await client.del(redisKey(keyPrefix, 'pubsub:t'))
+      await client.quit()
+      await cache.close()
+    }
   })
 })
 

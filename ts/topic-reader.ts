@@ -14,7 +14,7 @@ export interface PubSubEvent {
   index: number
 }
 
-/** A page as it arrives: parsed JSON, `createdAt` still ISO text. */
+/** A page as it arrives: parsed JSON, `createdAt` still as stored (see `hydrate`). */
 export type RawPage = PubSubEvent[]
 
 /**
@@ -54,8 +54,11 @@ export class TopicReader {
   }
 }
 
-/** Events arrive with `createdAt` as ISO text; subscribers get a `Date`. */
+/**
+ * Events are stored with `createdAt` as epoch ms (earlier builds stored ISO
+ * text, which reads back too); subscribers get a `Date`.
+ */
 export function hydrate(event: PubSubEvent): PubSubEvent {
-  event.createdAt = new Date(event.createdAt as unknown as string)
+  event.createdAt = new Date(event.createdAt as unknown as number | string)
   return event
 }

@@ -1,5 +1,6 @@
 //! The run's events: AI SDK full-stream parts wrapped in Mastra's event shape
-//! (`{id, type, runId, data, createdAt}`; the log adds `index`).
+//! (`{id, type, runId, data, createdAt}`, `createdAt` in epoch ms, as
+//! CachingPubSub stores it; the log adds `index`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,11 +33,11 @@ impl EventWriter {
     pub fn event(&mut self, kind: &str, data_json: &str) -> String {
         self.seq += 1;
         format!(
-            r#"{{"id":"{}{}","type":"{kind}","runId":{},"data":{data_json},"createdAt":"{}"}}"#,
+            r#"{{"id":"{}{}","type":"{kind}","runId":{},"data":{data_json},"createdAt":{}}}"#,
             self.id_prefix,
             self.seq,
             self.run_id_json,
-            iso_now()
+            now_ms()
         )
     }
 
@@ -50,10 +51,17 @@ pub fn error_part(name: &str, message: &str) -> Value {
     json!({ "type": "error", "error": { "name": name, "message": message } })
 }
 
+/// Now in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
 /// Now as ISO 8601 UTC with milliseconds, as JS `Date#toISOString` writes it.
 pub fn iso_now() -> String {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    iso(since.as_millis() as i64)
+    iso(now_ms())
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -101,6 +109,6 @@ mod tests {
         assert_eq!(a["type"], "chunk");
         assert_eq!(a["runId"], "run-1");
         assert_eq!(a["data"]["type"], "start");
-        assert!(a["createdAt"].as_str().unwrap().ends_with('Z'));
+        assert!(a["createdAt"].as_i64().is_some_and(|ms| ms > 1_700_000_000_000));
     }
 }
