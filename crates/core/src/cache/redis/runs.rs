@@ -3,7 +3,6 @@
 //! checkpoint and the events it covers land atomically (and in one Cluster
 //! slot: both keys share the run topic's hash tag).
 
-use super::log::FIELD;
 use super::RedisCache;
 use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
 use crate::error::CacheError;
@@ -305,46 +304,20 @@ impl RedisCache {
     }
 
     /// Appends events in order, in one round trip; returns the last index.
+    /// An object that is not a JSON object fails the call before anything is
+    /// stored; a failed append fails it too.
     pub async fn log_append_many(
         &self,
         key: &str,
         objects: &[String],
         retention: &Retention,
     ) -> Result<Option<u64>, CacheError> {
-        if objects.is_empty() {
-            return Ok(None);
+        json::without_indices(objects)?;
+        let appends: Vec<(&str, &str)> = objects.iter().map(|object| (key, object.as_str())).collect();
+        let mut last = None;
+        for outcome in self.log_append_each(&appends, retention).await {
+            last = Some(outcome?);
         }
-        let bodies = json::without_indices(objects)?;
-        if self.is_cluster() {
-            return self.log_append_announced(key, &bodies, retention).await.map(Some);
-        }
-        let k = self.key(key);
-        let mut pipe = redis::pipe();
-        for body in &bodies {
-            let xadd = pipe.cmd("XADD").arg(&k);
-            if let Some(max) = retention.max_events {
-                xadd.arg("MAXLEN").arg("=").arg(max);
-            }
-            xadd.arg("0-*").arg(FIELD).arg(&**body);
-        }
-        let ttl_ms = self.ttl_ms(retention);
-        if ttl_ms > 0 {
-            pipe.cmd("PEXPIRE").arg(&k).arg(ttl_ms).ignore();
-        }
-        let ids: Vec<String> = self.run_pipe(key, &pipe).await?;
-        let indices = ids
-            .iter()
-            .map(|id| super::log::index_of(id))
-            .collect::<Result<Vec<_>, _>>()?;
-        let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else {
-            return Err(CacheError::InvalidValue("XADD returned no id".into()));
-        };
-        if last - first + 1 == indices.len() as u64 {
-            self.offer(key, first, &bodies);
-        } else {
-            // Another client's appends fell between these: readers look.
-            self.inner.signals.notify(key);
-        }
-        Ok(Some(last))
+        Ok(last)
     }
 }
