@@ -170,6 +170,14 @@ export declare class NativeSubscription {
   close(): void
 }
 
+/**
+ * Takes three strings and returns their total length, doing nothing else:
+ * the benchmark's measure of what one synchronous native call with
+ * `listPushIndexed`'s arguments costs (napi's argument conversion), which
+ * any store that keeps values in native memory pays per write.
+ */
+export declare function benchNativeCall(a: string, b: string, c: string): number
+
 /** See [`debug_panic_sync`]. */
 export declare function debugPanicAsync(): Promise<void>
 

@@ -841,6 +841,7 @@ module.exports.NativeMemoryCache = nativeBinding.NativeMemoryCache
 module.exports.NativePubSub = nativeBinding.NativePubSub
 module.exports.NativeRedisCache = nativeBinding.NativeRedisCache
 module.exports.NativeSubscription = nativeBinding.NativeSubscription
+module.exports.benchNativeCall = nativeBinding.benchNativeCall
 module.exports.debugPanicAsync = nativeBinding.debugPanicAsync
 module.exports.debugPanicSync = nativeBinding.debugPanicSync
 module.exports.listPushIndexedScript = nativeBinding.listPushIndexedScript

@@ -28,6 +28,15 @@ pub use redis_cache::{list_push_indexed_script, redis_key, NativeRedisCache};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Takes three strings and returns their total length, doing nothing else:
+/// the benchmark's measure of what one synchronous native call with
+/// `listPushIndexed`'s arguments costs (napi's argument conversion), which
+/// any store that keeps values in native memory pays per write.
+#[napi_derive::napi(catch_unwind)]
+pub fn bench_native_call(a: String, b: String, c: String) -> u32 {
+    (a.len() + b.len() + c.len()) as u32
+}
+
 /// Panics on purpose, so tests can prove a Rust panic reaches JS as an `Error`
 /// (in a sync call and in an async one) instead of aborting the process.
 #[napi_derive::napi(catch_unwind)]
