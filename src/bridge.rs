@@ -16,7 +16,8 @@
 //! one write, instead of one task, one wake-up and one write per call.
 //!
 //! Calls of one kind made in one tick can also run as one piece of work
-//! (`submit_batched`): publishes then share one Redis pipeline, in call order.
+//! (`submit_batched`): publishes then share Redis pipelines (up to 16 each),
+//! in call order.
 //!
 //! In memory there is nothing to wait for but other in-process work, so a
 //! bridge over the in-memory store runs its work on the JS thread instead
@@ -146,10 +147,11 @@ impl Bridge {
         lock(&self.inner.queued).push(Box::pin(work));
     }
 
-    /// Queues the call `id` with `input` in `batch`: calls queued there until
-    /// the next [`Self::flush`] run as pieces of work of up to `batch.max`
-    /// calls, `run(inputs)`, which returns one outcome per input, in order.
-    /// `run` is the one given by a piece of work's first call.
+    /// Queues the call `id` with `input` in `batch`: calls queued there run as
+    /// pieces of work of up to `batch.max` calls, `run(inputs)`, which returns
+    /// one outcome per input, in order. A piece takes calls until it starts
+    /// (at the next [`Self::flush`], in practice); `run` is the one given by
+    /// its first call.
     pub fn submit_batched<T, F, Fut, E>(&self, batch: &Batch<T>, id: u32, input: T, run: F)
     where
         T: Send + 'static,
@@ -170,7 +172,8 @@ impl Bridge {
         let work = async move {
             let calls = lock(&queued).take().unwrap_or_default();
             let (ids, inputs): (Vec<u32>, Vec<T>) = calls.into_iter().unzip();
-            let outcomes: Vec<Outcome> = match AssertUnwindSafe(run(inputs)).catch_unwind().await {
+            // `run` itself inside the guard too: a panic there is reported as well.
+            let outcomes: Vec<Outcome> = match AssertUnwindSafe(async move { run(inputs).await }).catch_unwind().await {
                 Ok(outcomes) => outcomes
                     .into_iter()
                     .map(|outcome| outcome.map_err(|e| coded_message(&e)))

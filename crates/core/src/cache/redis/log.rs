@@ -367,7 +367,6 @@ impl RedisCache {
     }
 }
 
-/// `0-<n>` is index `n - 1`.
 /// One topic's events in a [`RedisCache::log_append_each`] batch, in order.
 struct TopicAppends<'a> {
     key: &'a str,
@@ -387,6 +386,7 @@ impl TopicAppends<'_> {
     }
 }
 
+/// `0-<n>` is index `n - 1`.
 pub(super) fn index_of(id: &str) -> Result<u64, CacheError> {
     id.strip_prefix("0-")
         .and_then(|n| n.parse::<u64>().ok())
