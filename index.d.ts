@@ -106,7 +106,7 @@ export declare class NativePubSub {
   publishNow(topic: string, json: string): number
   /**
    * Stores the event; reports its index. Publishes made in one tick are
-   * stored together, in call order (one Redis round trip).
+   * stored together, in call order (Redis pipelines of `PUBLISH_BATCH`).
    */
   publish(id: number, topic: string, json: string): void
   /**

@@ -144,7 +144,7 @@ impl NativePubSub {
     }
 
     /// Stores the event; reports its index. Publishes made in one tick are
-    /// stored together, in call order (one Redis round trip).
+    /// stored together, in call order (Redis pipelines of `PUBLISH_BATCH`).
     #[napi(catch_unwind)]
     pub fn publish(&self, id: u32, topic: String, json: String) {
         let (store, retention) = (self.store.clone(), self.retention);

@@ -99,6 +99,21 @@ impl RedisCache {
                 Err(e) => outcomes.push(Some(Err(e))),
             }
         }
+        self.append_topics(&topics, retention, &mut outcomes).await;
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every append has an outcome"))
+            .collect()
+    }
+
+    /// Appends each topic's events (already without `index`), writing each
+    /// one's outcome at its `position` in `outcomes`.
+    pub(super) async fn append_topics(
+        &self,
+        topics: &[TopicAppends<'_>],
+        retention: &Retention,
+        outcomes: &mut [Option<Result<u64, CacheError>>],
+    ) {
         if self.is_cluster() {
             // One script per topic (a Cluster routes by key), all at once.
             let appended = futures::future::join_all(topics.iter().map(|topic| {
@@ -114,12 +129,8 @@ impl RedisCache {
                 }
             }
         } else if !topics.is_empty() {
-            self.append_pipelined(&topics, retention, &mut outcomes).await;
+            self.append_pipelined(topics, retention, outcomes).await;
         }
-        outcomes
-            .into_iter()
-            .map(|outcome| outcome.expect("every append has an outcome"))
-            .collect()
     }
 
     /// [`Self::log_append_each`] on a single Redis: one pipeline of each
@@ -368,16 +379,16 @@ impl RedisCache {
 }
 
 /// One topic's events in a [`RedisCache::log_append_each`] batch, in order.
-struct TopicAppends<'a> {
-    key: &'a str,
-    events: Vec<Appending<'a>>,
+pub(super) struct TopicAppends<'a> {
+    pub(super) key: &'a str,
+    pub(super) events: Vec<Appending<'a>>,
 }
 
-struct Appending<'a> {
+pub(super) struct Appending<'a> {
     /// Where its outcome goes.
-    position: usize,
+    pub(super) position: usize,
     /// The event without `index`.
-    body: std::borrow::Cow<'a, str>,
+    pub(super) body: std::borrow::Cow<'a, str>,
 }
 
 impl TopicAppends<'_> {

@@ -3,6 +3,7 @@
 //! checkpoint and the events it covers land atomically (and in one Cluster
 //! slot: both keys share the run topic's hash tag).
 
+use super::log::{Appending, TopicAppends};
 use super::RedisCache;
 use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
 use crate::error::CacheError;
@@ -312,11 +313,20 @@ impl RedisCache {
         objects: &[String],
         retention: &Retention,
     ) -> Result<Option<u64>, CacheError> {
-        json::without_indices(objects)?;
-        let appends: Vec<(&str, &str)> = objects.iter().map(|object| (key, object.as_str())).collect();
+        if objects.is_empty() {
+            return Ok(None);
+        }
+        let events = json::without_indices(objects)?
+            .into_iter()
+            .enumerate()
+            .map(|(position, body)| Appending { position, body })
+            .collect();
+        let mut outcomes: Vec<Option<Result<u64, CacheError>>> = objects.iter().map(|_| None).collect();
+        self.append_topics(&[TopicAppends { key, events }], retention, &mut outcomes)
+            .await;
         let mut last = None;
-        for outcome in self.log_append_each(&appends, retention).await {
-            last = Some(outcome?);
+        for outcome in outcomes {
+            last = Some(outcome.expect("every append has an outcome")?);
         }
         Ok(last)
     }
