@@ -105,8 +105,9 @@ export declare class NativePubSub {
   /** In memory: stores the event and returns its index at once. */
   publishNow(topic: string, json: string): number
   /**
-   * Stores the event; reports its index. Publishes made in one tick are
-   * stored together, in call order (Redis pipelines of `PUBLISH_BATCH`).
+   * Stores the event; reports its index. Queued now: publishes keep
+   * the order they were made in, and those made together share Redis
+   * pipelines (see the core's `cache/redis/queue.rs`).
    */
   publish(id: number, topic: string, json: string): void
   /**
@@ -147,6 +148,13 @@ export declare class NativeRedisCache {
   increment(id: number, key: string): void
   listPushIndexed(id: number, listKey: string, counterKey: string, json: string): void
   close(): void
+  /**
+   * The code our caches give an error reply Redis sent with this text
+   * (`cluster`: to a Redis Cluster client), or `null` for a reply no
+   * caller causes: the JS-client mode reads its client's errors with it,
+   * so both modes give the same mistake the same code.
+   */
+  static replyErrorCode(text: string, cluster: boolean): string | null
 }
 
 /** One reader's position in a topic. Pages never overlap and never skip. */

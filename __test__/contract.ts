@@ -156,5 +156,133 @@ export function cacheContract(name: string, make: () => Promise<{ cache: ServerC
         await expect(cache.listLength('v')).rejects.toMatchObject({ code: 'ERR_WRONG_TYPE' })
         expect(await cache.get('v')).toEqual({ keep: true })
       }))
+
+    // Calls a caller makes without awaiting each must take effect in the
+    // order they were made, at any number (issue 12: from about the 128th
+    // call of one tick, the native Redis mode let later calls land first).
+    describe('calls keep the order they were made in (10,000 unawaited calls of each kind)', () => {
+      const N = 10_000
+      const numbers = Array.from({ length: N }, (_, i) => i)
+
+      it('set: the last call wins', () =>
+        withCache(async (cache) => {
+          await Promise.all(numbers.map((v) => cache.set('k', v)))
+          expect(await cache.get('k')).toBe(N - 1)
+        }))
+
+      it('listPush: the list is in call order', () =>
+        withCache(async (cache) => {
+          await Promise.all(numbers.map((v) => cache.listPush('l', v)))
+          expect(await cache.listFromTo('l', 0)).toEqual(numbers)
+        }))
+
+      it('listPushIndexed: indices follow call order', () =>
+        withCache(async (cache) => {
+          const indices = await Promise.all(numbers.map((i) => cache.listPushIndexed('p', 'p:counter', { i })))
+          expect(indices).toEqual(numbers)
+          const stored = (await cache.listFromTo('p', 0)) as { index: number; i: number }[]
+          expect(stored.map((e) => e.i)).toEqual(numbers)
+        }))
+
+      it('increment: each call gets the next number', () =>
+        withCache(async (cache) => {
+          expect(await Promise.all(numbers.map(() => cache.increment('n')))).toEqual(numbers.map((i) => i + 1))
+        }))
+
+      it('set and delete interleaved: the last call decides, for every key', () =>
+        withCache(async (cache) => {
+          const calls: Promise<unknown>[] = []
+          for (const i of numbers) {
+            const key = `k${i % 10}`
+            calls.push(i % 3 === 2 ? cache.delete(key) : cache.set(key, i))
+          }
+          await Promise.all(calls)
+          for (let k = 0; k < 10; k++) {
+            const last = N - 10 + k
+            expect(await cache.get(`k${k}`), `k${k}`).toBe(last % 3 === 2 ? undefined : last)
+          }
+        }))
+
+      it('reads see every write made before them', () =>
+        withCache(async (cache) => {
+          const reads: Promise<unknown>[] = []
+          for (const i of numbers.slice(0, 2000)) {
+            void cache.listPush('seen', i)
+            void cache.set('latest', i)
+            if (i % 100 === 99) {
+              reads.push(cache.listLength('seen'), cache.get('latest'), cache.listFromTo('seen', -1))
+            }
+          }
+          const got = await Promise.all(reads)
+          for (let r = 0; r < got.length; r += 3) {
+            const i = (r / 3) * 100 + 99
+            expect(got[r], `listLength after push ${i}`).toBeGreaterThanOrEqual(i + 1)
+            expect(got[r + 1], `get after set ${i}`).toBeGreaterThanOrEqual(i)
+            expect((got[r + 2] as number[])[0], `last item after push ${i}`).toBeGreaterThanOrEqual(i)
+          }
+        }))
+
+      it('clear: what was written before it is gone, what was written after it stays', () =>
+        withCache(async (cache) => {
+          const calls: Promise<unknown>[] = numbers.slice(0, 500).map((i) => cache.set(`before${i}`, i))
+          calls.push(cache.clear())
+          calls.push(...numbers.slice(0, 500).map((i) => cache.set(`after${i}`, i)))
+          await Promise.all(calls)
+          for (const i of [0, 1, 250, 499]) {
+            expect(await cache.get(`before${i}`), `before${i}`).toBeUndefined()
+            expect(await cache.get(`after${i}`), `after${i}`).toBe(i)
+          }
+        }))
+    })
+
+    // The same mistake gives the same code on every backend (issue 12).
+    describe('errors a caller can cause carry the same code on every backend', () => {
+      it('increment of a value that is not an integer: ERR_WRONG_TYPE, value kept', () =>
+        withCache(async (cache) => {
+          await cache.set('s', 'abc')
+          await expect(cache.increment('s')).rejects.toMatchObject({ code: 'ERR_WRONG_TYPE' })
+          await cache.set('f', 1.5)
+          await expect(cache.increment('f')).rejects.toMatchObject({ code: 'ERR_WRONG_TYPE' })
+          await cache.listPush('l', 1)
+          await expect(cache.increment('l')).rejects.toMatchObject({ code: 'ERR_WRONG_TYPE' })
+          expect(await cache.get('s')).toBe('abc')
+          expect(await cache.get('l')).toEqual([1])
+        }))
+
+      it('increment past the largest 64-bit integer: ERR_INVALID_VALUE, value kept', () =>
+        withCache(async (cache) => {
+          // 807 below 2^63 - 1: of 810 increments, the last 3 overflow.
+          await cache.set('max', 9223372036854775000)
+          const outcomes = await Promise.allSettled(Array.from({ length: 810 }, () => cache.increment('max')))
+          expect(outcomes.slice(0, 807).every((o) => o.status === 'fulfilled')).toBe(true)
+          for (const outcome of outcomes.slice(807)) {
+            expect(outcome).toMatchObject({ status: 'rejected', reason: { code: 'ERR_INVALID_VALUE' } })
+          }
+          expect(await cache.get('max')).toBe(9223372036854775807)
+        }))
+
+      it('list operations on a value: ERR_WRONG_TYPE', () =>
+        withCache(async (cache) => {
+          await cache.set('v', { a: 1 })
+          await expect(cache.listPush('v', 1)).rejects.toMatchObject({ code: 'ERR_WRONG_TYPE' })
+          await expect(cache.listLength('v')).rejects.toMatchObject({ code: 'ERR_WRONG_TYPE' })
+          await expect(cache.listFromTo('v', 0)).rejects.toMatchObject({ code: 'ERR_WRONG_TYPE' })
+          await expect(cache.listPushIndexed('v', 'v:counter', { x: 1 })).rejects.toMatchObject({
+            code: 'ERR_WRONG_TYPE',
+          })
+          await cache.set('list:counter', 'text')
+          await expect(cache.listPushIndexed('list', 'list:counter', { x: 1 })).rejects.toMatchObject({
+            code: 'ERR_WRONG_TYPE',
+          })
+          expect(await cache.listLength('list')).toBe(0)
+          expect(await cache.get('v')).toEqual({ a: 1 })
+        }))
+
+      it('listPushIndexed with one key for the list and its counter: ERR_INVALID_VALUE', () =>
+        withCache(async (cache) => {
+          await expect(cache.listPushIndexed('same', 'same', { x: 1 })).rejects.toMatchObject({ code: 'ERR_INVALID_VALUE' })
+          expect(await cache.get('same')).toBeUndefined()
+        }))
+    })
   })
 }

@@ -77,6 +77,17 @@ describe.each(caches)("@mastra/core's CachingPubSub over our %s", (_name, make) 
       expect((await pubsub.getHistory(topic, 3)).map((e) => e.index)).toEqual([3])
     }))
 
+  it('stores concurrent publishes in publish order (10,000 unawaited)', () =>
+    withPubSub(async (pubsub) => {
+      const n = 10_000
+      await Promise.all(
+        Array.from({ length: n }, (_, i) => pubsub.publish(topic, { type: 'chunk', runId: 'run-1', data: { n: i } })),
+      )
+      const history = await pubsub.getHistory(topic)
+      expect(history.map((e) => e.index)).toEqual(Array.from({ length: n }, (_, i) => i))
+      expect(history.map((e) => (e.data as { n: number }).n)).toEqual(Array.from({ length: n }, (_, i) => i))
+    }))
+
   it('clearTopic removes the history and restarts indices at 0', () =>
     withPubSub(async (pubsub) => {
       await publishN(pubsub, 0, 2)

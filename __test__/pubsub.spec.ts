@@ -187,6 +187,14 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
       expect(await cache.get('pubsub:agent.taken')).toBe('not a topic')
     }))
 
+  it('10,000 publishes made without awaiting each get indices in call order, and replay in it', () =>
+    withPubSub(async (pubsub) => {
+      const n = 10_000
+      const indices = await Promise.all(Array.from({ length: n }, (_, i) => pubsub.publish(topic, event(i))))
+      expect(indices).toEqual(Array.from({ length: n }, (_, i) => i))
+      expect(ns(await pubsub.getHistory(topic))).toEqual(Array.from({ length: n }, (_, i) => i))
+    }))
+
   it('replays any Unicode text exactly, in pages of ASCII and non-ASCII text alike', () =>
     withPubSub(async (pubsub) => {
       const texts = ['plain', 'üñï €', '🦀 日本語', 'lone \ud800 surrogate', 'quote " and \\ backslash', '\u0000\u001f']

@@ -15,9 +15,9 @@
 //! Commands for Redis then reach the shared connection together and leave in
 //! one write, instead of one task, one wake-up and one write per call.
 //!
-//! Calls of one kind made in one tick can also run as one piece of work
-//! (`submit_batched`): publishes then share Redis pipelines (up to 16 each),
-//! in call order.
+//! The order of calls is not the bridge's concern: a Redis call is queued in
+//! the core when it is made (see [`queued_now`]), before its work is
+//! submitted here.
 //!
 //! In memory there is nothing to wait for but other in-process work, so a
 //! bridge over the in-memory store runs its work on the JS thread instead
@@ -73,26 +73,6 @@ type Outcome = Result<Reply, String>;
 /// batch, by request id. A panic inside is reported, never lost.
 type Work = Pin<Box<dyn Future<Output = Vec<(u32, Outcome)>> + Send>>;
 
-/// Calls of one kind that run as pieces of work of up to `max` calls each
-/// (see [`Bridge::submit_batched`]).
-pub struct Batch<T> {
-    /// The piece of work still taking calls, if any.
-    open: Mutex<Option<Queued<T>>>,
-    max: usize,
-}
-
-/// A piece of work's calls (request id and input); `None` once it started.
-type Queued<T> = Arc<Mutex<Option<Vec<(u32, T)>>>>;
-
-impl<T> Batch<T> {
-    pub fn new(max: usize) -> Self {
-        Batch {
-            open: Mutex::new(None),
-            max: max.max(1),
-        }
-    }
-}
-
 struct Inner {
     /// Work submitted since the last flush.
     queued: Mutex<Vec<Work>>,
@@ -144,51 +124,6 @@ impl Bridge {
                 },
             )]
         });
-        lock(&self.inner.queued).push(Box::pin(work));
-    }
-
-    /// Queues the call `id` with `input` in `batch`: calls queued there run as
-    /// pieces of work of up to `batch.max` calls, `run(inputs)`, which returns
-    /// one outcome per input, in order. A piece takes calls until it starts
-    /// (at the next [`Self::flush`], in practice); `run` is the one given by
-    /// its first call.
-    pub fn submit_batched<T, F, Fut, E>(&self, batch: &Batch<T>, id: u32, input: T, run: F)
-    where
-        T: Send + 'static,
-        F: FnOnce(Vec<T>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<Result<Reply, E>>> + Send + 'static,
-        E: Coded,
-    {
-        let mut open = lock(&batch.open);
-        if let Some(queued) = &*open {
-            if let Some(calls) = lock(queued).as_mut().filter(|calls| calls.len() < batch.max) {
-                calls.push((id, input));
-                return;
-            }
-        }
-        let queued: Queued<T> = Arc::new(Mutex::new(Some(vec![(id, input)])));
-        *open = Some(queued.clone());
-        drop(open);
-        let work = async move {
-            let calls = lock(&queued).take().unwrap_or_default();
-            let (ids, inputs): (Vec<u32>, Vec<T>) = calls.into_iter().unzip();
-            // `run` itself inside the guard too: a panic there is reported as well.
-            let outcomes: Vec<Outcome> = match AssertUnwindSafe(async move { run(inputs).await }).catch_unwind().await {
-                Ok(outcomes) => outcomes
-                    .into_iter()
-                    .map(|outcome| outcome.map_err(|e| coded_message(&e)))
-                    .collect(),
-                Err(panic) => {
-                    let message = panic_outcome(&panic);
-                    ids.iter().map(|_| Err(message.clone())).collect()
-                }
-            };
-            let missing = || Err("[ERR_INTERNAL] a batched call got no outcome".to_owned());
-            let mut outcomes = outcomes.into_iter();
-            ids.into_iter()
-                .map(|id| (id, outcomes.next().unwrap_or_else(missing)))
-                .collect()
-        };
         lock(&self.inner.queued).push(Box::pin(work));
     }
 
@@ -342,6 +277,13 @@ impl Wake for LocalWaker {
             let _ = lock(&inner.on_ready).call((), ThreadsafeFunctionCallMode::NonBlocking);
         }
     }
+}
+
+/// Runs `call` (a core call that queues its work when called and returns
+/// the future of its outcome) inside the runtime: queueing may start the
+/// cache's dispatcher task, and this runs on the JS thread.
+pub fn queued_now<T>(call: impl FnOnce() -> T) -> T {
+    napi::bindgen_prelude::within_runtime_if_available(call)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -13,19 +13,13 @@ use napi::Result;
 use napi_derive::napi;
 use tokio::sync::Notify;
 
-use crate::bridge::{Batch, Bridge, NativeBridge, OnReady, Reply};
+use crate::bridge::{queued_now, Bridge, NativeBridge, OnReady, Reply};
 use crate::error::{to_napi, IntoNapi};
 use crate::memory_cache::NativeMemoryCache;
 use crate::redis_cache::NativeRedisCache;
 
 /// Events per page read from a store.
 const PAGE: usize = 1024;
-
-/// Publishes per pipeline when many are made in one tick. Smaller pipelines
-/// let Redis work on one while JS handles the replies to another: 64 in
-/// flight on a 2-vCPU VM gave 92k/s with one pipeline per publish (each with
-/// its own `PEXPIRE`), 98k/s with all 64 in one, and 105-127k/s at 8 to 24.
-const PUBLISH_BATCH: usize = 16;
 
 #[napi(object)]
 pub struct NativePubSubOptions {
@@ -43,8 +37,6 @@ pub struct NativePubSub {
     pub(crate) prefix: String,
     pub(crate) retention: Retention,
     pub(crate) bridge: Bridge,
-    /// Publishes of the current tick (see `publish`).
-    publishes: Batch<(String, String)>,
 }
 
 fn retention(options: &NativePubSubOptions) -> std::result::Result<Retention, CacheError> {
@@ -109,7 +101,6 @@ impl NativePubSub {
             retention: retention(&options).into_napi()?,
             prefix: options.key_prefix,
             bridge,
-            publishes: Batch::new(PUBLISH_BATCH),
         })
     }
 
@@ -143,23 +134,14 @@ impl NativePubSub {
         }
     }
 
-    /// Stores the event; reports its index. Publishes made in one tick are
-    /// stored together, in call order (Redis pipelines of `PUBLISH_BATCH`).
+    /// Stores the event; reports its index. Queued now: publishes keep
+    /// the order they were made in, and those made together share Redis
+    /// pipelines (see the core's `cache/redis/queue.rs`).
     #[napi(catch_unwind)]
     pub fn publish(&self, id: u32, topic: String, json: String) {
-        let (store, retention) = (self.store.clone(), self.retention);
-        self.bridge.submit_batched(
-            &self.publishes,
-            id,
-            (self.key(&topic), json),
-            move |appends| async move {
-                let outcomes = store.append_each(&appends, &retention).await;
-                outcomes
-                    .into_iter()
-                    .map(|outcome| outcome.map(|i| Reply::Number(i as i64)))
-                    .collect::<Vec<_>>()
-            },
-        );
+        let appended = queued_now(|| self.store.append(&self.key(&topic), &json, &self.retention));
+        self.bridge
+            .submit(id, async move { appended.await.map(|i| Reply::Number(i as i64)) });
     }
 
     /// Reports every retained event from `offset` (absent: from the oldest
@@ -189,9 +171,9 @@ impl NativePubSub {
     /// Deletes the topic's events and index.
     #[napi(catch_unwind)]
     pub fn clear_topic(&self, id: u32, topic: String) {
-        let (store, key) = (self.store.clone(), self.key(&topic));
+        let deleted = queued_now(|| self.store.delete(&self.key(&topic)));
         self.bridge
-            .submit(id, async move { store.delete(&key).await.map(|()| Reply::Unit) });
+            .submit(id, async move { deleted.await.map(|()| Reply::Unit) });
     }
 
     /// A reader of `topic` from index `offset` (absent: from the oldest

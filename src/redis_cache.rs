@@ -3,11 +3,11 @@
 
 use durable_agent_core::cache::memory::ttl_from_ms;
 use durable_agent_core::cache::redis::{physical_key, LIST_PUSH_INDEXED_SCRIPT};
-use durable_agent_core::{CacheError, RedisCache, RedisCacheConfig, RedisTarget, TlsConfig};
+use durable_agent_core::{CacheError, RedisCache, RedisCacheConfig, RedisTarget, ReplyError, TlsConfig};
 use napi::Result;
 use napi_derive::napi;
 
-use crate::bridge::{Bridge, NativeBridge, OnReady, Reply};
+use crate::bridge::{queued_now, Bridge, NativeBridge, OnReady, Reply};
 use crate::error::IntoNapi;
 
 /// Where Redis is: `url`, `host` and friends, or a cluster's node URLs.
@@ -92,7 +92,8 @@ impl NativeRedisCache {
         )
         .into_napi()?;
         Ok(NativeRedisCache {
-            cache: RedisCache::new(config).into_napi()?,
+            // In the runtime: the cache's command queue belongs to it.
+            cache: queued_now(|| RedisCache::new(config)).into_napi()?,
             bridge: Bridge::new(on_ready),
         })
     }
@@ -103,11 +104,14 @@ impl NativeRedisCache {
         self.cache.addr().to_owned()
     }
 
+    // Each call is queued in the core when it is made (`queued_now`), so
+    // calls keep their order whenever their futures run.
+
     #[napi(catch_unwind)]
     pub fn get(&self, id: u32, key: String) {
-        let cache = self.cache.clone();
+        let got = queued_now(|| self.cache.get(&key));
         self.bridge.submit::<_, CacheError>(id, async move {
-            Ok(match cache.get(&key).await? {
+            Ok(match got.await? {
                 Some(json) => Reply::Json(json),
                 None => Reply::Absent,
             })
@@ -117,43 +121,37 @@ impl NativeRedisCache {
     #[napi(catch_unwind)]
     pub fn set(&self, id: u32, key: String, json: String, ttl_ms: Option<f64>) -> Result<()> {
         let ttl = ttl_ms.map(|ms| ttl_from_ms("ttlMs", ms)).transpose().into_napi()?;
-        let cache = self.cache.clone();
-        self.bridge.submit(
-            id,
-            async move { cache.set(&key, &json, ttl).await.map(|()| Reply::Unit) },
-        );
+        let set = queued_now(|| self.cache.set(&key, &json, ttl));
+        self.bridge.submit(id, async move { set.await.map(|()| Reply::Unit) });
         Ok(())
     }
 
     #[napi(catch_unwind)]
     pub fn delete(&self, id: u32, key: String) {
-        let cache = self.cache.clone();
+        let deleted = queued_now(|| self.cache.delete(&key));
         self.bridge
-            .submit(id, async move { cache.delete(&key).await.map(|()| Reply::Unit) });
+            .submit(id, async move { deleted.await.map(|()| Reply::Unit) });
     }
 
     #[napi(catch_unwind)]
     pub fn clear(&self, id: u32) {
-        let cache = self.cache.clone();
+        let cleared = queued_now(|| self.cache.clear());
         self.bridge
-            .submit(id, async move { cache.clear().await.map(|()| Reply::Unit) });
+            .submit(id, async move { cleared.await.map(|()| Reply::Unit) });
     }
 
     #[napi(catch_unwind)]
     pub fn list_push(&self, id: u32, key: String, json: String) {
-        let cache = self.cache.clone();
-        self.bridge.submit(
-            id,
-            async move { cache.list_push(&key, &json).await.map(|()| Reply::Unit) },
-        );
+        let pushed = queued_now(|| self.cache.list_push(&key, &json));
+        self.bridge
+            .submit(id, async move { pushed.await.map(|()| Reply::Unit) });
     }
 
     #[napi(catch_unwind)]
     pub fn list_length(&self, id: u32, key: String) {
-        let cache = self.cache.clone();
-        self.bridge.submit(id, async move {
-            cache.list_length(&key).await.map(|n| Reply::Number(n as i64))
-        });
+        let length = queued_now(|| self.cache.list_length(&key));
+        self.bridge
+            .submit(id, async move { length.await.map(|n| Reply::Number(n as i64)) });
     }
 
     #[napi(catch_unwind)]
@@ -167,25 +165,29 @@ impl NativeRedisCache {
 
     #[napi(catch_unwind)]
     pub fn increment(&self, id: u32, key: String) {
-        let cache = self.cache.clone();
+        let incremented = queued_now(|| self.cache.increment(&key));
         self.bridge
-            .submit(id, async move { cache.increment(&key).await.map(Reply::Number) });
+            .submit(id, async move { incremented.await.map(Reply::Number) });
     }
 
     #[napi(catch_unwind)]
     pub fn list_push_indexed(&self, id: u32, list_key: String, counter_key: String, json: String) {
-        let cache = self.cache.clone();
-        self.bridge.submit(id, async move {
-            cache
-                .list_push_indexed(&list_key, &counter_key, &json)
-                .await
-                .map(Reply::Number)
-        });
+        let pushed = queued_now(|| self.cache.list_push_indexed(&list_key, &counter_key, &json));
+        self.bridge.submit(id, async move { pushed.await.map(Reply::Number) });
     }
 
     #[napi(catch_unwind)]
     pub fn close(&self) {
         self.cache.close();
+    }
+
+    /// The code our caches give an error reply Redis sent with this text
+    /// (`cluster`: to a Redis Cluster client), or `null` for a reply no
+    /// caller causes: the JS-client mode reads its client's errors with it,
+    /// so both modes give the same mistake the same code.
+    #[napi(catch_unwind)]
+    pub fn reply_error_code(text: String, cluster: bool) -> Option<String> {
+        ReplyError::of(&text).map(|reply| reply.code(cluster).to_owned())
     }
 }
 

@@ -1,5 +1,5 @@
-import { listPushIndexedScript, redisKey } from '../index.js'
-import { coded, ErrorCodes } from './errors.js'
+import { listPushIndexedScript, NativeRedisCache, redisKey } from '../index.js'
+import { coded, ErrorCodes, type ErrorCode } from './errors.js'
 
 /**
  * Compatibility mode: drive an already-connected JS Redis client (ioredis by
@@ -112,51 +112,91 @@ export class ClientBackend implements RedisBackend {
   readonly #ttlSeconds: number
   readonly #adapter: Required_
   readonly #script = listPushIndexedScript()
+  readonly #cluster: boolean
+  /**
+   * Calls made while a `clear()` runs, in order: they start once it is done
+   * (a clear is many commands; a call made after it must survive it). The
+   * client keeps every other call in the order it was made.
+   */
+  #held: (() => void)[] | undefined
 
   constructor(client: RedisClient, prefix: string, ttlSeconds: number, adapter: RedisClientAdapter) {
     this.#client = client
     this.#prefix = prefix
     this.#ttlSeconds = ttlSeconds
     this.#adapter = { ...ioredisAdapter, ...adapter }
+    this.#cluster = clusterPrimaries(client) !== undefined
+  }
+
+  /** Runs `call` now, or once the `clear()` in progress is done. */
+  #ordered<T>(call: () => Promise<T>): Promise<T> {
+    const held = this.#held
+    if (!held) return call()
+    return new Promise<T>((resolve, reject) => held.push(() => void call().then(resolve, reject)))
   }
 
   #key(key: string): string {
     return redisKey(this.#prefix, key)
   }
 
-  async get(key: string): Promise<unknown> {
-    try {
-      return parse(await this.#client.get(this.#key(key)))
-    } catch (error) {
-      if (!isWrongType(error)) throw classify(error)
-      return this.listFromTo(key, 0, -1)
-    }
+  get(key: string): Promise<unknown> {
+    return this.#ordered(async () => {
+      try {
+        return parse(await this.#client.get(this.#key(key)))
+      } catch (error) {
+        if (!isWrongType(error)) throw this.#classify(error)
+        return this.#listFromTo(key, 0, -1)
+      }
+    })
   }
 
-  async set(key: string, json: string, ttlMs?: number): Promise<void> {
+  set(key: string, json: string, ttlMs?: number): Promise<void> {
     // Mastra's adapters take whole seconds; round up so a key never expires early.
     const seconds = ttlMs == null ? this.#ttlSeconds : Math.ceil(ttlMs / 1000)
-    await guard(
-      seconds > 0 ? this.#adapter.setWithExpiry(this.#client, this.#key(key), json, seconds) : this.#client.set(this.#key(key), json),
-    )
+    return this.#ordered(async () => {
+      await this.#guard(
+        seconds > 0
+          ? this.#adapter.setWithExpiry(this.#client, this.#key(key), json, seconds)
+          : this.#client.set(this.#key(key), json),
+      )
+    })
   }
 
-  async delete(key: string): Promise<void> {
-    await guard(this.#client.del(this.#key(key)))
+  delete(key: string): Promise<void> {
+    return this.#ordered(async () => void (await this.#guard(this.#client.del(this.#key(key)))))
   }
 
-  async clear(): Promise<void> {
+  clear(): Promise<void> {
+    return this.#ordered(() => {
+      const held: (() => void)[] = []
+      this.#held = held
+      return this.#clearNow().finally(() => {
+        this.#held = undefined
+        // Start what waited, in order; a clear among them holds the rest again.
+        for (const [i, start] of held.entries()) {
+          start()
+          const again = this.#held as (() => void)[] | undefined
+          if (again) {
+            again.unshift(...held.slice(i + 1))
+            break
+          }
+        }
+      })
+    })
+  }
+
+  async #clearNow(): Promise<void> {
     const pattern = `${this.#prefix.replace(/[*?[\]\\]/g, '\\$&')}*`
     // A cluster client is scanned primary by primary (a SCAN cursor is per
     // node), and its keys deleted one by one (a DEL of several keys cannot
     // span slots).
-    const primaries = clusterPrimaries(this.#client)
+    const primaries = await readyPrimaries(this.#client)
     for (const node of primaries ?? [this.#client]) {
       let cursor: string | number = '0'
       do {
-        const [next, keys]: [string | number, string[]] = await guard(this.#adapter.scanKeys(node, cursor, pattern, 1000))
+        const [next, keys]: [string | number, string[]] = await this.#guard(this.#adapter.scanKeys(node, cursor, pattern, 1000))
         if (keys.length > 0) {
-          await guard(
+          await this.#guard(
             primaries
               ? Promise.all(keys.map((key) => this.#client.del(key)))
               : this.#adapter.deleteKeys(this.#client, keys),
@@ -167,33 +207,75 @@ export class ClientBackend implements RedisBackend {
     }
   }
 
-  async listPush(key: string, json: string): Promise<void> {
+  listPush(key: string, json: string): Promise<void> {
     const k = this.#key(key)
-    await guard(this.#adapter.pushToList(this.#client, k, json))
-    if (this.#ttlSeconds > 0) await guard(this.#client.expire(k, this.#ttlSeconds))
+    return this.#ordered(async () => {
+      await this.#guard(this.#adapter.pushToList(this.#client, k, json))
+      if (this.#ttlSeconds > 0) await this.#guard(this.#client.expire(k, this.#ttlSeconds))
+    })
   }
 
-  async listLength(key: string): Promise<number> {
-    return Number(await guard(this.#adapter.getListLength(this.#client, this.#key(key))))
+  listLength(key: string): Promise<number> {
+    return this.#ordered(async () => Number(await this.#guard(this.#adapter.getListLength(this.#client, this.#key(key)))))
   }
 
-  async listFromTo(key: string, from: number, to: number): Promise<unknown[]> {
-    const items = await guard(this.#adapter.getListRange(this.#client, this.#key(key), from, to))
+  listFromTo(key: string, from: number, to: number): Promise<unknown[]> {
+    return this.#ordered(() => this.#listFromTo(key, from, to))
+  }
+
+  async #listFromTo(key: string, from: number, to: number): Promise<unknown[]> {
+    const items = await this.#guard(this.#adapter.getListRange(this.#client, this.#key(key), from, to))
     return items.map(parse)
   }
 
-  async increment(key: string): Promise<number> {
+  increment(key: string): Promise<number> {
     const k = this.#key(key)
-    const n = Number(await guard(this.#client.incr(k)))
-    if (this.#ttlSeconds > 0) await guard(this.#client.expire(k, this.#ttlSeconds))
-    return n
+    return this.#ordered(async () => {
+      const n = Number(await this.#guard(this.#client.incr(k)))
+      if (this.#ttlSeconds > 0) await this.#guard(this.#client.expire(k, this.#ttlSeconds))
+      return n
+    })
   }
 
-  async listPushIndexed(listKey: string, counterKey: string, json: string): Promise<number> {
-    const body = withoutIndex(json)
+  listPushIndexed(listKey: string, counterKey: string, json: string): Promise<number> {
+    if (listKey === counterKey) {
+      // As the native caches say it: the counter would overwrite the list.
+      return Promise.reject(
+        coded(new Error('listPushIndexed needs two different keys for the list and its counter'), ErrorCodes.INVALID_VALUE),
+      )
+    }
+    let body: string
+    try {
+      body = withoutIndex(json)
+    } catch (error) {
+      return Promise.reject(error)
+    }
     const args = [body, String(this.#ttlSeconds * 1000)]
     const keys = [this.#key(listKey), this.#key(counterKey)]
-    return Number(await guard(this.#adapter.evalScript(this.#client, this.#script, keys, args)))
+    return this.#ordered(async () => Number(await this.#guard(this.#adapter.evalScript(this.#client, this.#script, keys, args))))
+  }
+
+  async #guard<T>(call: Promise<T>): Promise<T> {
+    try {
+      return await call
+    } catch (error) {
+      throw this.#classify(error)
+    }
+  }
+
+  /** Gives a JS client's error one of our codes, keeping it as `cause`. */
+  #classify(error: unknown): Error {
+    if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('ERR_')) {
+      return error
+    }
+    const message = error instanceof Error ? error.message : String(error)
+    // Replies a caller's data causes: the codes the native caches give them.
+    const code =
+      (NativeRedisCache.replyErrorCode(message, this.#cluster) as ErrorCode | null) ??
+      (/ECONNREFUSED|ECONNRESET|ENOTFOUND|EPIPE|closed|Connection is closed|not connected/i.test(message)
+        ? ErrorCodes.REDIS_UNAVAILABLE
+        : ErrorCodes.REDIS)
+    return coded(new Error(`Redis client failed: ${message}`, { cause: error }), code)
   }
 
   /** The client belongs to the caller, who closes it. */
@@ -229,32 +311,25 @@ function isWrongType(error: unknown): boolean {
   return error instanceof Error && error.message.includes('WRONGTYPE')
 }
 
-async function guard<T>(call: Promise<T>): Promise<T> {
-  try {
-    return await call
-  } catch (error) {
-    throw classify(error)
-  }
-}
-
-/** Gives a JS client's error one of our codes, keeping it as `cause`. */
-function classify(error: unknown): Error {
-  if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('ERR_')) {
-    return error
-  }
-  const message = error instanceof Error ? error.message : String(error)
-  const code = /WRONGTYPE/.test(message)
-    ? ErrorCodes.WRONG_TYPE
-    : /WRONGPASS|NOAUTH|NOPERM/.test(message)
-      ? ErrorCodes.REDIS_AUTH
-      : /ECONNREFUSED|ECONNRESET|ENOTFOUND|EPIPE|closed|Connection is closed|not connected/i.test(message)
-        ? ErrorCodes.REDIS_UNAVAILABLE
-        : ErrorCodes.REDIS
-  return coded(new Error(`Redis client failed: ${message}`, { cause: error }), code)
-}
-
 /** The primaries of an ioredis `Cluster` client (`nodes('master')`); undefined for a single-node client. */
 function clusterPrimaries(client: RedisClient): RedisClient[] | undefined {
   const nodes = (client as { nodes?: unknown }).nodes
   return typeof nodes === 'function' ? (nodes.call(client, 'master') as RedisClient[]) : undefined
+}
+
+/**
+ * {@link clusterPrimaries} once the cluster client is ready: until then its
+ * commands wait in its own queue while its node connections already answer,
+ * so a scan made then would run before the writes made before it (and a
+ * client made just now may list no node at all).
+ */
+async function readyPrimaries(client: RedisClient): Promise<RedisClient[] | undefined> {
+  const primaries = clusterPrimaries(client)
+  const cluster = client as { status?: string; once?: (event: string, listener: (...args: unknown[]) => void) => void }
+  if (!primaries || cluster.status === 'ready' || typeof cluster.once !== 'function') return primaries
+  await new Promise<void>((resolve, reject) => {
+    cluster.once!('ready', () => resolve())
+    cluster.once!('end', () => reject(coded(new Error('Redis client failed: the cluster client closed'), ErrorCodes.REDIS_UNAVAILABLE)))
+  })
+  return clusterPrimaries(client)
 }

@@ -43,9 +43,18 @@ pub enum CacheError {
         source: redis::RedisError,
     },
 
-    /// No answer within the configured time.
-    #[error("Redis at {addr} did not answer within {} ms", timeout.as_millis())]
-    Timeout { addr: String, timeout: Duration },
+    /// No answer within the configured time. `sent`: the command left, so
+    /// it may have been applied; else it never left this process.
+    #[error(
+        "Redis at {addr} did not answer within {} ms ({})",
+        timeout.as_millis(),
+        if *sent { "the call may have been applied" } else { "the call was not sent" }
+    )]
+    Timeout {
+        addr: String,
+        timeout: Duration,
+        sent: bool,
+    },
 
     /// Any other error reported by Redis.
     #[error("Redis at {addr} failed: {source}")]

@@ -14,7 +14,7 @@ pub mod pubsub;
 pub mod signal;
 
 pub use cache::memory::{MemoryCache, MemoryCacheConfig};
-pub use cache::redis::{RedisCache, RedisCacheConfig, RedisTarget, TlsConfig};
+pub use cache::redis::{RedisCache, RedisCacheConfig, RedisTarget, ReplyError, TlsConfig};
 pub use error::{CacheError, ErrorCode};
 pub use log::{Page, Retention};
 pub use pubsub::{Store, Subscription};

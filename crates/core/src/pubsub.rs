@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use tokio::sync::watch;
 
@@ -34,27 +35,17 @@ impl Store {
         self.signals().keys().len()
     }
 
-    /// Appends an event and returns its index, once it is stored.
-    pub async fn append(&self, key: &str, object_json: &str, retention: &Retention) -> Result<u64, CacheError> {
-        match self {
-            Store::Memory(cache) => cache.log_append(key, object_json, retention),
-            Store::Redis(cache) => cache.log_append(key, object_json, retention).await,
-        }
-    }
-
-    /// Appends events, each on its own (see [`RedisCache::log_append_each`]):
-    /// one outcome per `(key, object JSON)`, in order.
-    pub async fn append_each(
+    /// Appends an event and returns its index, once it is stored. Queued
+    /// when called: appends keep the order they were made in, awaited or not.
+    pub fn append(
         &self,
-        appends: &[(String, String)],
+        key: &str,
+        object_json: &str,
         retention: &Retention,
-    ) -> Vec<Result<u64, CacheError>> {
+    ) -> BoxFuture<'static, Result<u64, CacheError>> {
         match self {
-            Store::Memory(cache) => appends
-                .iter()
-                .map(|(key, object)| cache.log_append(key, object, retention))
-                .collect(),
-            Store::Redis(cache) => cache.log_append_each(appends, retention).await,
+            Store::Memory(cache) => futures::future::ready(cache.log_append(key, object_json, retention)).boxed(),
+            Store::Redis(cache) => cache.log_append(key, object_json, retention).boxed(),
         }
     }
 
@@ -189,6 +180,26 @@ impl Store {
         }
     }
 
+    /// Takes the lease at `key` back for `owner` after it lapsed, if nobody
+    /// else holds it and the run state at `state_key` still has `version`.
+    pub async fn lease_reclaim(
+        &self,
+        key: &str,
+        state_key: &str,
+        owner: &str,
+        ttl: Duration,
+        version: u64,
+    ) -> Result<bool, CacheError> {
+        match self {
+            Store::Memory(cache) => Ok(cache.lease_reclaim(key, state_key, owner, ttl, version)),
+            Store::Redis(cache) => {
+                cache
+                    .lease_reclaim(key, state_key, owner, ttl.as_millis() as u64, version)
+                    .await
+            }
+        }
+    }
+
     /// Gives the lease at `key` up if `owner` holds it.
     pub async fn lease_release(&self, key: &str, owner: &str) -> Result<(), CacheError> {
         match self {
@@ -216,14 +227,15 @@ impl Store {
         }
     }
 
-    /// Deletes the topic: its events and its index (the next publish gets 0).
-    pub async fn delete(&self, key: &str) -> Result<(), CacheError> {
+    /// Deletes the topic: its events and its index (the next publish gets
+    /// 0). Queued when called, like [`Self::append`].
+    pub fn delete(&self, key: &str) -> BoxFuture<'static, Result<(), CacheError>> {
         match self {
             Store::Memory(cache) => {
                 cache.delete(key);
-                Ok(())
+                futures::future::ready(Ok(())).boxed()
             }
-            Store::Redis(cache) => cache.delete(key).await,
+            Store::Redis(cache) => cache.delete(key).boxed(),
         }
     }
 }

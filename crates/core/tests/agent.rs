@@ -200,6 +200,8 @@ on_both_stores!(
     tool_call_concurrency_bounds_the_calls_in_flight,
     a_run_created_with_its_lease_hands_it_to_its_driver,
     invalid_run_ids_are_rejected,
+    a_lapsed_lease_nobody_took_is_taken_back_and_the_run_goes_on,
+    a_lapsed_lease_another_process_took_stops_the_driver,
 );
 
 // ---------------------------------------------------------------------------
@@ -1171,6 +1173,93 @@ async fn a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_laps
     let events = events(&run).await;
     assert_eq!(parts_of(&events, "tool-result").len(), 1);
     assert_eq!(parts_of(&events, "finish").len(), 1);
+}
+
+/// A driver whose lease lapsed (the store was away, or the process stalled,
+/// for longer than the lease) takes it back when nobody took the run
+/// meanwhile, and goes on with the result it has in hand.
+async fn a_lapsed_lease_nobody_took_is_taken_back_and_the_run_goes_on(store: Store) {
+    const LEASE: Duration = Duration::from_millis(300);
+    let (run, created) = create(&store, "lapsed", 5).await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let released = release.clone();
+    let fake = Fake::new(
+        |n, _| match n {
+            0 => tool_calls_reply(&[call("c1", "slow", json!({}))]),
+            1 => text_reply("Done."),
+            _ => panic!("two model calls"),
+        },
+        move |_, _| {
+            let released = released.clone();
+            async move {
+                released.notified().await;
+                output(json!("slow result"))
+            }
+            .boxed()
+        },
+    );
+    let (driver, control) = Driver::new(run.clone(), fake.clone(), created);
+    fake.set_control(control);
+    let task = tokio::spawn(driver.with_lease(LEASE).drive());
+    fake.wait_calls(|&(_, tools)| tools == 1).await;
+    // The lease lapses while the tool runs (as if the store had been away).
+    run.store.delete_run(&[&run.lease_key]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !run.store.lease_held(&run.lease_key).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the driver takes its lease back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    release.notify_one();
+    let state = finish(task).await;
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (2, 1), "the tool ran once");
+    assert!(
+        !run.store.lease_held(&run.lease_key).await.unwrap(),
+        "given up at the end"
+    );
+}
+
+/// A driver whose lease lapsed and was taken by another process stops, with
+/// an error that says so, and writes nothing more.
+async fn a_lapsed_lease_another_process_took_stops_the_driver(store: Store) {
+    const LEASE: Duration = Duration::from_millis(300);
+    let (run, created) = create(&store, "taken", 5).await;
+    let fake = Fake::new(
+        |n, _| match n {
+            0 => tool_calls_reply(&[call("c1", "slow", json!({}))]),
+            _ => panic!("one model call"),
+        },
+        |_, _| never(),
+    );
+    let (driver, control) = Driver::new(run.clone(), fake.clone(), created);
+    fake.set_control(control);
+    let task = tokio::spawn(driver.with_lease(LEASE).drive());
+    fake.wait_calls(|&(_, tools)| tools == 1).await;
+    let before = events(&run).await.len();
+    run.store.delete_run(&[&run.lease_key]).await.unwrap();
+    assert!(run
+        .store
+        .lease_acquire(&run.lease_key, "another", LEASE * 100)
+        .await
+        .unwrap());
+    let error = tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("the driver stops in time")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.code(), "ERR_RUN_CONFLICT");
+    assert!(
+        error.to_string().contains("another process took the run over"),
+        "{error}"
+    );
+    assert_eq!(
+        events(&run).await.len(),
+        before,
+        "nothing written after the lease was lost"
+    );
 }
 
 /// The checkpoint that creates a run can take its lease for the driver that

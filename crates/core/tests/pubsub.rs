@@ -375,7 +375,12 @@ async fn batched_appends(cache: RedisCache) {
     .map(|(topic, event)| (format!("pubsub:{topic}"), event.to_owned()))
     .collect();
     let retention = Retention::default();
-    let outcomes = store.append_each(&appends, &retention).await;
+    // Made one after another, awaited together: they share pipelines.
+    let appending: Vec<_> = appends
+        .iter()
+        .map(|(topic, event)| store.append(topic, event, &retention))
+        .collect();
+    let outcomes = futures::future::join_all(appending).await;
     let codes: Vec<Result<u64, &str>> = outcomes
         .iter()
         .map(|o| o.as_ref().map(|i| *i).map_err(|e| e.code()))

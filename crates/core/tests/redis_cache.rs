@@ -180,3 +180,77 @@ async fn cluster_list_push_indexed_is_atomic_under_concurrency() {
     c.clear().await.unwrap();
     c.close();
 }
+
+/// Each future on a task of its own, spawned last one first.
+fn spawn_reversed<F>(futures: Vec<F>) -> Vec<tokio::task::JoinHandle<F::Output>>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut handles: Vec<_> = futures.into_iter().rev().map(tokio::spawn).collect();
+    handles.reverse();
+    handles
+}
+
+/// Calls are queued when they are made, not when their futures are first
+/// polled: 10,000 of each kind, polled in the reverse of the order they were
+/// made in, on more than one worker thread, still take effect in call order.
+async fn calls_keep_the_order_they_were_made_in(c: RedisCache) {
+    const N: usize = 10_000;
+    let sets: Vec<_> = (0..N).map(|i| c.set("k", &i.to_string(), None)).collect();
+    let pushes: Vec<_> = (0..N).map(|i| c.list_push("l", &i.to_string())).collect();
+    let indexed: Vec<_> = (0..N)
+        .map(|i| c.list_push_indexed("p", "p:counter", &format!(r#"{{"i":{i}}}"#)))
+        .collect();
+    let increments: Vec<_> = (0..N).map(|_| c.increment("n")).collect();
+    for handle in spawn_reversed(sets) {
+        handle.await.unwrap().unwrap();
+    }
+    for handle in spawn_reversed(pushes) {
+        handle.await.unwrap().unwrap();
+    }
+    let indices: Vec<i64> = futures::future::join_all(spawn_reversed(indexed))
+        .await
+        .into_iter()
+        .map(|h| h.unwrap().unwrap())
+        .collect();
+    let counted: Vec<i64> = futures::future::join_all(spawn_reversed(increments))
+        .await
+        .into_iter()
+        .map(|h| h.unwrap().unwrap())
+        .collect();
+    assert_eq!(c.get("k").await.unwrap().as_deref(), Some("9999"));
+    let list: Vec<u64> = serde_json::from_str(&c.list_from_to("l", 0, -1).await.unwrap()).unwrap();
+    assert_eq!(list, (0..N as u64).collect::<Vec<_>>());
+    assert_eq!(indices, (0..N as i64).collect::<Vec<_>>());
+    assert_eq!(counted, (1..=N as i64).collect::<Vec<_>>());
+    c.clear().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_keep_the_order_they_were_made_in_on_one_redis() {
+    calls_keep_the_order_they_were_made_in(cache(60.0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_keep_the_order_they_were_made_in_on_a_cluster() {
+    calls_keep_the_order_they_were_made_in(cluster_cache()).await;
+}
+
+/// A `clear()` runs between the calls made before it and those made after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_runs_between_the_calls_around_it() {
+    for c in [cache(60.0), cluster_cache()] {
+        let before: Vec<_> = (0..500).map(|i| c.set(&format!("b{i}"), "1", None)).collect();
+        let clear = c.clear();
+        let after: Vec<_> = (0..500).map(|i| c.set(&format!("a{i}"), "2", None)).collect();
+        futures::future::join_all(after).await;
+        clear.await.unwrap();
+        futures::future::join_all(before).await;
+        for i in [0, 250, 499] {
+            assert_eq!(c.get(&format!("b{i}")).await.unwrap(), None);
+            assert_eq!(c.get(&format!("a{i}")).await.unwrap().as_deref(), Some("2"));
+        }
+        c.clear().await.unwrap();
+    }
+}

@@ -2,14 +2,14 @@
 //! an abort from this process (`RunControl`), an abort requested by another
 //! process, and the lease that tells other processes it is driven.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
-use super::error::AgentError;
 use super::run::RunStore;
+use crate::error::CacheError;
 
 /// The handle the embedder keeps for a run being driven.
 #[derive(Clone)]
@@ -53,17 +53,37 @@ pub(super) struct Lease {
     pub(super) owner: String,
     pub(super) ttl: Duration,
     pub(super) renewed: Mutex<Instant>,
+    /// Renew at the next [`Lease::keep`], however recent the last renewal.
+    pub(super) due: AtomicBool,
 }
 
 impl Lease {
-    /// Renews the lease once a third of it has passed; false when it was lost.
-    pub(super) async fn keep(&self, run: &RunStore) -> Result<bool, AgentError> {
-        let due = lock(&self.renewed).elapsed() >= self.ttl / 3;
+    /// Makes the next [`Self::keep`] renew, however recently it did: a write
+    /// just found the lease gone.
+    pub(super) fn due_now(&self) {
+        self.due.store(true, Ordering::SeqCst);
+    }
+
+    /// Renews the lease once a third of it has passed; false when it was
+    /// lost. A lease that lapsed (the store was away, or this process
+    /// stalled, for longer than the lease) is taken back if nobody took the
+    /// run meanwhile: the run's state still has `version`, the last this
+    /// driver wrote (a driver that takes a run over writes its own first).
+    pub(super) async fn keep(&self, run: &RunStore, version: u64) -> Result<bool, CacheError> {
+        let due = self.due.swap(false, Ordering::SeqCst) || lock(&self.renewed).elapsed() >= self.ttl / 3;
         if !due {
             return Ok(true);
         }
-        let kept = run.store.lease_renew(&run.lease_key, &self.owner, self.ttl).await?;
-        *lock(&self.renewed) = Instant::now();
+        // The lease runs from when the renewal left, at the latest.
+        let asked = Instant::now();
+        let kept = run.store.lease_renew(&run.lease_key, &self.owner, self.ttl).await?
+            || run
+                .store
+                .lease_reclaim(&run.lease_key, &run.state_key, &self.owner, self.ttl, version)
+                .await?;
+        if kept {
+            *lock(&self.renewed) = asked;
+        }
         Ok(kept)
     }
 }
@@ -100,12 +120,13 @@ const ABORT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Resolves once the run is aborted, here (through its [`RunControl`]) or by
 /// request from elsewhere, or once its lease is lost; keeps the lease
-/// meanwhile, looking every [`ABORT_POLL`] or every third of the lease,
-/// whichever is sooner.
+/// meanwhile (the run's state has `version`), looking every [`ABORT_POLL`] or
+/// every third of the lease, whichever is sooner.
 pub(super) async fn stop_requested(
     mut cancel: watch::Receiver<Option<String>>,
     run: RunStore,
     lease: Option<Arc<Lease>>,
+    version: u64,
 ) -> Stop {
     let every = lease.as_ref().map_or(ABORT_POLL, |lease| ABORT_POLL.min(lease.ttl / 3));
     let here = async {
@@ -126,8 +147,9 @@ pub(super) async fn stop_requested(
             if let Ok(Some(reason)) = run.abort_requested().await {
                 return Stop::Abort(reason.unwrap_or_default());
             }
+            // A store that is away is ridden out: the next checkpoint waits for it.
             if let Some(lease) = &lease {
-                if let Ok(false) = lease.keep(&run).await {
+                if let Ok(false) = lease.keep(&run, version).await {
                     return Stop::LeaseLost;
                 }
             }

@@ -13,11 +13,13 @@ use serde_json::{json, Value};
 
 use super::control::{new_lease_owner, stop_requested, Inbox, Lease, RunControl, Stop};
 use super::error::AgentError;
+use super::outage::{transient, Outage, CALL_RIDE_OUT};
 use super::parts::{error_part, iso_now, EventWriter, SUSPENDED};
 use super::replies::{join, raw, raw_text, ErrorInfo, LoopOptions, ModelReply, ToolReply};
-use super::run::{abort_part, transient, RunStore};
+use super::run::{abort_part, RunStore};
 use super::state::{Decision, Phase, RunState, Status, ToolCall};
 use crate::cache::runs::LeaseAction;
+use crate::error::CacheError;
 
 /// The model and the tools, as the embedder provides them (the binding: JS
 /// async functions). Requests and replies are JSON text.
@@ -107,24 +109,38 @@ impl Driver {
             owner,
             ttl,
             renewed: Mutex::new(Instant::now()),
+            due: Default::default(),
         }));
         self
     }
 
     /// Runs the loop until the run finishes, fails, aborts or suspends, and
     /// returns its last state. An error means the run could not be
-    /// checkpointed (the store failed, or another writer took it over): it
-    /// stays at its last checkpoint.
+    /// checkpointed (the store stayed away for longer than the lease, or
+    /// another writer took it over): it stays at its last checkpoint.
+    ///
+    /// A store that is away is ridden out for up to the lease (see
+    /// `outage.rs`), with every result in hand: the write is tried again, and
+    /// the run goes on once it lands.
     pub async fn drive(mut self) -> Result<RunState, AgentError> {
         if let (Some(ttl), Status::Running, None) = (self.lease_ttl, self.state.status, &self.lease) {
             let owner = new_lease_owner();
-            if !self.run.store.lease_acquire(&self.run.lease_key, &owner, ttl).await? {
+            let mut outage = self.outage();
+            let acquired = loop {
+                match self.run.store.lease_acquire(&self.run.lease_key, &owner, ttl).await {
+                    Ok(acquired) => break acquired,
+                    Err(e) if outage.again(&e).await => continue,
+                    Err(e) => return Err(self.gave_up(&outage, e)),
+                }
+            };
+            if !acquired {
                 return Err(AgentError::RunActive(self.state.run_id.clone()));
             }
             self.lease = Some(Arc::new(Lease {
                 owner,
                 ttl,
                 renewed: Mutex::new(Instant::now()),
+                due: Default::default(),
             }));
         }
         let outcome = self.run_loop().await;
@@ -175,17 +191,57 @@ impl Driver {
         }
     }
 
+    /// How long this driver rides a store outage out: its lease (no other
+    /// process can take the run before it lapses).
+    fn outage(&self) -> Outage {
+        Outage::new(self.lease_ttl.unwrap_or(CALL_RIDE_OUT))
+    }
+
+    /// The error of a write that failed: an outage this driver could not
+    /// ride out says so (and for how long it waited).
+    fn gave_up(&self, outage: &Outage, error: CacheError) -> AgentError {
+        if transient(&error) {
+            AgentError::GaveUp {
+                run_id: self.state.run_id.clone(),
+                lasted: outage.lasted(),
+                source: error,
+            }
+        } else {
+            error.into()
+        }
+    }
+
+    /// [`Self::gave_up`] for an error of a run operation.
+    fn gave_up_on(&self, outage: &Outage, error: AgentError) -> AgentError {
+        match error {
+            AgentError::Cache(error) => self.gave_up(outage, error),
+            other => other,
+        }
+    }
+
+    /// Keeps the lease (see [`Lease::keep`]) before a write, riding `outage` out.
+    async fn keep_lease(&self, outage: &mut Outage) -> Result<(), AgentError> {
+        let Some(lease) = &self.lease else { return Ok(()) };
+        // The version stored now: the last this driver wrote.
+        let stored = self.state.version;
+        loop {
+            match lease.keep(&self.run, stored).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err(AgentError::LeaseLost(self.state.run_id.clone())),
+                Err(e) if outage.again(&e).await => continue,
+                Err(e) => return Err(self.gave_up(outage, e)),
+            }
+        }
+    }
+
     /// Checkpoints the state (already updated) with `events`.
     async fn commit(&mut self, events: Vec<String>) -> Result<(), AgentError> {
+        let mut outage = self.outage();
+        self.keep_lease(&mut outage).await?;
         let expected = self.state.version;
         self.state.version += 1;
         self.state.next_event += events.len() as u64;
         self.state.updated_at = iso_now();
-        if let Some(lease) = &self.lease {
-            if !lease.keep(&self.run).await? {
-                return Err(AgentError::Conflict(self.state.run_id.clone()));
-            }
-        }
         // The checkpoint that ends or suspends the run also gives the lease up.
         let release = self
             .lease
@@ -194,8 +250,9 @@ impl Driver {
             .map(|lease| (lease.owner.as_str(), LeaseAction::Release));
         let requested = self
             .run
-            .commit_leasing(&self.state, Some(expected), &events, release)
-            .await?;
+            .commit_leasing(&self.state, Some(expected), &events, release, &mut outage)
+            .await
+            .map_err(|e| self.gave_up_on(&outage, e))?;
         self.lease_given_up |= release.is_some();
         if let (Some(reason), Status::Running) = (requested, self.state.status) {
             self.requested_abort = Some(reason.unwrap_or_default());
@@ -206,14 +263,15 @@ impl Driver {
     /// Publishes parts outside a checkpoint; refused once another driver
     /// holds the run's lease.
     ///
-    /// A store briefly away is waited out. An append is not idempotent, but
+    /// A store that is away is ridden out. An append is not idempotent, but
     /// this driver is the topic's only writer, so the log's length says
     /// whether a failed attempt landed: appended again only if it did not.
+    /// A lease that lapsed meanwhile is taken back if nobody took the run.
     async fn append(&mut self, events: Vec<String>) -> Result<(), AgentError> {
         let owner = self.lease.as_ref().map(|lease| lease.owner.clone());
         let before = self.state.next_event;
         let after = before + events.len() as u64;
-        let mut delay = Duration::from_millis(50);
+        let mut outage = self.outage();
         loop {
             match self.run.append(&events, owner.as_deref()).await {
                 Ok(next) => {
@@ -222,16 +280,24 @@ impl Driver {
                     }
                     return Ok(());
                 }
-                Err(AgentError::Cache(e)) if transient(&e) && delay <= MAX_RETRY_DELAY => {
+                Err(AgentError::LeaseLost(_)) if self.lease.is_some() => {
+                    // Lapsed while the store was away: take it back, or stop.
+                    if let Some(lease) = &self.lease {
+                        lease.due_now();
+                    }
+                    self.keep_lease(&mut outage).await?;
+                }
+                Err(AgentError::Cache(e)) => {
+                    if !outage.again(&e).await {
+                        return Err(self.gave_up(&outage, e));
+                    }
                     tracing::warn!(run = %self.state.run_id, code = e.code(), "append failed; retrying");
                     // Find out whether it landed, as long as the store lets us.
                     let landed = loop {
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
                         match self.run.store.next_index(&self.run.log_key).await {
                             Ok(next) => break next,
-                            Err(e) if transient(&e) && delay <= MAX_RETRY_DELAY => continue,
-                            Err(e) => return Err(e.into()),
+                            Err(e) if outage.again(&e).await => continue,
+                            Err(e) => return Err(self.gave_up(&outage, e)),
                         }
                     };
                     if landed == after {
@@ -260,7 +326,12 @@ impl Driver {
     /// Resolves when the run must stop waiting for its callbacks (see
     /// [`stop_requested`]); owns what it watches, so the driver stays free.
     fn stop_watcher(&self) -> impl std::future::Future<Output = Stop> + 'static {
-        stop_requested(self.inbox.cancel.clone(), self.run.clone(), self.lease.clone())
+        stop_requested(
+            self.inbox.cancel.clone(),
+            self.run.clone(),
+            self.lease.clone(),
+            self.state.version,
+        )
     }
 
     /// The step's `start-step` event, the first time (`pending`): with the
@@ -357,7 +428,7 @@ impl Driver {
                     self.requested_abort = Some(reason);
                     return Ok(Flow::Continue);
                 }
-                Next::Cancelled(Stop::LeaseLost) => return Err(AgentError::Conflict(self.state.run_id.clone())),
+                Next::Cancelled(Stop::LeaseLost) => return Err(AgentError::LeaseLost(self.state.run_id.clone())),
                 Next::Parts => {
                     let mut events: Vec<String> = self.step_start(&mut start, &mut parts).into_iter().collect();
                     events.extend(parts.drain(..).map(|p| self.writer.event(super::parts::CHUNK, &p)));
@@ -530,7 +601,7 @@ impl Driver {
                     self.requested_abort = Some(reason);
                     return Ok(Flow::Continue);
                 }
-                Err(Stop::LeaseLost) => return Err(AgentError::Conflict(self.state.run_id.clone())),
+                Err(Stop::LeaseLost) => return Err(AgentError::LeaseLost(self.state.run_id.clone())),
             };
             let reply = match reply {
                 Ok(text) => serde_json::from_str::<ToolReply>(&text)
@@ -644,7 +715,3 @@ impl Driver {
         Ok(Flow::Continue)
     }
 }
-
-/// The longest wait between attempts at a write while the store is away
-/// (attempts at 50, 100, ... ms: about 1.5 s in all).
-const MAX_RETRY_DELAY: Duration = Duration::from_millis(800);

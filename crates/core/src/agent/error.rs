@@ -36,6 +36,29 @@ pub enum AgentError {
     #[error("run `{0}` was changed by another writer")]
     Conflict(String),
 
+    /// The driver's lease lapsed (the store was unreachable, or this process
+    /// stalled, for longer than the lease) and another process took the run
+    /// over: it drives the run now, and this driver stopped.
+    #[error(
+        "run `{0}`: this process's lease on it lapsed (the store was unreachable or the process stalled for longer \
+         than the lease) and another process took the run over; this process stopped driving it"
+    )]
+    LeaseLost(String),
+
+    /// The store stayed unreachable for longer than the driver could wait
+    /// (its lease): the run stays at its last checkpoint, for any process to
+    /// recover.
+    #[error(
+        "run `{run_id}`: gave up driving it after the store was unreachable for {} ms ({source}); the run stays \
+         at its last checkpoint, and any process sharing the store can recover it (`recover`, `recoverActiveRuns`)",
+        lasted.as_millis()
+    )]
+    GaveUp {
+        run_id: String,
+        lasted: std::time::Duration,
+        source: CacheError,
+    },
+
     /// A decision for a tool call the run is not waiting on.
     #[error("run `{run_id}` has no tool call `{tool_call_id}` waiting for approval")]
     UnknownToolCall { run_id: String, tool_call_id: String },
@@ -58,7 +81,9 @@ impl AgentError {
             AgentError::OwnedElsewhere { .. } => "ERR_RUN_OWNED_ELSEWHERE",
             AgentError::RunExists(_) => "ERR_RUN_EXISTS",
             AgentError::RunActive(_) => "ERR_RUN_ACTIVE",
-            AgentError::Conflict(_) => "ERR_RUN_CONFLICT",
+            AgentError::Conflict(_) | AgentError::LeaseLost(_) => "ERR_RUN_CONFLICT",
+            // What the store said, so callers that check for it still can.
+            AgentError::GaveUp { source, .. } => source.code(),
             AgentError::UnknownToolCall { .. } => "ERR_UNKNOWN_TOOL_CALL",
             AgentError::InvalidArg(_) => "ERR_INVALID_ARG",
             AgentError::CorruptState { .. } => "ERR_CORRUPT_STATE",

@@ -3,6 +3,7 @@
 pub mod control;
 pub mod driver;
 pub mod error;
+pub mod outage;
 pub mod parts;
 mod replies;
 pub mod run;

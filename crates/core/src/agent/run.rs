@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 use super::error::AgentError;
+use super::outage::{Outage, CALL_RIDE_OUT};
 use super::parts::{iso_now, EventWriter};
 use super::state::{Decision, Phase, RunState, Status, Usage};
 use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
@@ -25,6 +26,7 @@ pub fn stream_topic(run_id: &str) -> String {
 #[derive(Clone)]
 pub struct RunStore {
     pub store: Store,
+    pub run_id: String,
     pub log_key: String,
     pub state_key: String,
     /// Where another process asks the run's driver to abort.
@@ -41,6 +43,7 @@ impl RunStore {
         validate_run_id(run_id)?;
         let log_key = format!("{prefix}{}", stream_topic(run_id));
         Ok(RunStore {
+            run_id: run_id.to_owned(),
             state_key: format!("{{{log_key}}}:run"),
             abort_key: format!("{{{log_key}}}:abort"),
             lease_key: format!("{{{log_key}}}:lease"),
@@ -74,17 +77,20 @@ impl RunStore {
         expected: Option<u64>,
         events: &[String],
     ) -> Result<Option<Option<String>>, AgentError> {
-        self.commit_leasing(state, expected, events, None).await
+        let mut outage = Outage::new(CALL_RIDE_OUT);
+        self.commit_leasing(state, expected, events, None, &mut outage).await
     }
 
     /// [`Self::commit`] that also takes or gives up the run's lease for
-    /// `owner`, in the same atomic step.
+    /// `owner`, in the same atomic step, riding a store that is away out for
+    /// as long as `outage` allows (its error then is the store's).
     pub async fn commit_leasing(
         &self,
         state: &RunState,
         expected: Option<u64>,
         events: &[String],
         lease: Option<(&str, LeaseAction)>,
+        outage: &mut Outage,
     ) -> Result<Option<Option<String>>, AgentError> {
         let text = serde_json::to_string(state).expect("run state serialises");
         let retention = if state.status.is_terminal() {
@@ -107,18 +113,16 @@ impl RunStore {
                 action,
             }),
         };
-        let mut delay_ms = 50;
-        // Whether an earlier attempt failed in a way that may have landed it.
-        let mut maybe_landed = false;
         loop {
             match self.store.commit(&commit).await {
                 Ok(CommitOutcome::Done { abort, .. }) => return Ok(abort.map(|a| reason_of(&a))),
-                // Ours only if the stored state is exactly ours: another writer
-                // from the same checkpoint writes the same version number.
+                // An earlier attempt that failed may have landed: ours only if
+                // the stored state is exactly ours (another writer from the
+                // same checkpoint writes the same version number).
                 Ok(CommitOutcome::Stale { found })
-                    if maybe_landed
+                    if outage.began()
                         && found == Some(state.version)
-                        && self.store.load_run(&self.state_key).await?.as_deref() == Some(text.as_str()) =>
+                        && self.load_text(outage).await?.as_deref() == Some(text.as_str()) =>
                 {
                     return Ok(None)
                 }
@@ -129,14 +133,22 @@ impl RunStore {
                     return Err(AgentError::RunExists(state.run_id.clone()))
                 }
                 Ok(CommitOutcome::Stale { .. }) => return Err(AgentError::Conflict(state.run_id.clone())),
-                // A store that is briefly away (a Redis failover, a reconnect):
-                // try again a few times before giving the run up.
-                Err(e) if transient(&e) && delay_ms <= 800 => {
-                    maybe_landed = true;
+                Err(e) => {
+                    if !outage.again(&e).await {
+                        return Err(e.into());
+                    }
                     tracing::warn!(run = %state.run_id, code = e.code(), "checkpoint failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-                    delay_ms *= 2;
                 }
+            }
+        }
+    }
+
+    /// The stored state's text, riding the outage out.
+    async fn load_text(&self, outage: &mut Outage) -> Result<Option<String>, AgentError> {
+        loop {
+            match self.store.load_run(&self.state_key).await {
+                Ok(text) => return Ok(text),
+                Err(e) if outage.again(&e).await => continue,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -146,7 +158,7 @@ impl RunStore {
     /// returns the index after the last.
     /// `lease_owner`: append only while this owner holds the run's lease
     /// (a driver that lost it must not add to the log of the one that took
-    /// over); refused with `ERR_RUN_CONFLICT` otherwise.
+    /// over); refused with [`AgentError::LeaseLost`] otherwise.
     pub async fn append(&self, events: &[String], lease_owner: Option<&str>) -> Result<Option<u64>, AgentError> {
         let appended = match lease_owner {
             None => self.store.append_many(&self.log_key, events, &self.kept()).await?,
@@ -154,7 +166,7 @@ impl RunStore {
                 .store
                 .append_many_leased(&self.log_key, events, &self.kept(), &self.lease_key, owner)
                 .await?
-                .ok_or_else(|| AgentError::Conflict(self.log_key.clone()))?,
+                .ok_or_else(|| AgentError::LeaseLost(self.run_id.clone()))?,
         };
         Ok(appended.map(|last| last + 1))
     }
@@ -211,14 +223,6 @@ pub async fn list_run_ids(store: &Store, prefix: &str) -> Result<Vec<String>, Ag
 /// An abort request's reason: a JSON string, or null.
 fn reason_of(json: &str) -> Option<String> {
     serde_json::from_str::<Option<String>>(json).ok().flatten()
-}
-
-/// A store that is briefly away (a Redis stall, failover or reconnect).
-pub(crate) fn transient(error: &crate::CacheError) -> bool {
-    matches!(
-        error,
-        crate::CacheError::Unavailable { .. } | crate::CacheError::Timeout { .. }
-    )
 }
 
 /// Run ids become keys: printable, no hash-tag braces, bounded.
@@ -288,7 +292,8 @@ pub async fn create_leasing(
     // A new run's topic is empty (the commit refuses one whose topic exists).
     state.next_event = events.len() as u64;
     let lease = lease.map(|(owner, ttl)| (owner, LeaseAction::Take(ttl)));
-    run.commit_leasing(&state, None, &events, lease).await?;
+    run.commit_leasing(&state, None, &events, lease, &mut Outage::new(CALL_RIDE_OUT))
+        .await?;
     Ok(state)
 }
 
@@ -367,7 +372,8 @@ pub async fn resume_leasing(
     let lease = lease
         .filter(|_| state.status == Status::Running)
         .map(|(owner, ttl)| (owner, LeaseAction::Take(ttl)));
-    run.commit_leasing(&state, Some(expected), &[], lease).await?;
+    run.commit_leasing(&state, Some(expected), &[], lease, &mut Outage::new(CALL_RIDE_OUT))
+        .await?;
     Ok(state)
 }
 

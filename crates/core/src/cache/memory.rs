@@ -274,7 +274,7 @@ impl MemoryCache {
     /// a caller holds another key. Also says whether the counter was created.
     fn increment_holding(&self, key: &str) -> (Result<i64, CacheError>, bool) {
         if let Some(Data::Counter(n)) = self.get_for_write(key) {
-            return (Ok(n.fetch_add(1, Ordering::SeqCst) + 1), false);
+            return (add_one(key, &n), false);
         }
         // Absent, or a value to convert: compute under the key's lock so that
         // concurrent first increments create one counter.
@@ -303,7 +303,10 @@ impl MemoryCache {
                     return Op::Nop;
                 }
             };
-            result = Ok(counter.fetch_add(1, Ordering::SeqCst) + 1);
+            result = add_one(key, &counter);
+            if result.is_err() {
+                return Op::Nop;
+            }
             Op::Put(Slot {
                 data: Data::Counter(counter),
                 ttl: self.ttl,
@@ -513,6 +516,19 @@ impl MemoryCache {
         true
     }
 
+    /// Takes the lease at `key` back for `owner` after it lapsed, if nobody
+    /// else holds it and the state at `state_key` still has `version`.
+    pub fn lease_reclaim(&self, key: &str, state_key: &str, owner: &str, ttl: Duration, version: u64) -> bool {
+        let _serialised = lock(&self.commits);
+        let owner = quoted(owner);
+        let free = self.get(key).is_none_or(|holder| holder == owner);
+        if !free || self.get(state_key).as_deref().and_then(version_of) != Some(version) {
+            return false;
+        }
+        self.set(key, &owner, Some(Some(ttl)));
+        true
+    }
+
     /// Gives the lease at `key` up if `owner` holds it.
     pub fn lease_release(&self, key: &str, owner: &str) {
         let _serialised = lock(&self.commits);
@@ -582,6 +598,15 @@ impl MemoryCache {
         self.entries.run_pending_tasks();
         self.entries.entry_count()
     }
+}
+
+/// Adds one to a counter, as Redis's `INCR` does: never past the largest
+/// 64-bit integer.
+fn add_one(key: &str, counter: &AtomicI64) -> Result<i64, CacheError> {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
+        .map(|n| n + 1)
+        .map_err(|_| CacheError::InvalidValue(format!("incrementing `{key}` would overflow a 64-bit integer")))
 }
 
 fn lock<T>(shared: &Mutex<T>) -> MutexGuard<'_, T> {

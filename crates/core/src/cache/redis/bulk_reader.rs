@@ -181,6 +181,7 @@ impl BulkReader {
         CacheError::Timeout {
             addr: self.display_addr.clone(),
             timeout,
+            sent: true,
         }
     }
 

@@ -1,13 +1,9 @@
-//! The command connection of a [`super::RedisCache`]: one multiplexed,
-//! auto-reconnecting connection to a single Redis, or a cluster connection
-//! that routes each command to the primary of its key's slot.
-//!
-//! Both are cheap to clone (clones share the sockets) and reconnect by
-//! themselves, so the cache creates one lazily and keeps it until `close()`.
+//! The connection a [`super::RedisCache`]'s commands run on: one multiplexed
+//! connection to a single Redis, or a cluster connection that routes each
+//! command to the primary of its key's slot. The command queue (`queue.rs`)
+//! makes it and owns it.
 
-use std::time::Duration;
-
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
@@ -16,54 +12,18 @@ use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
 /// What a cache connects with: made at construction, no I/O.
 // One per cache: the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 pub(super) enum Backend {
     Single(Client),
     Cluster(ClusterClient),
-}
-
-/// The connection state of a cache.
-pub(super) enum Connection {
-    /// Created on the first call, inside the async runtime it needs.
-    NotStarted,
-    Open(Conn),
-    Closed,
 }
 
 /// A connection commands run on. Scripts, pipelines and commands go through
 /// [`ConnectionLike`], so the cache's code is the same for both kinds.
 #[derive(Clone)]
 pub(super) enum Conn {
-    Single(ConnectionManager),
+    Single(MultiplexedConnection),
     Cluster(ClusterConnection),
-}
-
-impl Backend {
-    /// A lazy connection: it connects on its first command, and again after
-    /// a failure, so a call while Redis is down fails within the timeouts and
-    /// a later call succeeds once Redis is back.
-    pub(super) fn open(&self, connect_timeout: Duration, command_timeout: Duration) -> Result<Conn, RedisError> {
-        match self {
-            Backend::Single(client) => {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(connect_timeout))
-                    .set_response_timeout(Some(command_timeout))
-                    // One attempt per call: a call while Redis is down fails
-                    // within the connect timeout instead of waiting out a
-                    // backoff schedule; the next call tries again.
-                    .set_number_of_retries(0);
-                Ok(Conn::Single(ConnectionManager::new_lazy_with_config(
-                    client.clone(),
-                    config,
-                )?))
-            }
-            Backend::Cluster(client) => {
-                let config = redis::cluster::ClusterConfig::new()
-                    .set_connection_timeout(connect_timeout)
-                    .set_response_timeout(command_timeout);
-                Ok(Conn::Cluster(client.get_pending_async_connection_with_config(config)))
-            }
-        }
-    }
 }
 
 impl Conn {

@@ -14,6 +14,7 @@
 //! same script, and `cluster_tailer.rs` listens there.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -22,10 +23,13 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::sync::Notify;
 
+use super::queue::{Append, Lane, Op};
 use super::{Inner, RedisCache};
 use crate::error::CacheError;
 use crate::json;
 use crate::log::{check_received, fingerprint, Page, Received, Retention};
+use crate::signal::Signals;
+use redis::Value;
 
 /// The stream field holding the event's JSON text (without `index`).
 pub(super) const FIELD: &str = "e";
@@ -61,185 +65,34 @@ return last
 
 impl RedisCache {
     /// Appends an event (a JSON object; `index` is set from the stream id),
-    /// refreshes the topic's TTL, and returns the index. One round trip.
-    pub async fn log_append(&self, key: &str, object_json: &str, retention: &Retention) -> Result<u64, CacheError> {
-        let mut outcomes = self.log_append_each(&[(key, object_json)], retention).await;
-        outcomes.pop().expect("one outcome per append")
-    }
-
-    /// Appends events, each on its own: one outcome per `(key, object JSON)`,
-    /// in order. Why together: calls made in one tick share one round trip,
-    /// and a topic's TTL is refreshed once after its last event of the batch
-    /// instead of once per event (at 64 publishes in flight, the `PEXPIRE`s
-    /// cost Redis as much as the `XADD`s). Events of one topic are appended in
-    /// the order given; an event that is not a JSON object fails alone.
-    pub async fn log_append_each<K: AsRef<str>, O: AsRef<str>>(
-        &self,
-        appends: &[(K, O)],
-        retention: &Retention,
-    ) -> Vec<Result<u64, CacheError>> {
-        let mut outcomes: Vec<Option<Result<u64, CacheError>>> = Vec::with_capacity(appends.len());
-        // Valid events grouped by topic, topics in order of first appearance.
-        let mut topics: Vec<TopicAppends<'_>> = Vec::new();
-        let mut topic_of: HashMap<&str, usize> = HashMap::new();
-        for (position, (key, object)) in appends.iter().enumerate() {
-            match json::without_index(object.as_ref()) {
-                Ok(body) => {
-                    let key = key.as_ref();
-                    let topic = *topic_of.entry(key).or_insert_with(|| {
-                        topics.push(TopicAppends {
-                            key,
-                            events: Vec::new(),
-                        });
-                        topics.len() - 1
-                    });
-                    topics[topic].events.push(Appending { position, body });
-                    outcomes.push(None);
-                }
-                Err(e) => outcomes.push(Some(Err(e))),
-            }
-        }
-        self.append_topics(&topics, retention, &mut outcomes).await;
-        outcomes
-            .into_iter()
-            .map(|outcome| outcome.expect("every append has an outcome"))
-            .collect()
-    }
-
-    /// Appends each topic's events (already without `index`), writing each
-    /// one's outcome at its `position` in `outcomes`.
-    pub(super) async fn append_topics(
-        &self,
-        topics: &[TopicAppends<'_>],
-        retention: &Retention,
-        outcomes: &mut [Option<Result<u64, CacheError>>],
-    ) {
-        if self.is_cluster() {
-            // One script per topic (a Cluster routes by key), all at once.
-            let appended = futures::future::join_all(topics.iter().map(|topic| {
-                let bodies = topic.bodies();
-                async move { self.log_append_announced(topic.key, &bodies, retention).await }
-            }))
-            .await;
-            for (topic, outcome) in topics.iter().zip(appended) {
-                // One script's appends get consecutive indices.
-                let first = outcome.map(|last| last + 1 - topic.events.len() as u64);
-                for (n, event) in topic.events.iter().enumerate() {
-                    outcomes[event.position] = Some(first.clone().map(|first| first + n as u64));
-                }
-            }
-        } else if !topics.is_empty() {
-            self.append_pipelined(topics, retention, outcomes).await;
-        }
-    }
-
-    /// [`Self::log_append_each`] on a single Redis: one pipeline of each
-    /// topic's `XADD`s followed by its `PEXPIRE`, with each command's own
-    /// outcome (an error in one topic fails that topic's events only).
-    async fn append_pipelined(
-        &self,
-        topics: &[TopicAppends<'_>],
-        retention: &Retention,
-        outcomes: &mut [Option<Result<u64, CacheError>>],
-    ) {
-        let ttl_ms = self.ttl_ms(retention);
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for topic in topics {
-            let k = self.key(topic.key);
-            for event in &topic.events {
-                let xadd = pipe.cmd("XADD").arg(&k);
-                if let Some(max) = retention.max_events {
-                    xadd.arg("MAXLEN").arg("=").arg(max);
-                }
-                xadd.arg("0-*").arg(FIELD).arg(&*event.body);
-            }
-            if ttl_ms > 0 {
-                pipe.cmd("PEXPIRE").arg(&k).arg(ttl_ms);
-            }
-        }
-        let replies: Vec<redis::RedisResult<redis::Value>> = match self.run_pipe(topics[0].key, &pipe).await {
-            Ok(replies) => replies,
-            Err(e) => {
-                for event in topics.iter().flat_map(|topic| &topic.events) {
-                    outcomes[event.position] = Some(Err(e.clone()));
-                }
-                return;
-            }
-        };
-        let mut replies = replies.into_iter();
-        for topic in topics {
-            let key = topic.key;
-            let appended: Vec<Result<u64, CacheError>> = topic
-                .events
-                .iter()
-                .map(|_| match replies.next() {
-                    Some(Ok(redis::Value::BulkString(id))) => index_of(&String::from_utf8_lossy(&id)),
-                    Some(Ok(other)) => Err(CacheError::InvalidValue(format!("unexpected reply to XADD: {other:?}"))),
-                    Some(Err(e)) => Err(self.classify(key, e)),
-                    None => Err(CacheError::InvalidValue(
-                        "Redis sent fewer replies than commands".into(),
-                    )),
-                })
-                .collect();
-            // The events were stored; a failed refresh of the TTL still fails
-            // them, as it would a single append: the caller must hear of it.
-            let refreshed = match (ttl_ms > 0).then(|| replies.next()).flatten() {
-                Some(Err(e)) => Err(self.classify(key, e)),
-                _ => Ok(()),
-            };
-            self.offer_appended(topic, &appended);
-            for (event, outcome) in topic.events.iter().zip(appended) {
-                outcomes[event.position] = Some(match &refreshed {
-                    Ok(()) => outcome,
-                    Err(e) => Err(e.clone()),
-                });
-            }
-        }
-    }
-
-    /// Hands a topic's events just appended to this process's waiting
-    /// readers: in runs of consecutive indices (another client's appends may
-    /// fall between ours); after a failed one, readers look for themselves.
-    fn offer_appended(&self, topic: &TopicAppends<'_>, appended: &[Result<u64, CacheError>]) {
-        let bodies = topic.bodies();
-        let mut run_start = 0;
-        for end in 1..=appended.len() {
-            let continues =
-                end < appended.len() && matches!((&appended[end - 1], &appended[end]), (Ok(a), Ok(b)) if b == &(a + 1));
-            if continues {
-                continue;
-            }
-            match &appended[run_start] {
-                Ok(first) => self.offer(topic.key, *first, &bodies[run_start..end]),
-                Err(_) => self.inner.signals.notify(topic.key),
-            }
-            run_start = end;
-        }
-    }
-
-    /// Appends with [`APPEND_NOTIFY_SCRIPT`] (Cluster); returns the last index.
-    pub(super) async fn log_append_announced<S: AsRef<str>>(
+    /// refreshes the topic's TTL, and returns the index. Queued now (see
+    /// `queue.rs`): appends made one after another, awaited or not, get
+    /// indices in that order, and share pipelines (and, per topic, one TTL
+    /// refresh or one script) with the calls next to them.
+    pub fn log_append(
         &self,
         key: &str,
-        bodies: &[S],
+        object_json: &str,
         retention: &Retention,
-    ) -> Result<u64, CacheError> {
-        let mut invocation = self.inner.append_notify.prepare_invoke();
-        invocation
-            .key(self.key(key))
-            .arg(retention.max_events.unwrap_or(0))
-            .arg(self.ttl_ms(retention));
-        for body in bodies {
-            invocation.arg(body.as_ref());
+    ) -> impl Future<Output = Result<u64, CacheError>> + Send + 'static {
+        let appended = json::without_index(object_json).map(|body| {
+            let physical = self.key(key);
+            let lane = self.lane(&physical);
+            let op = Op::Append(Append {
+                key: key.to_owned(),
+                physical,
+                body: body.into_owned(),
+                max_events: retention.max_events,
+                ttl_ms: self.ttl_ms(retention),
+            });
+            self.send_in::<Value>(key, lane, op)
+        });
+        async move {
+            match appended?.await? {
+                Value::BulkString(id) => index_of(&String::from_utf8_lossy(&id)),
+                other => Err(CacheError::InvalidValue(format!("unexpected reply to XADD: {other:?}"))),
+            }
         }
-        let mut conn = self.connection()?;
-        let id: String = self
-            .deadline(key, async move { invocation.invoke_async(&mut conn).await })
-            .await?;
-        let last = index_of(&id)?;
-        self.offer_through(key, last, bodies);
-        Ok(last)
     }
 
     /// The script flag that makes an append announce itself: on a Cluster only.
@@ -251,22 +104,10 @@ impl RedisCache {
         }
     }
 
-    /// Hands events just stored at `first`, `first + 1`, ... (bodies without
-    /// `index`) to this process's waiting readers of `key`.
-    pub(super) fn offer<S: AsRef<str>>(&self, key: &str, first: u64, bodies: &[S]) {
-        self.inner.signals.offer(key, first, || {
-            bodies
-                .iter()
-                .zip(first..)
-                .map(|(body, index)| json::with_index(body.as_ref(), index as i64))
-                .collect()
-        });
-    }
-
-    /// [`Self::offer`] of events one script appended, the last at `last`
-    /// (one script's appends get consecutive indices).
+    /// [`offer`] of events one script appended, the last at `last` (one
+    /// script's appends get consecutive indices).
     pub(super) fn offer_through<S: AsRef<str>>(&self, key: &str, last: u64, bodies: &[S]) {
-        self.offer(key, last + 1 - bodies.len() as u64, bodies);
+        offer(&self.inner.signals, key, last + 1 - bodies.len() as u64, bodies);
     }
 
     /// Up to `max` events of the topic at `key` from index `from`.
@@ -307,14 +148,16 @@ impl RedisCache {
             return self.checked_page(key, &k, from, received, entries).await;
         }
         let reply: redis::Value = self
-            .run(
+            .send(
                 key,
+                &k,
                 redis::cmd("XRANGE")
                     .arg(&k)
                     .arg(&start)
                     .arg("+")
                     .arg("COUNT")
-                    .arg(&count),
+                    .arg(&count)
+                    .clone(),
             )
             .await?;
         let entries = match reply {
@@ -338,7 +181,7 @@ impl RedisCache {
         entries: impl ExactSizeIterator<Item = Result<(u64, &'a [u8]), CacheError>>,
     ) -> Result<Page, CacheError> {
         if entries.len() == 0 && received.is_some() {
-            let exists: bool = self.run(key, redis::cmd("EXISTS").arg(k)).await?;
+            let exists: bool = self.send(key, k, redis::cmd("EXISTS").arg(k).clone()).await?;
             if !exists {
                 return Ok(Page::empty(from));
             }
@@ -348,15 +191,18 @@ impl RedisCache {
 
     /// The index the next event of the topic at `key` will get (0 when absent).
     pub async fn log_next_index(&self, key: &str) -> Result<u64, CacheError> {
+        let k = self.key(key);
         let last: redis::Value = self
-            .run(
+            .send(
                 key,
+                &k,
                 redis::cmd("XREVRANGE")
-                    .arg(self.key(key))
+                    .arg(&k)
                     .arg("+")
                     .arg("-")
                     .arg("COUNT")
-                    .arg(1),
+                    .arg(1)
+                    .clone(),
             )
             .await?;
         match last {
@@ -378,23 +224,16 @@ impl RedisCache {
     }
 }
 
-/// One topic's events in a [`RedisCache::log_append_each`] batch, in order.
-pub(super) struct TopicAppends<'a> {
-    pub(super) key: &'a str,
-    pub(super) events: Vec<Appending<'a>>,
-}
-
-pub(super) struct Appending<'a> {
-    /// Where its outcome goes.
-    pub(super) position: usize,
-    /// The event without `index`.
-    pub(super) body: std::borrow::Cow<'a, str>,
-}
-
-impl TopicAppends<'_> {
-    fn bodies(&self) -> Vec<&str> {
-        self.events.iter().map(|event| &*event.body).collect()
-    }
+/// Hands events just stored at `first`, `first + 1`, ... (bodies without
+/// `index`) to this process's waiting readers of `key`.
+pub(super) fn offer<S: AsRef<str>>(signals: &Signals, key: &str, first: u64, bodies: &[S]) {
+    signals.offer(key, first, || {
+        bodies
+            .iter()
+            .zip(first..)
+            .map(|(body, index)| json::with_index(body.as_ref(), index as i64))
+            .collect()
+    });
 }
 
 /// `0-<n>` is index `n - 1`.
@@ -562,7 +401,8 @@ impl TailerSlot {
             // Cut the blocking read short so the new key is included now.
             let cache = RedisCache { inner: inner.clone() };
             tokio::spawn(async move {
-                let _: Result<i64, _> = cache.run("", redis::cmd("CLIENT").arg("UNBLOCK").arg(client_id)).await;
+                let unblock = redis::cmd("CLIENT").arg("UNBLOCK").arg(client_id).clone();
+                let _: Result<i64, _> = cache.send_in("", Lane::All, Op::Cmd(unblock)).await;
             });
         }
     }
@@ -716,7 +556,7 @@ fn offer_entries(cache: &RedisCache, key: &str, entries: &[Option<TailEntry<'_>>
     match ours {
         Some(ours) if ours.windows(2).all(|pair| pair[1].0 == pair[0].0 + 1) && !ours.is_empty() => {
             let bodies: Vec<&str> = ours.iter().map(|(_, body)| *body).collect();
-            cache.offer(key, ours[0].0, &bodies);
+            offer(&cache.inner.signals, key, ours[0].0, &bodies);
         }
         _ => cache.inner.signals.notify(key),
     }

@@ -3,8 +3,7 @@
 //! checkpoint and the events it covers land atomically (and in one Cluster
 //! slot: both keys share the run topic's hash tag).
 
-use super::log::{Appending, TopicAppends};
-use super::RedisCache;
+use super::{eval, RedisCache};
 use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
 use crate::error::CacheError;
 use crate::json;
@@ -72,6 +71,18 @@ end
 return 0
 "#;
 
+/// KEYS: lease, state hash. ARGV: owner, TTL in ms, version. Takes the
+/// lease back for its owner after it lapsed, if nobody else holds it and the
+/// run's state still has the version the owner wrote last (no other driver
+/// claimed it meanwhile, which would have written a version of its own).
+pub const LEASE_RECLAIM_SCRIPT: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[2], 'v') ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
 /// KEYS: lease. ARGV: owner. Deletes the lease if the owner holds it.
 pub const LEASE_RELEASE_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -119,10 +130,9 @@ impl RedisCache {
         if objects.is_empty() {
             return Ok(Some(None));
         }
-        let mut invocation = self.inner.append_leased.prepare_invoke();
+        let k = self.key(key);
+        let mut invocation = eval(APPEND_LEASED_SCRIPT, &[&k, &self.key(lease_key)]);
         invocation
-            .key(self.key(key))
-            .key(self.key(lease_key))
             .arg(owner)
             .arg(retention.max_events.unwrap_or(0))
             .arg(self.ttl_ms(retention))
@@ -131,10 +141,7 @@ impl RedisCache {
         for body in &bodies {
             invocation.arg(&**body);
         }
-        let mut conn = self.connection()?;
-        let reply: redis::Value = self
-            .deadline(key, async move { invocation.invoke_async(&mut conn).await })
-            .await?;
+        let reply: redis::Value = self.send(key, &k, invocation).await?;
         match reply {
             redis::Value::Int(0) => Ok(None),
             redis::Value::BulkString(id) => {
@@ -150,15 +157,18 @@ impl RedisCache {
 
     /// Takes the lease at `key` for `owner` if nobody holds it (`SET NX PX`).
     pub async fn lease_acquire(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, CacheError> {
+        let k = self.key(key);
         let set: Option<String> = self
-            .run(
+            .send(
                 key,
+                &k,
                 redis::cmd("SET")
-                    .arg(self.key(key))
+                    .arg(&k)
                     .arg(owner)
                     .arg("NX")
                     .arg("PX")
-                    .arg(ttl_ms.max(1)),
+                    .arg(ttl_ms.max(1))
+                    .clone(),
             )
             .await?;
         Ok(set.is_some())
@@ -166,29 +176,42 @@ impl RedisCache {
 
     /// Extends the lease at `key` if `owner` still holds it.
     pub async fn lease_renew(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, CacheError> {
-        let mut invocation = self.inner.lease_renew.prepare_invoke();
-        invocation.key(self.key(key)).arg(owner).arg(ttl_ms.max(1));
-        let mut conn = self.connection()?;
-        let renewed: i64 = self
-            .deadline(key, async move { invocation.invoke_async(&mut conn).await })
-            .await?;
+        let k = self.key(key);
+        let mut invocation = eval(LEASE_RENEW_SCRIPT, &[&k]);
+        invocation.arg(owner).arg(ttl_ms.max(1));
+        let renewed: i64 = self.send(key, &k, invocation).await?;
         Ok(renewed == 1)
+    }
+
+    /// Takes the lease at `key` back for `owner`: see [`LEASE_RECLAIM_SCRIPT`].
+    pub async fn lease_reclaim(
+        &self,
+        key: &str,
+        state_key: &str,
+        owner: &str,
+        ttl_ms: u64,
+        version: u64,
+    ) -> Result<bool, CacheError> {
+        let k = self.key(key);
+        let mut invocation = eval(LEASE_RECLAIM_SCRIPT, &[&k, &self.key(state_key)]);
+        invocation.arg(owner).arg(ttl_ms.max(1)).arg(version);
+        let reclaimed: i64 = self.send(key, &k, invocation).await?;
+        Ok(reclaimed == 1)
     }
 
     /// Gives the lease at `key` up if `owner` holds it.
     pub async fn lease_release(&self, key: &str, owner: &str) -> Result<(), CacheError> {
-        let mut invocation = self.inner.lease_release.prepare_invoke();
-        invocation.key(self.key(key)).arg(owner);
-        let mut conn = self.connection()?;
-        let _: i64 = self
-            .deadline(key, async move { invocation.invoke_async(&mut conn).await })
-            .await?;
+        let k = self.key(key);
+        let mut invocation = eval(LEASE_RELEASE_SCRIPT, &[&k]);
+        invocation.arg(owner);
+        let _: i64 = self.send(key, &k, invocation).await?;
         Ok(())
     }
 
     /// The holder of the lease at `key`, if any.
     pub async fn lease_holder(&self, key: &str) -> Result<Option<String>, CacheError> {
-        self.run(key, redis::cmd("GET").arg(self.key(key))).await
+        let k = self.key(key);
+        self.send(key, &k, redis::cmd("GET").arg(&k).clone()).await
     }
 
     /// Every cache key (as given to this cache, without its prefix) that
@@ -220,12 +243,17 @@ impl RedisCache {
 
     /// A run's atomic write (see [`Commit`]): one script, one round trip.
     pub async fn run_commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, CacheError> {
-        let mut invocation = self.inner.run_commit.prepare_invoke();
+        let state_key = self.key(commit.state_key);
+        let mut invocation = eval(
+            RUN_COMMIT_SCRIPT,
+            &[
+                &state_key,
+                &self.key(commit.log_key),
+                &self.key(commit.abort_key),
+                &self.key(commit.lease.map_or(commit.state_key, |l| l.key)),
+            ],
+        );
         invocation
-            .key(self.key(commit.state_key))
-            .key(self.key(commit.log_key))
-            .key(self.key(commit.abort_key))
-            .key(self.key(commit.lease.map_or(commit.state_key, |l| l.key)))
             .arg(commit.expected.map_or_else(String::new, |v| v.to_string()))
             .arg(commit.version)
             .arg(commit.state)
@@ -249,10 +277,8 @@ impl RedisCache {
         for body in &bodies {
             invocation.arg(&**body);
         }
-        let mut conn = self.connection()?;
-        let (done, value, abort): (i64, String, Option<String>) = self
-            .deadline(commit.log_key, async move { invocation.invoke_async(&mut conn).await })
-            .await?;
+        let (done, value, abort): (i64, String, Option<String>) =
+            self.send(commit.log_key, &state_key, invocation).await?;
         if done == 0 {
             return Ok(CommitOutcome::Stale {
                 found: value.parse().ok(),
@@ -274,15 +300,16 @@ impl RedisCache {
 
     /// The stored state of a run, `None` when absent.
     pub async fn run_load(&self, state_key: &str) -> Result<Option<String>, CacheError> {
-        self.run(state_key, redis::cmd("HGET").arg(self.key(state_key)).arg("s"))
+        let k = self.key(state_key);
+        self.send(state_key, &k, redis::cmd("HGET").arg(&k).arg("s").clone())
             .await
     }
 
     /// Deletes a run: its state, its topic, and an abort request.
     pub async fn run_delete(&self, keys: &[&str]) -> Result<(), CacheError> {
         let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        self.run(keys.first().map_or("", |k| k.as_str()), redis::cmd("DEL").arg(&keys))
-            .await
+        let first = keys.first().cloned().unwrap_or_default();
+        self.send(&first, &first, redis::cmd("DEL").arg(&keys).clone()).await
     }
 
     /// Records an abort request for a run, if its state exists; false if not.
@@ -292,41 +319,30 @@ impl RedisCache {
         abort_key: &str,
         reason_json: &str,
     ) -> Result<bool, CacheError> {
-        let mut invocation = self.inner.run_request_abort.prepare_invoke();
-        invocation
-            .key(self.key(state_key))
-            .key(self.key(abort_key))
-            .arg(reason_json);
-        let mut conn = self.connection()?;
-        let set: i64 = self
-            .deadline(state_key, async move { invocation.invoke_async(&mut conn).await })
-            .await?;
+        let k = self.key(state_key);
+        let mut invocation = eval(RUN_REQUEST_ABORT_SCRIPT, &[&k, &self.key(abort_key)]);
+        invocation.arg(reason_json);
+        let set: i64 = self.send(state_key, &k, invocation).await?;
         Ok(set == 1)
     }
 
-    /// Appends events in order, in one round trip; returns the last index.
-    /// An object that is not a JSON object fails the call before anything is
-    /// stored; a failed append fails it too.
+    /// Appends events in order; returns the last index. An object that is
+    /// not a JSON object fails the call before anything is stored; a failed
+    /// append fails it too.
     pub async fn log_append_many(
         &self,
         key: &str,
         objects: &[String],
         retention: &Retention,
     ) -> Result<Option<u64>, CacheError> {
-        if objects.is_empty() {
-            return Ok(None);
-        }
-        let events = json::without_indices(objects)?
-            .into_iter()
-            .enumerate()
-            .map(|(position, body)| Appending { position, body })
+        json::without_indices(objects)?;
+        let appends: Vec<_> = objects
+            .iter()
+            .map(|object| self.log_append(key, object, retention))
             .collect();
-        let mut outcomes: Vec<Option<Result<u64, CacheError>>> = objects.iter().map(|_| None).collect();
-        self.append_topics(&[TopicAppends { key, events }], retention, &mut outcomes)
-            .await;
         let mut last = None;
-        for outcome in outcomes {
-            last = Some(outcome.expect("every append has an outcome")?);
+        for append in appends {
+            last = Some(append.await?);
         }
         Ok(last)
     }

@@ -1,0 +1,828 @@
+//! The command queue of a [`super::RedisCache`]: every command of the cache
+//! goes through it, and reaches Redis in the order the cache's methods were
+//! called.
+//!
+//! Why a queue of our own: handing each call's future to redis-rs keeps
+//! their order only while every command reaches the socket at the first poll
+//! of its future, and under load that breaks in several places. Tokio's
+//! cooperative budget makes a channel send yield after 128 operations in one
+//! task poll (300 `SET`s of one tick left the 127th value behind); a full
+//! command channel hands its permits out in one order while the senders
+//! complete in another; a reconnect wakes its waiters in the order of a slab;
+//! a script not loaded yet is loaded and retried after calls made later; a
+//! Cluster connection routes requests through a task of its own; and calls
+//! of different ticks ran on different tasks.
+//!
+//! So each call is queued when it is made (the cache's writing methods
+//! enqueue before they return their future), and one dispatcher task per
+//! cache, exempt from the cooperative budget, hands the queue to the
+//! connection in order:
+//! - On a single Redis the whole queue is one lane: pipelines of consecutive
+//!   calls, up to [`SINGLE_IN_FLIGHT`] at once, each handed to a connection
+//!   whose channel has room for all of them, so none ever waits to be sent.
+//! - On a Cluster each hash tag is a lane (every key of ours carries one: a
+//!   topic, its counter and its run state share it), with one pipeline in
+//!   flight: the next leaves once the last has its replies, whatever the
+//!   cluster connection does inside. Calls on keys of different slots never
+//!   had an order on a Cluster.
+//!
+//! Consecutive appends to one topic in a pipeline share one `PEXPIRE` (a
+//! single Redis) or one script (a Cluster): at 64 publishes in flight a
+//! `PEXPIRE` per event cost Redis as much as the `XADD`s. A `clear()` is a
+//! barrier: it runs alone, after every call made before it and before every
+//! call made after it. A fence lets a read on another connection (the bulk
+//! reader) start only once every earlier call has its reply.
+//!
+//! The connection is the dispatcher's: it connects when calls wait, and a
+//! failed attempt fails the calls that waited for it (a Redis that is down
+//! answers each call at once, as before, and a caller that wants to ride an
+//! outage out retries). A call whose caller gave up before it was sent is
+//! never sent.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt as _};
+use redis::aio::ConnectionLike as _;
+use redis::cluster_routing::SingleNodeRoutingInfo;
+use redis::{Cmd, RedisError, Value};
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+
+use super::connection::{Backend, Conn};
+
+/// Pipelines a single Redis connection carries at once.
+const SINGLE_IN_FLIGHT: usize = 8;
+/// Calls per pipeline on a single Redis: small pipelines let Redis work on
+/// one while the replies to another travel (64 publishes in flight: 92k/s
+/// one per pipeline, 98k/s all in one, 105-127k/s at 8 to 24).
+const SINGLE_BATCH: usize = 16;
+/// Calls per pipeline in a Cluster lane, which has one pipeline in flight.
+const CLUSTER_BATCH: usize = 64;
+/// Room in a single Redis connection's channel: more than it can ever hold.
+const CHANNEL_ROOM: usize = 4 * SINGLE_IN_FLIGHT;
+
+/// What a lane is: calls in one lane reach Redis in the order they were made.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Lane {
+    /// Everything, on a single Redis.
+    All,
+    /// Keys with this hash tag, on a Cluster.
+    Tag(String),
+    /// One node of a Cluster (a SCAN cursor is per node).
+    Node(String, u16),
+    /// No key: any node of a Cluster.
+    Any,
+}
+
+/// One call's work.
+pub(super) enum Op {
+    Cmd(Cmd),
+    /// One event appended to a topic (see [`Append`]).
+    Append(Append),
+}
+
+/// An event appended to a topic stream with `XADD key [MAXLEN = n] 0-* e body`,
+/// then the stream's TTL refreshed.
+pub(super) struct Append {
+    /// The cache key (this process's readers wait on it).
+    pub(super) key: String,
+    /// The physical (prefixed) key.
+    pub(super) physical: String,
+    /// The event's JSON text without `index`.
+    pub(super) body: String,
+    pub(super) max_events: Option<u64>,
+    /// 0: no TTL.
+    pub(super) ttl_ms: u64,
+}
+
+impl Append {
+    fn same_topic(&self, other: &Append) -> bool {
+        self.physical == other.physical && self.max_events == other.max_events && self.ttl_ms == other.ttl_ms
+    }
+}
+
+/// What the dispatcher does with a topic's events once stored.
+pub(super) type OnAppended = dyn Fn(&str, u64, &[&str]) + Send + Sync;
+
+/// How the dispatcher talks to Redis, and what it does with appended events.
+pub(super) struct Wiring {
+    pub(super) backend: Backend,
+    pub(super) connect_timeout: Duration,
+    pub(super) command_timeout: Duration,
+    /// The script that appends and announces on a Cluster (`log.rs`).
+    pub(super) append_script: &'static str,
+    /// Called with each topic's events once stored (cache key, first index,
+    /// bodies): hands them to this process's readers.
+    pub(super) appended: Box<OnAppended>,
+    /// Called when an append failed: this process's readers of the topic
+    /// look for themselves.
+    pub(super) append_failed: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+/// Why a queued call has no reply.
+#[derive(Debug, Clone)]
+pub(super) enum QueueError {
+    /// The cache is closed.
+    Closed,
+    /// Not sent: the connection could not be made.
+    NotConnected(RedisError),
+    /// No reply within the call's time; `sent`: it may have been applied.
+    Timeout { sent: bool },
+    /// Redis, or the connection, failed the call.
+    Redis(RedisError),
+}
+
+pub(super) struct Queue {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Where the dispatcher runs: the runtime the cache was made in.
+    runtime: Option<tokio::runtime::Handle>,
+    state: Mutex<State>,
+    /// Wakes the dispatcher: a call was queued, or the cache closed.
+    wake: Notify,
+    wiring: Wiring,
+    /// Whether the dispatcher holds an open connection (a caller whose call
+    /// times out says why: not connected, or no reply).
+    connected: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    lanes: HashMap<Lane, VecDeque<Entry>>,
+    /// Barriers not run yet, in order; the one numbered `n` runs once every
+    /// entry of epoch `n` or lower has its outcome.
+    barriers: VecDeque<Barrier>,
+    /// Barriers queued so far: the epoch of a new entry.
+    epoch: u64,
+    closed: bool,
+    dispatching: bool,
+    /// The last connection attempt failed with this (for callers timing out).
+    connect_error: Option<RedisError>,
+}
+
+struct Entry {
+    epoch: u64,
+    kind: EntryKind,
+}
+
+enum EntryKind {
+    Call(Call),
+    /// Answered once every earlier entry of its lane has its outcome.
+    Fence(oneshot::Sender<()>),
+}
+
+struct Call {
+    op: Op,
+    reply: oneshot::Sender<Result<Value, QueueError>>,
+}
+
+/// Runs alone, with the connection (see [`Queue::barrier`]).
+type BarrierBody = Box<dyn FnOnce(Conn) -> BoxFuture<'static, ()> + Send>;
+
+struct Barrier {
+    body: BarrierBody,
+    /// Told when the barrier could not run (closed, no connection).
+    failed: oneshot::Sender<QueueError>,
+}
+
+/// A call's reply, once queued: await it.
+pub(super) struct Queued {
+    rx: oneshot::Receiver<Result<Value, QueueError>>,
+    deadline: Instant,
+    shared: Arc<Shared>,
+}
+
+impl Queued {
+    pub(super) async fn reply(self) -> Result<Value, QueueError> {
+        match tokio::time::timeout_at(self.deadline, self.rx).await {
+            Ok(Ok(reply)) => reply,
+            // The dispatcher is gone: the cache was closed or dropped.
+            Ok(Err(_)) => Err(QueueError::Closed),
+            Err(_) => Err(match lock(&self.shared.state).connect_error.clone() {
+                Some(error) if !self.shared.connected.load(Ordering::SeqCst) => QueueError::NotConnected(error),
+                _ => QueueError::Timeout {
+                    sent: self.shared.connected.load(Ordering::SeqCst),
+                },
+            }),
+        }
+    }
+}
+
+impl Queue {
+    /// A queue whose dispatcher runs on the current tokio runtime (or, made
+    /// outside one, on the runtime of its first call).
+    pub(super) fn new(wiring: Wiring) -> Self {
+        Queue {
+            shared: Arc::new(Shared {
+                runtime: tokio::runtime::Handle::try_current().ok(),
+                state: Mutex::new(State::default()),
+                wake: Notify::new(),
+                wiring,
+                connected: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The longest a call waits for its reply: one connection attempt and one reply.
+    pub(super) fn limit(&self) -> Duration {
+        self.shared.wiring.connect_timeout + self.shared.wiring.command_timeout
+    }
+
+    /// Queues `op` in `lane`, now: it reaches Redis after every call queued
+    /// before it in that lane.
+    pub(super) fn call(&self, lane: Lane, op: Op) -> Queued {
+        let (reply, rx) = oneshot::channel();
+        let deadline = Instant::now() + self.limit();
+        self.enqueue(lane, EntryKind::Call(Call { op, reply }));
+        Queued {
+            rx,
+            deadline,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Resolves once every call queued before it (in `lane`) has its outcome.
+    pub(super) async fn fence(&self, lane: Lane) -> Result<(), QueueError> {
+        let (done, rx) = oneshot::channel();
+        self.enqueue(lane, EntryKind::Fence(done));
+        rx.await.map_err(|_| QueueError::Closed)
+    }
+
+    /// Runs `body` alone: after every call queued before it has its outcome,
+    /// and before any call queued after it is sent. `body` gets the
+    /// connection and must bound its own commands.
+    pub(super) fn barrier(&self, body: BarrierBody) -> impl std::future::Future<Output = Result<(), QueueError>> {
+        let (failed, rx) = oneshot::channel();
+        {
+            let mut state = lock(&self.shared.state);
+            if state.closed {
+                drop(state);
+                return futures::future::ready(Err(QueueError::Closed)).left_future();
+            }
+            state.epoch += 1;
+            state.barriers.push_back(Barrier { body, failed });
+        }
+        self.start();
+        async move {
+            match rx.await {
+                // The body ran (and dropped the sender) or failed to.
+                Ok(error) => Err(error),
+                Err(_) => Ok(()),
+            }
+        }
+        .right_future()
+    }
+
+    /// Accepts no more calls: those waiting fail with [`QueueError::Closed`];
+    /// those sent get their replies.
+    pub(super) fn close(&self) {
+        let waiting: Vec<Entry> = {
+            let mut state = lock(&self.shared.state);
+            state.closed = true;
+            for barrier in state.barriers.drain(..) {
+                let _ = barrier.failed.send(QueueError::Closed);
+            }
+            state.lanes.drain().flat_map(|(_, entries)| entries).collect()
+        };
+        for entry in waiting {
+            entry.fail(QueueError::Closed);
+        }
+        self.shared.wake.notify_one();
+    }
+
+    fn enqueue(&self, lane: Lane, kind: EntryKind) {
+        {
+            let mut state = lock(&self.shared.state);
+            if state.closed {
+                drop(state);
+                Entry { epoch: 0, kind }.fail(QueueError::Closed);
+                return;
+            }
+            let epoch = state.epoch;
+            state.lanes.entry(lane).or_default().push_back(Entry { epoch, kind });
+        }
+        self.start();
+    }
+
+    /// Wakes the dispatcher, starting it the first time.
+    fn start(&self) {
+        let start = {
+            let mut state = lock(&self.shared.state);
+            !std::mem::replace(&mut state.dispatching, true)
+        };
+        if start {
+            // Exempt from the cooperative budget: a send that yields would
+            // let a later call overtake it.
+            let dispatcher = tokio::task::unconstrained(dispatch(self.shared.clone()));
+            match &self.shared.runtime {
+                Some(runtime) => drop(runtime.spawn(dispatcher)),
+                None => drop(tokio::spawn(dispatcher)),
+            }
+        }
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Drop for Queue {
+    /// A cache dropped without `close()` lets its dispatcher end too.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Entry {
+    fn fail(self, error: QueueError) {
+        match self.kind {
+            EntryKind::Call(call) => {
+                let _ = call.reply.send(Err(error));
+            }
+            // A fence has nothing to fail: what it waited for is over.
+            EntryKind::Fence(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// A pipeline sent: the calls it carries and how their replies are found.
+struct Sent {
+    lane: Lane,
+    calls: Vec<SentCall>,
+}
+
+struct SentCall {
+    reply: oneshot::Sender<Result<Value, QueueError>>,
+    found: Found,
+}
+
+/// Where a call's reply is in its pipeline's replies.
+enum Found {
+    At(usize),
+    /// An append: its `XADD`'s reply, failed by the reply of the `PEXPIRE`
+    /// its run of appends shares, if that failed.
+    Xadd {
+        at: usize,
+        refresh: Option<usize>,
+        key: String,
+        body: String,
+    },
+    /// The `n`th of the `count` appends one Cluster script made (it replies
+    /// with the last id).
+    Scripted {
+        at: usize,
+        n: usize,
+        count: usize,
+        key: String,
+        body: String,
+    },
+}
+
+type Done = (Sent, Result<Vec<Value>, RedisError>);
+
+/// The dispatcher: connects, sends each lane's calls in order, hands out
+/// replies, runs barriers. Ends when the cache is closed and nothing is in
+/// flight, or when the cache is gone.
+async fn dispatch(shared: Arc<Shared>) {
+    let cluster = matches!(shared.wiring.backend, Backend::Cluster(_));
+    let (in_flight_max, batch_max) = if cluster {
+        (1, CLUSTER_BATCH)
+    } else {
+        (SINGLE_IN_FLIGHT, SINGLE_BATCH)
+    };
+    let mut conn: Option<Conn> = None;
+    let mut connecting: Option<BoxFuture<'static, Result<Conn, RedisError>>> = None;
+    let mut in_flight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+    let mut busy: HashMap<Lane, usize> = HashMap::new();
+    let mut barrier: Option<BoxFuture<'static, ()>> = None;
+    let mut barriers_done: u64 = 0;
+    loop {
+        // Made before the state is read: a call queued after the read wakes it.
+        let woken = shared.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        {
+            let mut state = lock(&shared.state);
+            if state.closed && in_flight.is_empty() && barrier.is_none() {
+                state.dispatching = false;
+                shared.connected.store(false, Ordering::SeqCst);
+                return;
+            }
+            let waiting = state.lanes.values().any(|entries| !entries.is_empty()) || !state.barriers.is_empty();
+            if conn.is_none() && connecting.is_none() && waiting && !state.closed {
+                connecting = Some(connect(&shared.wiring));
+            }
+            if let Some(c) = &conn {
+                if barrier.is_none() {
+                    let lanes: Vec<Lane> = state.lanes.keys().cloned().collect();
+                    for lane in lanes {
+                        let entries = state.lanes.get_mut(&lane).expect("listed");
+                        let busy_now = busy.entry(lane.clone()).or_default();
+                        loop {
+                            // Fences at the head whose lane has nothing in flight.
+                            while *busy_now == 0
+                                && matches!(entries.front(), Some(Entry { kind: EntryKind::Fence(_), epoch }) if *epoch == barriers_done)
+                            {
+                                if let Some(Entry {
+                                    kind: EntryKind::Fence(done),
+                                    ..
+                                }) = entries.pop_front()
+                                {
+                                    let _ = done.send(());
+                                }
+                            }
+                            if *busy_now >= in_flight_max {
+                                break;
+                            }
+                            let mut calls = Vec::new();
+                            while calls.len() < batch_max {
+                                match entries.front() {
+                                    Some(Entry {
+                                        kind: EntryKind::Call(call),
+                                        epoch,
+                                    }) if *epoch == barriers_done => {
+                                        let closed = call.reply.is_closed();
+                                        let Some(Entry {
+                                            kind: EntryKind::Call(call),
+                                            ..
+                                        }) = entries.pop_front()
+                                        else {
+                                            unreachable!("the front is a call")
+                                        };
+                                        // Its caller gave up before it was sent: never send it.
+                                        if !closed {
+                                            calls.push(call);
+                                        }
+                                    }
+                                    _ => break,
+                                }
+                            }
+                            if calls.is_empty() {
+                                break;
+                            }
+                            *busy_now += 1;
+                            in_flight.push(send(c.clone(), lane.clone(), calls, cluster, &shared.wiring));
+                        }
+                    }
+                    state.lanes.retain(|_, entries| !entries.is_empty());
+                    busy.retain(|_, n| *n > 0);
+                    // The next barrier, once nothing of its epoch waits or flies.
+                    let clear = in_flight.is_empty()
+                        && state
+                            .lanes
+                            .values()
+                            .all(|entries| entries.front().is_none_or(|e| e.epoch > barriers_done));
+                    if clear {
+                        if let Some(next) = state.barriers.pop_front() {
+                            // The body's end drops `failed`: the barrier's caller sees Ok.
+                            let Barrier { body, failed } = next;
+                            let run = body(c.clone());
+                            barrier = Some(
+                                async move {
+                                    run.await;
+                                    drop(failed);
+                                }
+                                .boxed(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        enum Event {
+            Woken,
+            Connected(Result<Conn, RedisError>),
+            Replied(Done),
+            BarrierDone,
+        }
+        let event = tokio::select! {
+            _ = &mut woken => Event::Woken,
+            made = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => Event::Connected(made),
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => Event::Replied(done),
+            _ = async { barrier.as_mut().expect("guarded").await }, if barrier.is_some() => Event::BarrierDone,
+        };
+        match event {
+            Event::Woken => {}
+            Event::Connected(made) => {
+                connecting = None;
+                match made {
+                    Ok(c) => {
+                        conn = Some(c);
+                        shared.connected.store(true, Ordering::SeqCst);
+                        lock(&shared.state).connect_error = None;
+                    }
+                    Err(error) => {
+                        // Everything that waited for this attempt fails now.
+                        let (waiting, barriers) = {
+                            let mut state = lock(&shared.state);
+                            state.connect_error = Some(error.clone());
+                            let barriers: Vec<Barrier> = state.barriers.drain(..).collect();
+                            barriers_done += barriers.len() as u64;
+                            let waiting: Vec<Entry> = state.lanes.drain().flat_map(|(_, entries)| entries).collect();
+                            (waiting, barriers)
+                        };
+                        for entry in waiting {
+                            entry.fail(QueueError::NotConnected(error.clone()));
+                        }
+                        for barrier in barriers {
+                            let _ = barrier.failed.send(QueueError::NotConnected(error.clone()));
+                        }
+                    }
+                }
+            }
+            Event::Replied((sent, replies)) => {
+                if let Some(n) = busy.get_mut(&sent.lane) {
+                    *n = n.saturating_sub(1);
+                }
+                if let Err(error) = &replies {
+                    // A connection that broke is made again for the next call.
+                    if !cluster
+                        && (error.is_connection_dropped() || error.is_io_error() || error.is_unrecoverable_error())
+                    {
+                        conn = None;
+                        shared.connected.store(false, Ordering::SeqCst);
+                    }
+                }
+                deliver(sent, replies, &shared.wiring);
+            }
+            Event::BarrierDone => {
+                barrier = None;
+                barriers_done += 1;
+            }
+        }
+    }
+}
+
+fn connect(wiring: &Wiring) -> BoxFuture<'static, Result<Conn, RedisError>> {
+    let (connect_timeout, command_timeout) = (wiring.connect_timeout, wiring.command_timeout);
+    match &wiring.backend {
+        Backend::Single(client) => {
+            let client = client.clone();
+            async move {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(command_timeout))
+                    .set_pipeline_buffer_size(CHANNEL_ROOM);
+                let conn = tokio::time::timeout(
+                    connect_timeout,
+                    client.get_multiplexed_async_connection_with_config(&config),
+                )
+                .await
+                .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+                Ok(Conn::Single(conn))
+            }
+            .boxed()
+        }
+        Backend::Cluster(client) => {
+            let client = client.clone();
+            async move {
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(connect_timeout)
+                    .set_response_timeout(command_timeout);
+                Ok(Conn::Cluster(client.get_async_connection_with_config(config).await?))
+            }
+            .boxed()
+        }
+    }
+}
+
+/// Builds one pipeline of `calls` (in order) and sends it.
+fn send(mut conn: Conn, lane: Lane, calls: Vec<Call>, cluster: bool, wiring: &Wiring) -> BoxFuture<'static, Done> {
+    let mut pipe = redis::pipe();
+    let mut sent = Vec::with_capacity(calls.len());
+    let mut calls = calls.into_iter().peekable();
+    while let Some(Call { op, reply }) = calls.next() {
+        let at = pipe.len();
+        let (topic, run) = match op {
+            Op::Cmd(cmd) => {
+                pipe.add_command(cmd);
+                sent.push(SentCall {
+                    reply,
+                    found: Found::At(at),
+                });
+                continue;
+            }
+            Op::Append(first) => append_run(first, reply, &mut calls),
+        };
+        if cluster {
+            // The run's events in one script, which announces them.
+            let script = pipe
+                .cmd("EVAL")
+                .arg(wiring.append_script)
+                .arg(1)
+                .arg(&topic.physical)
+                .arg(topic.max_events.unwrap_or(0))
+                .arg(topic.ttl_ms);
+            for (_, body) in &run {
+                script.arg(body);
+            }
+            let count = run.len();
+            sent.extend(run.into_iter().enumerate().map(|(n, (reply, body))| SentCall {
+                reply,
+                found: Found::Scripted {
+                    at,
+                    n,
+                    count,
+                    key: topic.key.clone(),
+                    body,
+                },
+            }));
+        } else {
+            // The run's `XADD`s, then one `PEXPIRE`.
+            for (_, body) in &run {
+                let xadd = pipe.cmd("XADD").arg(&topic.physical);
+                if let Some(max) = topic.max_events {
+                    xadd.arg("MAXLEN").arg("=").arg(max);
+                }
+                xadd.arg("0-*").arg(super::log::FIELD).arg(body);
+            }
+            let refresh = (topic.ttl_ms > 0).then(|| {
+                pipe.cmd("PEXPIRE").arg(&topic.physical).arg(topic.ttl_ms);
+                pipe.len() - 1
+            });
+            sent.extend(run.into_iter().enumerate().map(|(n, (reply, body))| SentCall {
+                reply,
+                found: Found::Xadd {
+                    at: at + n,
+                    refresh,
+                    key: topic.key.clone(),
+                    body,
+                },
+            }));
+        }
+    }
+    let count = pipe.len();
+    let node = match &lane {
+        Lane::Node(host, port) => Some((host.clone(), *port)),
+        _ => None,
+    };
+    async move {
+        let replies = match (&mut conn, node) {
+            (Conn::Cluster(c), Some((host, port))) => {
+                c.route_pipeline(pipe, 0, count, SingleNodeRoutingInfo::ByAddress { host, port })
+                    .await
+            }
+            (c, _) => c.req_packed_commands(&pipe, 0, count).await,
+        };
+        (Sent { lane, calls: sent }, replies)
+    }
+    .boxed()
+}
+
+/// The append `first` and the appends to the same topic right after it in
+/// `calls`: the topic (with an empty body) and each one's reply and body.
+#[allow(clippy::type_complexity)]
+fn append_run(
+    mut first: Append,
+    reply: oneshot::Sender<Result<Value, QueueError>>,
+    calls: &mut std::iter::Peekable<std::vec::IntoIter<Call>>,
+) -> (Append, Vec<(oneshot::Sender<Result<Value, QueueError>>, String)>) {
+    let mut run = vec![(reply, std::mem::take(&mut first.body))];
+    while let Some(Call {
+        op: Op::Append(next), ..
+    }) = calls.peek()
+    {
+        if !next.same_topic(&first) {
+            break;
+        }
+        let Some(Call {
+            op: Op::Append(next),
+            reply,
+        }) = calls.next()
+        else {
+            unreachable!("peeked an append")
+        };
+        run.push((reply, next.body));
+    }
+    (first, run)
+}
+
+/// Hands each call its reply, and this process's readers the events appended.
+fn deliver(sent: Sent, replies: Result<Vec<Value>, RedisError>, wiring: &Wiring) {
+    let replies = match replies {
+        Ok(replies) => replies,
+        Err(error) => {
+            let mut failed_topics: Vec<&str> = Vec::new();
+            for call in &sent.calls {
+                if let Found::Xadd { key, .. } | Found::Scripted { key, .. } = &call.found {
+                    if failed_topics.last() != Some(&key.as_str()) {
+                        failed_topics.push(key);
+                    }
+                }
+            }
+            for topic in failed_topics {
+                (wiring.append_failed)(topic);
+            }
+            for call in sent.calls {
+                let _ = call.reply.send(Err(QueueError::Redis(error.clone())));
+            }
+            return;
+        }
+    };
+    let get = |at: usize| replies.get(at).cloned().unwrap_or(Value::Nil);
+    // Appended events, offered in runs of consecutive indices per topic.
+    let mut offers: Vec<(String, u64, Vec<String>)> = Vec::new();
+    for call in sent.calls {
+        let reply = match call.found {
+            Found::At(at) => get(at),
+            Found::Xadd { at, refresh, key, body } => {
+                let refreshed = refresh.map(get);
+                let reply = match refreshed {
+                    Some(Value::ServerError(e)) => Value::ServerError(e),
+                    _ => get(at),
+                };
+                note_append(&mut offers, &reply, key, body, wiring);
+                reply
+            }
+            Found::Scripted {
+                at,
+                n,
+                count,
+                key,
+                body,
+            } => {
+                let reply = match get(at) {
+                    Value::BulkString(last) => {
+                        // One script's appends get consecutive indices.
+                        match super::log::index_of(&String::from_utf8_lossy(&last)) {
+                            Ok(last) => {
+                                Value::BulkString(format!("0-{}", last + 1 - (count - 1 - n) as u64).into_bytes())
+                            }
+                            Err(_) => Value::BulkString(last),
+                        }
+                    }
+                    other => other,
+                };
+                note_append(&mut offers, &reply, key, body, wiring);
+                reply
+            }
+        };
+        let _ = call.reply.send(Ok(reply));
+    }
+    for (key, first, bodies) in offers {
+        let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        (wiring.appended)(&key, first, &bodies);
+    }
+}
+
+/// Adds an appended event to the offers, or lets the topic's readers look
+/// for themselves when its append failed.
+fn note_append(
+    offers: &mut Vec<(String, u64, Vec<String>)>,
+    reply: &Value,
+    key: String,
+    body: String,
+    wiring: &Wiring,
+) {
+    let index = match reply {
+        Value::BulkString(id) => super::log::index_of(&String::from_utf8_lossy(id)).ok(),
+        _ => None,
+    };
+    let Some(index) = index else {
+        (wiring.append_failed)(&key);
+        return;
+    };
+    if let Some((topic, first, bodies)) = offers.last_mut() {
+        if *topic == key && *first + bodies.len() as u64 == index {
+            bodies.push(body);
+            return;
+        }
+    }
+    offers.push((key, index, vec![body]));
+}
+
+/// The hash tag of a key key, as Redis Cluster reads it: between the
+/// first `{` and the next `}`, if not empty; else the whole key.
+pub(super) fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{') {
+        if let Some(len) = key[open + 1..].find('}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_tags_follow_redis_cluster_rules() {
+        assert_eq!(hash_tag("p:{pubsub:run.1}:counter"), "pubsub:run.1");
+        assert_eq!(hash_tag("p:{}x"), "p:{}x");
+        assert_eq!(hash_tag("plain"), "plain");
+        assert_eq!(hash_tag("a{b}{c}"), "b");
+    }
+}
