@@ -10,7 +10,7 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 export declare class NativeAgent {
-  constructor(pubsub: NativePubSub, agentId: string, leaseMs: number, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>)
+  constructor(pubsub: NativePubSub, agentId: string, leaseMs: number, outageMs: number, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>)
   /** The bridge this object reports through (the pubsub's). */
   get bridge(): NativeBridge
   /**

@@ -1,5 +1,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createServer } from 'node:net'
 
 /** The Redis every Redis test talks to: `REDIS_URL`, else the local default. */
@@ -101,7 +104,9 @@ export class OwnRedis {
     return `redis://127.0.0.1:${this.port}`
   }
 
+  /** Starts the server (again, after `stop`); a no-op while it runs. */
   async start(): Promise<void> {
+    if (this.#process && this.#process.exitCode === null && this.#process.signalCode === null) return
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs]
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.#process = child
@@ -127,4 +132,20 @@ export class OwnRedis {
     })
     this.#process = undefined
   }
+
+  /** Freezes the server (SIGSTOP): connections stay open, nothing answers. */
+  freeze(): void {
+    this.#process?.kill('SIGSTOP')
+  }
+
+  /** Lets a frozen server go on (SIGCONT). */
+  thaw(): void {
+    this.#process?.kill('SIGCONT')
+  }
+}
+
+/** An {@link OwnRedis} that keeps its data across a restart (every write fsynced to its append-only file). */
+export function persistentRedis(port: number): OwnRedis {
+  const dir = mkdtempSync(join(tmpdir(), 'durable-agent-redis-'))
+  return new OwnRedis(port, ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir])
 }

@@ -63,6 +63,8 @@ pub struct NativeAgent {
     agent_id: String,
     /// How long the lease of a run driven here lasts (renewed every third).
     lease: Duration,
+    /// How long a driver here rides a store outage out.
+    outage: Duration,
     callbacks: Arc<JsCallbacks>,
     /// Runs this process drives now.
     active: Arc<Mutex<HashMap<String, RunControl>>>,
@@ -132,17 +134,19 @@ impl NativeAgent {
     #[napi(
         constructor,
         catch_unwind,
-        ts_args_type = "pubsub: NativePubSub, agentId: string, leaseMs: number, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>"
+        ts_args_type = "pubsub: NativePubSub, agentId: string, leaseMs: number, outageMs: number, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>"
     )]
     pub fn new(
         pubsub: ClassInstance<NativePubSub>,
         agent_id: String,
         lease_ms: u32,
+        outage_ms: u32,
         call_model: JsAsyncFn,
         call_tool: JsAsyncFn,
     ) -> Self {
         NativeAgent {
             lease: Duration::from_millis(u64::from(lease_ms.max(1))),
+            outage: Duration::from_millis(u64::from(outage_ms.max(1))),
             store: pubsub.store.clone(),
             prefix: pubsub.prefix.clone(),
             retention: pubsub.retention,
@@ -223,11 +227,12 @@ impl NativeAgent {
     pub fn drive(&self, id: u32, run_id: String) -> Result<()> {
         let run = self.run_store(&run_id).map_err(agent_to_napi)?;
         let state = lock(&self.prepared).remove(&run_id);
-        let (callbacks, active, agent_id, lease) = (
+        let (callbacks, active, agent_id, lease, outage) = (
             self.callbacks.clone(),
             self.active.clone(),
             self.agent_id.clone(),
             self.lease,
+            self.outage,
         );
         let callbacks: Arc<dyn Callbacks> = callbacks;
         // Registered now, not when the task starts: an abort right after
@@ -251,7 +256,11 @@ impl NativeAgent {
                     Driver::with_inbox(run, callbacks, state, inbox).with_lease(lease)
                 }
             };
-            driver.drive().await.map(|state| Reply::Json(summary(&state)))
+            driver
+                .riding_out(outage)
+                .drive()
+                .await
+                .map(|state| Reply::Json(summary(&state)))
         });
         Ok(())
     }

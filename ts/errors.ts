@@ -45,6 +45,13 @@ export const ErrorCodes = {
   RUN_EXISTS: 'ERR_RUN_EXISTS',
   /** Another writer changed the run meanwhile (a concurrent resume, or another process driving it). */
   RUN_CONFLICT: 'ERR_RUN_CONFLICT',
+  /**
+   * A reader (`observe`) of a run that no process drives: its driver stopped
+   * (its lease lapsed) and nobody recovered it for longer than a driver rides
+   * a store outage out (`outageMs`) and a lease more. The run is at its last
+   * checkpoint: `recover(runId)` goes on with it.
+   */
+  RUN_ABANDONED: 'ERR_RUN_ABANDONED',
   /** An approval decision names a tool call the run is not waiting on. */
   UNKNOWN_TOOL_CALL: 'ERR_UNKNOWN_TOOL_CALL',
   /** A stored run state this version cannot read. */

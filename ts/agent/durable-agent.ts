@@ -71,6 +71,16 @@ export interface CreateDurableAgentOptions<
    */
   leaseMs?: number
   /**
+   * How long a process driving a run rides a store outage out (a Redis
+   * restart, failover or stall), each result in hand, before it gives the
+   * run up. Past the lease another process may take the run over (then this
+   * one stops); if none did, the driver takes its lease back and goes on. A
+   * run given up stays at its last checkpoint, for any process to `recover`.
+   * Default: the lease, and at least 30 s (a Redis Cluster failover takes
+   * about 15-20 s with its default `cluster-node-timeout`).
+   */
+  outageMs?: number
+  /**
    * Delete a run's state and events this long after it ends (finished,
    * failed, aborted), once this process's readers of it are done. Default
    * 30 s; 0 turns auto-cleanup off (as in Mastra: call `cleanup()`).
@@ -157,6 +167,7 @@ export class DurableAgent<
   readonly maxSteps: number
   readonly cleanupTimeoutMs: number
   readonly leaseMs: number
+  readonly outageMs: number
   readonly format: F
   readonly [BRAND] = true
   readonly #native: NativeAgent
@@ -182,6 +193,7 @@ export class DurableAgent<
         maxSteps: 'number',
         cleanupTimeoutMs: 'number',
         leaseMs: 'number',
+        outageMs: 'number',
         format: 'string',
       },
       'createDurableAgent options',
@@ -211,6 +223,11 @@ export class DurableAgent<
       throw coded(new RangeError(`leaseMs must be an integer from 10 to 2147483647, got ${leaseMs}`), ErrorCodes.INVALID_OPTION)
     }
     this.leaseMs = leaseMs
+    const outageMs = options.outageMs ?? Math.max(leaseMs, 30_000)
+    if (!Number.isInteger(outageMs) || outageMs < 1 || outageMs > 2 ** 31 - 1) {
+      throw coded(new RangeError(`outageMs must be an integer from 1 to 2147483647, got ${outageMs}`), ErrorCodes.INVALID_OPTION)
+    }
+    this.outageMs = outageMs
     this.agent = agent
     this.id = options.id ?? agent.id
     this.name = options.name ?? agent.name ?? this.id
@@ -238,7 +255,7 @@ export class DurableAgent<
       signalOf: (runId) => this.#controllers.get(runId)?.signal ?? new AbortController().signal,
       emit: (runId, parts) => this.#native.emit(runId, parts),
     })
-    this.#native = native(() => new NativeAgent(this.#pubsub.native, this.id, leaseMs, callModel, callTool))
+    this.#native = native(() => new NativeAgent(this.#pubsub.native, this.id, leaseMs, outageMs, callModel, callTool))
   }
 
   /** Starts a run and streams it. Resolves once the run is stored (its events are readable from index 0). */
@@ -439,6 +456,36 @@ export class DurableAgent<
     return this.#pubsub.bridge.callNowOrLater<RunSummary>((id) => this.#native.inspect(id, runId))
   }
 
+  /**
+   * What an idle output checks now and then: that the run still exists, and
+   * that some process drives it. A run that is running with no lease for
+   * longer than a driver rides an outage out (`outageMs`), and a lease more,
+   * lost its driver, and nobody recovered it: readers hear of it rather than
+   * wait for ever. (A driver back from an outage takes its lease back at
+   * once, and one alive renews it every third of it.)
+   */
+  #watch(runId: string): () => Promise<void> {
+    let undrivenSince: number | undefined
+    return async () => {
+      const summary = await this.#inspect(runId)
+      if (summary.status !== 'running' || summary.leased || this.#controllers.has(runId)) {
+        undrivenSince = undefined
+        return
+      }
+      const now = Date.now()
+      undrivenSince ??= now
+      if (now - undrivenSince >= Math.max(2 * this.leaseMs, this.outageMs + this.leaseMs)) {
+        throw coded(
+          new Error(
+            `run \`${runId}\` is not driven by any process: its driver stopped (its lease lapsed) and nobody recovered it; ` +
+              'recover(runId) goes on from its last checkpoint',
+          ),
+          ErrorCodes.RUN_ABANDONED,
+        )
+      }
+    }
+  }
+
   #resolve(): Promise<Resolved> {
     this.#resolved ??= (async () => {
       const agent = this.agent
@@ -474,8 +521,8 @@ export class DurableAgent<
       runId,
       toChunk: this.#toChunk,
       endAtSuspension,
-      // Deleted (cleaned up elsewhere, expired): end instead of waiting for ever.
-      checkRun: () => this.#inspect(runId),
+      // Deleted (cleaned up elsewhere, expired) or abandoned: end instead of waiting for ever.
+      checkRun: this.#watch(runId),
     })
     let set = this.#outputs.get(runId)
     if (!set) this.#outputs.set(runId, (set = new Set()))

@@ -21,8 +21,8 @@ export interface OutputOptions<C = StreamPart> extends StreamCallbacks<C> {
   endAtSuspension: () => boolean | Promise<boolean>
   /**
    * Called when the output has waited a while for the next event: rejects if
-   * the run is gone (cleaned up or expired), which then ends the output with
-   * that error instead of a wait for ever.
+   * the run is gone (cleaned up or expired) or no process drives it, which
+   * then ends the output with that error instead of a wait for ever.
    */
   checkRun?: () => Promise<unknown>
 }

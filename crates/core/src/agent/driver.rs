@@ -50,6 +50,8 @@ pub struct Driver {
     requested_abort: Option<String>,
     /// How long a lease on the run lasts, when this driver takes one.
     lease_ttl: Option<Duration>,
+    /// How long a store outage is ridden out (see [`Self::riding_out`]).
+    ride_out: Option<Duration>,
     lease: Option<Arc<Lease>>,
     /// The lease went with the checkpoint that ended or suspended the run.
     lease_given_up: bool,
@@ -80,6 +82,7 @@ impl Driver {
             claimed: false,
             requested_abort: None,
             lease_ttl: None,
+            ride_out: None,
             lease: None,
             lease_given_up: false,
         }
@@ -97,6 +100,15 @@ impl Driver {
     /// know it is driven and can recover it once the lease lapses.
     pub fn with_lease(mut self, ttl: Duration) -> Self {
         self.lease_ttl = Some(ttl);
+        self
+    }
+
+    /// Rides a store that is away out for up to `outage` (default: the
+    /// lease), each result in hand, before giving the run up. Past the
+    /// lease, another process may take the run over (then this driver
+    /// stops); if none did, this one takes its lease back and goes on.
+    pub fn riding_out(mut self, outage: Duration) -> Self {
+        self.ride_out = Some(outage);
         self
     }
 
@@ -191,10 +203,10 @@ impl Driver {
         }
     }
 
-    /// How long this driver rides a store outage out: its lease (no other
-    /// process can take the run before it lapses).
+    /// How long this driver rides a store outage out: as it was told, else
+    /// its lease (no other process can take the run before it lapses).
     fn outage(&self) -> Outage {
-        Outage::new(self.lease_ttl.unwrap_or(CALL_RIDE_OUT))
+        Outage::new(self.ride_out.or(self.lease_ttl).unwrap_or(CALL_RIDE_OUT))
     }
 
     /// The error of a write that failed: an outage this driver could not

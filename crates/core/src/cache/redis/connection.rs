@@ -1,9 +1,13 @@
-//! The connection a [`super::RedisCache`]'s commands run on: one multiplexed
-//! connection to a single Redis, or a cluster connection that routes each
-//! command to the primary of its key's slot. The command queue (`queue.rs`)
-//! makes it and owns it.
+//! The connection a [`super::RedisCache`]'s commands run on: one multiplexed,
+//! auto-reconnecting connection to a single Redis, or a cluster connection
+//! that routes each command to the primary of its key's slot. Both connect
+//! on their first command and again after a failure (a connection manager
+//! also as soon as its socket closes, so the call after a Redis restart does
+//! not meet a dead socket). The command queue (`queue.rs`) owns it.
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
@@ -22,8 +26,44 @@ pub(super) enum Backend {
 /// [`ConnectionLike`], so the cache's code is the same for both kinds.
 #[derive(Clone)]
 pub(super) enum Conn {
-    Single(MultiplexedConnection),
+    Single(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+impl Backend {
+    /// A lazy connection: it connects on its first command, and again after
+    /// a failure, so a call while Redis is down fails within the timeouts and
+    /// a later call succeeds once Redis is back. `room`: how many requests
+    /// its channel holds (the queue never has more in flight, so none waits).
+    pub(super) fn open(
+        &self,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+        room: usize,
+    ) -> Result<Conn, RedisError> {
+        match self {
+            Backend::Single(client) => {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(command_timeout))
+                    .set_pipeline_buffer_size(room)
+                    // One attempt per call: a call while Redis is down fails
+                    // within the connect timeout instead of waiting out a
+                    // backoff schedule; the next call tries again.
+                    .set_number_of_retries(0);
+                Ok(Conn::Single(ConnectionManager::new_lazy_with_config(
+                    client.clone(),
+                    config,
+                )?))
+            }
+            Backend::Cluster(client) => {
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(connect_timeout)
+                    .set_response_timeout(command_timeout);
+                Ok(Conn::Cluster(client.get_pending_async_connection_with_config(config)))
+            }
+        }
+    }
 }
 
 impl Conn {

@@ -469,11 +469,7 @@ impl RedisCache {
         let pattern = format!("{}*", glob_escape(&self.inner.key_prefix));
         let mut scan = KeyScan::new(self, Via::Direct(conn.clone()), &pattern).await?;
         while let Some(keys) = scan.next_page().await? {
-            let mut conn = conn.clone();
-            let unlink = redis::cmd("UNLINK").arg(&keys).clone();
-            let _: i64 = self
-                .direct("", async move { unlink.query_async(&mut conn).await })
-                .await?;
+            self.direct("", &conn, None, redis::cmd("UNLINK").arg(&keys)).await?;
         }
         Ok(())
     }
@@ -611,10 +607,6 @@ impl RedisCache {
         match error {
             QueueError::Closed => CacheError::Closed,
             QueueError::Redis(error) => self.classify(key, error),
-            QueueError::NotConnected(error) => match self.classify(key, error.clone()) {
-                refused @ (CacheError::Auth { .. } | CacheError::InvalidOption { .. }) => refused,
-                _ => CacheError::Unavailable { addr, source: error },
-            },
             QueueError::Timeout { sent } => CacheError::Timeout {
                 addr,
                 timeout: self.inner.queue.limit(),
@@ -638,15 +630,26 @@ impl RedisCache {
         reader.array(args).await
     }
 
-    /// Bounds a command sent outside the queue (inside a barrier) like a
-    /// queued one, and classifies its error.
-    async fn direct<T>(
+    /// Runs a command outside the queue (inside a barrier), bounded like a
+    /// queued one, sent again once if it never reached Redis (as the queue
+    /// does, see `queue::unsent`), and classifies its error.
+    async fn direct(
         &self,
         key: &str,
-        call: impl std::future::Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, CacheError> {
+        conn: &Conn,
+        node: Option<&(String, u16)>,
+        cmd: &Cmd,
+    ) -> Result<Value, CacheError> {
         let limit = self.inner.queue.limit();
-        match tokio::time::timeout(limit, call).await {
+        let attempt = || {
+            let mut conn = conn.clone();
+            async move { tokio::time::timeout(limit, conn.on_node(node, cmd)).await }
+        };
+        let reply = match attempt().await {
+            Ok(Err(error)) if queue::unsent(&error) => attempt().await,
+            first => first,
+        };
+        match reply {
             Ok(result) => result.map_err(|e| self.classify(key, e)),
             Err(_) => Err(CacheError::Timeout {
                 addr: self.inner.addr.clone(),
@@ -827,12 +830,7 @@ impl KeyScan {
                 };
                 cache.send_in("", lane, Op::Cmd(cmd)).await
             }
-            Via::Direct(conn) => {
-                let mut conn = conn.clone();
-                self.cache
-                    .direct("", async move { conn.on_node(node.as_ref(), &cmd).await })
-                    .await
-            }
+            Via::Direct(conn) => self.cache.direct("", conn, node.as_ref(), &cmd).await,
         }
     }
 

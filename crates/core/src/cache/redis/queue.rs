@@ -33,11 +33,13 @@
 //! call made after it. A fence lets a read on another connection (the bulk
 //! reader) start only once every earlier call has its reply.
 //!
-//! The connection is the dispatcher's: it connects when calls wait, and a
-//! failed attempt fails the calls that waited for it (a Redis that is down
-//! answers each call at once, as before, and a caller that wants to ride an
-//! outage out retries). A call whose caller gave up before it was sent is
-//! never sent.
+//! The connection is the dispatcher's, and connects by itself (see
+//! `connection.rs`): pipelines that wait for a (re)connection were first
+//! polled in order by the one dispatcher task and none leaves before the
+//! connection is made, so they wake, and are sent, in that order. A failed
+//! attempt fails the calls that waited for it (a Redis that is down answers
+//! each call at once, and a caller that wants to ride an outage out retries).
+//! A call whose caller gave up before it was sent is never sent.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,6 +113,7 @@ pub(super) type OnAppended = dyn Fn(&str, u64, &[&str]) + Send + Sync;
 
 /// How the dispatcher talks to Redis, and what it does with appended events.
 pub(super) struct Wiring {
+    /// Opened by the dispatcher, on its runtime.
     pub(super) backend: Backend,
     pub(super) connect_timeout: Duration,
     pub(super) command_timeout: Duration,
@@ -129,8 +132,6 @@ pub(super) struct Wiring {
 pub(super) enum QueueError {
     /// The cache is closed.
     Closed,
-    /// Not sent: the connection could not be made.
-    NotConnected(RedisError),
     /// No reply within the call's time; `sent`: it may have been applied.
     Timeout { sent: bool },
     /// Redis, or the connection, failed the call.
@@ -148,9 +149,6 @@ struct Shared {
     /// Wakes the dispatcher: a call was queued, or the cache closed.
     wake: Notify,
     wiring: Wiring,
-    /// Whether the dispatcher holds an open connection (a caller whose call
-    /// times out says why: not connected, or no reply).
-    connected: AtomicBool,
 }
 
 #[derive(Default)]
@@ -163,8 +161,6 @@ struct State {
     epoch: u64,
     closed: bool,
     dispatching: bool,
-    /// The last connection attempt failed with this (for callers timing out).
-    connect_error: Option<RedisError>,
 }
 
 struct Entry {
@@ -181,6 +177,8 @@ enum EntryKind {
 struct Call {
     op: Op,
     reply: oneshot::Sender<Result<Value, QueueError>>,
+    /// Set once it is in a pipeline handed to the connection.
+    sent: Arc<AtomicBool>,
 }
 
 /// Runs alone, with the connection (see [`Queue::barrier`]).
@@ -196,7 +194,7 @@ struct Barrier {
 pub(super) struct Queued {
     rx: oneshot::Receiver<Result<Value, QueueError>>,
     deadline: Instant,
-    shared: Arc<Shared>,
+    sent: Arc<AtomicBool>,
 }
 
 impl Queued {
@@ -205,11 +203,9 @@ impl Queued {
             Ok(Ok(reply)) => reply,
             // The dispatcher is gone: the cache was closed or dropped.
             Ok(Err(_)) => Err(QueueError::Closed),
-            Err(_) => Err(match lock(&self.shared.state).connect_error.clone() {
-                Some(error) if !self.shared.connected.load(Ordering::SeqCst) => QueueError::NotConnected(error),
-                _ => QueueError::Timeout {
-                    sent: self.shared.connected.load(Ordering::SeqCst),
-                },
+            // Dropping `rx` keeps a call not sent yet from being sent.
+            Err(_) => Err(QueueError::Timeout {
+                sent: self.sent.load(Ordering::SeqCst),
             }),
         }
     }
@@ -225,7 +221,6 @@ impl Queue {
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
                 wiring,
-                connected: AtomicBool::new(false),
             }),
         }
     }
@@ -240,12 +235,16 @@ impl Queue {
     pub(super) fn call(&self, lane: Lane, op: Op) -> Queued {
         let (reply, rx) = oneshot::channel();
         let deadline = Instant::now() + self.limit();
-        self.enqueue(lane, EntryKind::Call(Call { op, reply }));
-        Queued {
-            rx,
-            deadline,
-            shared: self.shared.clone(),
-        }
+        let sent = Arc::new(AtomicBool::new(false));
+        self.enqueue(
+            lane,
+            EntryKind::Call(Call {
+                op,
+                reply,
+                sent: sent.clone(),
+            }),
+        );
+        Queued { rx, deadline, sent }
     }
 
     /// Resolves once every call queued before it (in `lane`) has its outcome.
@@ -354,7 +353,12 @@ impl Entry {
 /// A pipeline sent: the calls it carries and how their replies are found.
 struct Sent {
     lane: Lane,
+    /// In the order pipelines left, per dispatcher.
+    seq: u64,
+    pipe: redis::Pipeline,
     calls: Vec<SentCall>,
+    /// Sent again once already (see [`unsent`]).
+    again: bool,
 }
 
 struct SentCall {
@@ -396,12 +400,19 @@ async fn dispatch(shared: Arc<Shared>) {
     } else {
         (SINGLE_IN_FLIGHT, SINGLE_BATCH)
     };
-    let mut conn: Option<Conn> = None;
-    let mut connecting: Option<BoxFuture<'static, Result<Conn, RedisError>>> = None;
+    let wiring = &shared.wiring;
+    // Only a client whose settings redis-rs rejects fails here: then so does every call.
+    let conn = wiring
+        .backend
+        .open(wiring.connect_timeout, wiring.command_timeout, CHANNEL_ROOM);
     let mut in_flight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
     let mut busy: HashMap<Lane, usize> = HashMap::new();
     let mut barrier: Option<BoxFuture<'static, ()>> = None;
     let mut barriers_done: u64 = 0;
+    let mut sent_so_far: u64 = 0;
+    // Per lane, pipelines to send again (see `unsent`) once the lane has
+    // nothing in flight, in the order they first left; the lane waits.
+    let mut again: HashMap<Lane, Vec<Sent>> = HashMap::new();
     loop {
         // Made before the state is read: a call queued after the read wakes it.
         let woken = shared.wake.notified();
@@ -409,18 +420,43 @@ async fn dispatch(shared: Arc<Shared>) {
         woken.as_mut().enable();
         {
             let mut state = lock(&shared.state);
-            if state.closed && in_flight.is_empty() && barrier.is_none() {
+            if state.closed && in_flight.is_empty() && barrier.is_none() && again.is_empty() {
                 state.dispatching = false;
-                shared.connected.store(false, Ordering::SeqCst);
                 return;
             }
-            let waiting = state.lanes.values().any(|entries| !entries.is_empty()) || !state.barriers.is_empty();
-            if conn.is_none() && connecting.is_none() && waiting && !state.closed {
-                connecting = Some(connect(&shared.wiring));
-            }
-            if let Some(c) = &conn {
-                if barrier.is_none() {
-                    let lanes: Vec<Lane> = state.lanes.keys().cloned().collect();
+            match &conn {
+                Err(error) => {
+                    let waiting: Vec<Entry> = state.lanes.drain().flat_map(|(_, entries)| entries).collect();
+                    for barrier in state.barriers.drain(..) {
+                        let _ = barrier.failed.send(QueueError::Redis(error.clone()));
+                    }
+                    drop(state);
+                    for entry in waiting {
+                        entry.fail(QueueError::Redis(error.clone()));
+                    }
+                }
+                Ok(c) if barrier.is_none() => {
+                    // Pipelines to send again go first, in their order.
+                    let ready: Vec<Lane> = again
+                        .keys()
+                        .filter(|lane| busy.get(*lane).copied().unwrap_or(0) == 0)
+                        .cloned()
+                        .collect();
+                    for lane in ready {
+                        let mut pipelines = again.remove(&lane).unwrap_or_default();
+                        pipelines.sort_by_key(|sent| sent.seq);
+                        *busy.entry(lane).or_default() += pipelines.len();
+                        for mut sent in pipelines {
+                            sent.again = true;
+                            in_flight.push(transmit(c.clone(), sent));
+                        }
+                    }
+                    let lanes: Vec<Lane> = state
+                        .lanes
+                        .keys()
+                        .filter(|lane| !again.contains_key(*lane))
+                        .cloned()
+                        .collect();
                     for lane in lanes {
                         let entries = state.lanes.get_mut(&lane).expect("listed");
                         let busy_now = busy.entry(lane.clone()).or_default();
@@ -444,10 +480,9 @@ async fn dispatch(shared: Arc<Shared>) {
                             while calls.len() < batch_max {
                                 match entries.front() {
                                     Some(Entry {
-                                        kind: EntryKind::Call(call),
+                                        kind: EntryKind::Call(_),
                                         epoch,
                                     }) if *epoch == barriers_done => {
-                                        let closed = call.reply.is_closed();
                                         let Some(Entry {
                                             kind: EntryKind::Call(call),
                                             ..
@@ -456,7 +491,8 @@ async fn dispatch(shared: Arc<Shared>) {
                                             unreachable!("the front is a call")
                                         };
                                         // Its caller gave up before it was sent: never send it.
-                                        if !closed {
+                                        if !call.reply.is_closed() {
+                                            call.sent.store(true, Ordering::SeqCst);
                                             calls.push(call);
                                         }
                                     }
@@ -467,25 +503,27 @@ async fn dispatch(shared: Arc<Shared>) {
                                 break;
                             }
                             *busy_now += 1;
-                            in_flight.push(send(c.clone(), lane.clone(), calls, cluster, &shared.wiring));
+                            sent_so_far += 1;
+                            let sent = build(lane.clone(), sent_so_far, calls, cluster, wiring);
+                            in_flight.push(transmit(c.clone(), sent));
                         }
                     }
                     state.lanes.retain(|_, entries| !entries.is_empty());
                     busy.retain(|_, n| *n > 0);
                     // The next barrier, once nothing of its epoch waits or flies.
                     let clear = in_flight.is_empty()
+                        && again.is_empty()
                         && state
                             .lanes
                             .values()
                             .all(|entries| entries.front().is_none_or(|e| e.epoch > barriers_done));
                     if clear {
-                        if let Some(next) = state.barriers.pop_front() {
-                            // The body's end drops `failed`: the barrier's caller sees Ok.
-                            let Barrier { body, failed } = next;
+                        if let Some(Barrier { body, failed }) = state.barriers.pop_front() {
                             let run = body(c.clone());
                             barrier = Some(
                                 async move {
                                     run.await;
+                                    // Dropped unsent: the barrier's caller sees it ran.
                                     drop(failed);
                                 }
                                 .boxed(),
@@ -493,65 +531,21 @@ async fn dispatch(shared: Arc<Shared>) {
                         }
                     }
                 }
+                Ok(_) => {}
             }
         }
-        enum Event {
-            Woken,
-            Connected(Result<Conn, RedisError>),
-            Replied(Done),
-            BarrierDone,
-        }
-        let event = tokio::select! {
-            _ = &mut woken => Event::Woken,
-            made = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => Event::Connected(made),
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => Event::Replied(done),
-            _ = async { barrier.as_mut().expect("guarded").await }, if barrier.is_some() => Event::BarrierDone,
-        };
-        match event {
-            Event::Woken => {}
-            Event::Connected(made) => {
-                connecting = None;
-                match made {
-                    Ok(c) => {
-                        conn = Some(c);
-                        shared.connected.store(true, Ordering::SeqCst);
-                        lock(&shared.state).connect_error = None;
-                    }
-                    Err(error) => {
-                        // Everything that waited for this attempt fails now.
-                        let (waiting, barriers) = {
-                            let mut state = lock(&shared.state);
-                            state.connect_error = Some(error.clone());
-                            let barriers: Vec<Barrier> = state.barriers.drain(..).collect();
-                            barriers_done += barriers.len() as u64;
-                            let waiting: Vec<Entry> = state.lanes.drain().flat_map(|(_, entries)| entries).collect();
-                            (waiting, barriers)
-                        };
-                        for entry in waiting {
-                            entry.fail(QueueError::NotConnected(error.clone()));
-                        }
-                        for barrier in barriers {
-                            let _ = barrier.failed.send(QueueError::NotConnected(error.clone()));
-                        }
-                    }
-                }
-            }
-            Event::Replied((sent, replies)) => {
+        tokio::select! {
+            _ = &mut woken => {}
+            Some((sent, replies)) = in_flight.next(), if !in_flight.is_empty() => {
                 if let Some(n) = busy.get_mut(&sent.lane) {
                     *n = n.saturating_sub(1);
                 }
-                if let Err(error) = &replies {
-                    // A connection that broke is made again for the next call.
-                    if !cluster
-                        && (error.is_connection_dropped() || error.is_io_error() || error.is_unrecoverable_error())
-                    {
-                        conn = None;
-                        shared.connected.store(false, Ordering::SeqCst);
-                    }
+                match replies {
+                    Err(error) if !sent.again && unsent(&error) => again.entry(sent.lane.clone()).or_default().push(sent),
+                    replies => deliver(sent, replies, wiring),
                 }
-                deliver(sent, replies, &shared.wiring);
             }
-            Event::BarrierDone => {
+            _ = async { barrier.as_mut().expect("guarded").await }, if barrier.is_some() => {
                 barrier = None;
                 barriers_done += 1;
             }
@@ -559,45 +553,12 @@ async fn dispatch(shared: Arc<Shared>) {
     }
 }
 
-fn connect(wiring: &Wiring) -> BoxFuture<'static, Result<Conn, RedisError>> {
-    let (connect_timeout, command_timeout) = (wiring.connect_timeout, wiring.command_timeout);
-    match &wiring.backend {
-        Backend::Single(client) => {
-            let client = client.clone();
-            async move {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(connect_timeout))
-                    .set_response_timeout(Some(command_timeout))
-                    .set_pipeline_buffer_size(CHANNEL_ROOM);
-                let conn = tokio::time::timeout(
-                    connect_timeout,
-                    client.get_multiplexed_async_connection_with_config(&config),
-                )
-                .await
-                .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
-                Ok(Conn::Single(conn))
-            }
-            .boxed()
-        }
-        Backend::Cluster(client) => {
-            let client = client.clone();
-            async move {
-                let config = redis::cluster::ClusterConfig::new()
-                    .set_connection_timeout(connect_timeout)
-                    .set_response_timeout(command_timeout);
-                Ok(Conn::Cluster(client.get_async_connection_with_config(config).await?))
-            }
-            .boxed()
-        }
-    }
-}
-
-/// Builds one pipeline of `calls` (in order) and sends it.
-fn send(mut conn: Conn, lane: Lane, calls: Vec<Call>, cluster: bool, wiring: &Wiring) -> BoxFuture<'static, Done> {
+/// Builds one pipeline of `calls` (in order), the `seq`th to leave.
+fn build(lane: Lane, seq: u64, calls: Vec<Call>, cluster: bool, wiring: &Wiring) -> Sent {
     let mut pipe = redis::pipe();
     let mut sent = Vec::with_capacity(calls.len());
     let mut calls = calls.into_iter().peekable();
-    while let Some(Call { op, reply }) = calls.next() {
+    while let Some(Call { op, reply, .. }) = calls.next() {
         let at = pipe.len();
         let (topic, run) = match op {
             Op::Cmd(cmd) => {
@@ -657,22 +618,47 @@ fn send(mut conn: Conn, lane: Lane, calls: Vec<Call>, cluster: bool, wiring: &Wi
             }));
         }
     }
-    let count = pipe.len();
-    let node = match &lane {
-        Lane::Node(host, port) => Some((host.clone(), *port)),
-        _ => None,
-    };
+    Sent {
+        lane,
+        seq,
+        pipe,
+        calls: sent,
+        again: false,
+    }
+}
+
+/// Sends a pipeline; it comes back with its replies.
+fn transmit(mut conn: Conn, sent: Sent) -> BoxFuture<'static, Done> {
     async move {
-        let replies = match (&mut conn, node) {
-            (Conn::Cluster(c), Some((host, port))) => {
-                c.route_pipeline(pipe, 0, count, SingleNodeRoutingInfo::ByAddress { host, port })
-                    .await
+        let count = sent.pipe.len();
+        let replies = match (&mut conn, &sent.lane) {
+            (Conn::Cluster(c), Lane::Node(host, port)) => {
+                let node = SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                };
+                c.route_pipeline(sent.pipe.clone(), 0, count, node).await
             }
-            (c, _) => c.req_packed_commands(&pipe, 0, count).await,
+            (c, _) => c.req_packed_commands(&sent.pipe, 0, count).await,
         };
-        (Sent { lane, calls: sent }, replies)
+        (sent, replies)
     }
     .boxed()
+}
+
+/// Whether a pipeline failed before anything of it reached Redis, so that
+/// sending it again cannot apply it twice: the connection could not be made,
+/// or the socket was found closed when it was written (a broken pipe: the
+/// connection's task had ended, or the peer had gone). A connection manager
+/// learns that its socket closed (a Redis restart) only when it is next
+/// used, and one whose last attempt to connect failed hands that failure to
+/// the next request, however long ago it was: in both cases the first call
+/// after Redis came back would fail. Such a pipeline is sent again, once.
+pub(super) fn unsent(error: &RedisError) -> bool {
+    // redis-rs keeps the I/O error's kind to itself; its text names it
+    // ("broken pipe", or "Broken pipe (os error 32)").
+    error.is_connection_refusal()
+        || (error.is_connection_dropped() && error.to_string().to_ascii_lowercase().contains("broken pipe"))
 }
 
 /// The append `first` and the appends to the same topic right after it in
@@ -694,6 +680,7 @@ fn append_run(
         let Some(Call {
             op: Op::Append(next),
             reply,
+            ..
         }) = calls.next()
         else {
             unreachable!("peeked an append")
