@@ -127,7 +127,16 @@ export interface ToolCallPart {
   type: 'tool-call'
   toolCallId: string
   toolName: string
+  /** As parsed from the model's JSON text; the text itself when it is not JSON (an invalid call). */
   input: unknown
+  /**
+   * The AI SDK's invalid tool call: the input is not JSON, its tool's schema
+   * rejects it, or there is no such tool. It was not run; its `tool-error`
+   * follows and the model gets the error. Such a call is dynamic.
+   */
+  invalid?: true
+  dynamic?: true
+  error?: Error
 }
 
 export interface ToolResultPart {
@@ -177,7 +186,8 @@ export type StepContentPart =
 /**
  * One model step and the tool calls it made, with the members of the AI
  * SDK's `StepResult` (which Mastra's `LLMStepResult` extends). The tools of a
- * durable agent are declared up front, so all of its calls are static.
+ * durable agent are declared up front, so its calls are static, but for
+ * invalid ones (dynamic, as in the AI SDK).
  */
 export interface StepResult {
   /** Everything the step produced, in order. */
