@@ -8,7 +8,8 @@
  * a tool starting), with deadlines so that a missing behaviour fails a test
  * instead of hanging it.
  */
-import { jsonSchema, type JSONSchema7 } from 'ai'
+import { lazySchema } from '@ai-sdk/provider-utils'
+import { jsonSchema, zodSchema, type JSONSchema7 } from 'ai'
 import { MockLanguageModelV3 } from 'ai/test'
 import { Redis as IORedis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -1117,7 +1118,17 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
     it('rejects invalid messages with ERR_INVALID_MESSAGES and stores nothing', async () => {
       const model = textModel()
       const agent = agentOf(model)
-      const invalid: unknown[] = [42, null, [{ role: 'bogus', content: 'x' }], [{ role: 'bogus' }], [], [{ role: 'user', content: 42 }]]
+      const invalid: unknown[] = [
+        42,
+        null,
+        [{ role: 'bogus', content: 'x' }],
+        [{ role: 'bogus' }],
+        [],
+        [{ role: 'user', content: 42 }],
+        // An assistant's parts in a user message (no AI SDK model message holds them there).
+        [{ role: 'user', content: [{ type: 'reasoning', text: 'hmm' }] }],
+        [{ role: 'user', content: [{ type: 'tool-call', toolCallId: 'c', toolName: 't', input: {} }] }],
+      ]
       for (const messages of invalid) {
         const runId = freshRunId()
         await addsNoKey(async () => {
@@ -1348,6 +1359,7 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       { kind: "an AI SDK jsonSchema() (no validate of its own)", inputSchema: jsonSchema(chargeJsonSchema) },
       { kind: 'a zod schema', inputSchema: z.object({ amount: z.number().min(1), to: z.string().min(1) }).strict() },
       { kind: 'a JSON Schema of draft 2020-12', inputSchema: { $schema: 'https://json-schema.org/draft/2020-12/schema', ...chargeJsonSchema } },
+      { kind: 'an AI SDK lazySchema()', inputSchema: lazySchema(() => zodSchema(z.object({ amount: z.number().min(1), to: z.string().min(1) }).strict())) },
     ]
 
     /** Step 0: the calls; step 1: a valid retry; step 2: text. */

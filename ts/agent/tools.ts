@@ -33,7 +33,7 @@ function invalidSchema(name: string, why: string): Error {
   return coded(new TypeError(`tool "${name}": invalid inputSchema: ${why}`), ErrorCodes.INVALID_TOOL_SCHEMA)
 }
 
-/** zod and other Standard Schemas go through the AI SDK's `asSchema`, loaded only when needed. */
+/** zod and other Standard Schemas (and lazy schemas) go through the AI SDK's `asSchema`, loaded only when needed. */
 function viaAiSdk(name: string, schema: object): AiSchema {
   let asSchema: (schema: unknown) => AiSchema
   try {
@@ -102,6 +102,8 @@ function withoutKey(object: object, key: string): object {
 async function resolveSchema(name: string, given: unknown): Promise<Pick<ResolvedTool, 'jsonSchema' | 'validate'>> {
   // No schema: an object with no properties, as the AI SDK has it.
   const schema = given ?? { type: 'object', properties: {} }
+  // An AI SDK `lazySchema()`: the AI SDK makes it.
+  if (typeof schema === 'function') return resolveSchema(name, viaAiSdk(name, schema))
   if (typeof schema !== 'object') throw invalidSchema(name, `expected a schema object, got ${typeof schema}`)
   let ai: AiSchema | undefined
   if ('jsonSchema' in schema) ai = schema as AiSchema
