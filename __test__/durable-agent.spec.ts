@@ -29,7 +29,7 @@ import {
   type ToolExecutionOptions,
   type ToolSet,
 } from '../dist/index.js'
-import { clusterKeys, drain, eventually, REDIS_URL, redisClusterNodes, uniquePrefix, within } from './helpers.js'
+import { clusterKeys, drain, eventually, REDIS_URL, redisClusterNodes, TOPIC_PREFIX, uniquePrefix, within } from './helpers.js'
 
 /** A plain connection for looking at what runs leave in Redis. */
 const raw = new IORedis(REDIS_URL)
@@ -203,7 +203,7 @@ const backends: { name: string; open(): Store }[] = [
         cache,
         // The run's event log and, beside it, its state (see core::agent::run::RunStore).
         residue: async (runId) =>
-          (await Promise.all([cache.get(`pubsub:agent.stream.${runId}`), cache.get(`{pubsub:agent.stream.${runId}}:run`)])).filter(
+          (await Promise.all([cache.get(`${TOPIC_PREFIX}agent.stream.${runId}`), cache.get(`{${TOPIC_PREFIX}agent.stream.${runId}}:run`)])).filter(
             (value) => value !== undefined,
           ),
         close: () => cache.clear(),

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 
 import { CachingPubSub, InMemoryServerCache, RedisServerCache, type PubSubEvent, type ServerCache } from '../dist/index.js'
 import { redisKey } from '../index.js'
-import { eventually, REDIS_URL, uniquePrefix } from './helpers.js'
+import { eventually, REDIS_URL, TOPIC_PREFIX, uniquePrefix } from './helpers.js'
 import { backends, event } from './pubsub-backends.js'
 
 describe.each(backends)('CachingPubSub ($name)', (backend) => {
@@ -171,7 +171,7 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
   it('publishes made together get indices in call order, and one that cannot be stored fails alone', () =>
     withPubSub(async (pubsub, cache) => {
       // Over Redis, calls made in one tick share pipelines of up to 16.
-      await cache.set('pubsub:agent.taken', 'not a topic')
+      await cache.set(`${TOPIC_PREFIX}agent.taken`, 'not a topic')
       const published = Array.from({ length: 40 }, (_, n) => pubsub.publish(n % 2 ? 'agent.odd' : 'agent.even', event(n)))
       const failure = (published: Promise<unknown>) => published.then(() => 'stored', (error: unknown) => error)
       const refused = failure(pubsub.publish('agent.taken', event(-1)))
@@ -184,7 +184,7 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
       const odd = Array.from({ length: 20 }, (_, n) => 2 * n + 1)
       expect(ns(await pubsub.getHistory('agent.odd'))).toEqual([...odd, 41])
       expect(ns(await pubsub.getHistory('agent.even'))).toEqual(odd.map((n) => n - 1))
-      expect(await cache.get('pubsub:agent.taken')).toBe('not a topic')
+      expect(await cache.get(`${TOPIC_PREFIX}agent.taken`)).toBe('not a topic')
     }))
 
   it('replays any Unicode text exactly, in pages of ASCII and non-ASCII text alike', () =>
@@ -329,7 +329,8 @@ describe('CachingPubSub stored format', () => {
     const client = createClient({ url: REDIS_URL })
     await client.connect()
     try {
-      const pubsub = new CachingPubSub(null, cache)
+      // Where earlier builds stored topics.
+      const pubsub = new CachingPubSub(null, cache, { keyPrefix: 'pubsub:' })
       const key = redisKey(keyPrefix, 'pubsub:t')
       const iso = '2026-11-28T08:28:42.462Z'
       const body = JSON.stringify({ id: 'old', type: 'chunk', runId: 'run-1', data: { n: 0 }, createdAt: iso })

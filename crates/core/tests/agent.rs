@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 /// How long anything a test waits for may take.
 const DEADLINE: Duration = Duration::from_secs(10);
 const AGENT: &str = "agent-1";
-/// The pubsub key prefix the binding uses.
+/// A pubsub key prefix (the binding's default is `durable-agent:`; any works).
 const PREFIX: &str = "pubsub:";
 /// The Redis cache's default TTL in these tests.
 const REDIS_TTL_SECONDS: f64 = 60.0;
