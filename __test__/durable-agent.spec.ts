@@ -623,7 +623,12 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       expect(full.finishReason).toBe('error')
       expect(errors.map((e) => e.message)).toEqual(['boom'])
 
-      await expect(agent.generate('Go again')).rejects.toThrow('boom')
+      // generate rejects with a coded error; the model's is its cause.
+      const rejected = await failure(() => agent.generate('Go again'))
+      expect(rejected.code).toBe(ErrorCodes.MODEL_FAILED)
+      expect(rejected.message).toMatch(/^run `[0-9a-f-]{36}` failed: its model failed: Error: boom$/)
+      expect(rejected.cause).toBeInstanceOf(Error)
+      expect((rejected.cause as Error).message).toBe('boom')
 
       // The process and the agent live on: the next run works.
       const ok = await agent.generate('Once more')
@@ -648,7 +653,7 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       const full = await result.output.getFullOutput()
       expect(full.outcome).toBe('failed')
       expect(full.error?.message).toBe('model unreachable')
-      await expect(agent.generate('Go')).rejects.toThrow('model unreachable')
+      await expect(agent.generate('Go')).rejects.toMatchObject({ code: ErrorCodes.MODEL_FAILED, cause: { message: 'model unreachable' } })
       expect(calls).toBe(2)
     })
 
@@ -1234,6 +1239,27 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
           expect((await failure(() => agent.observe(runId))).code, JSON.stringify(runId)).toBe(ErrorCodes.INVALID_ARG)
         })
         if (runId !== '') expect(await store.residue(runId)).toEqual([])
+      }
+      // Not a string at all: the same code, from every method that takes a runId.
+      for (const runId of [42, null, { id: 'x' }] as unknown as string[]) {
+        await addsNoKey(async () => {
+          for (const call of [
+            () => agent.stream('Hi', { runId }),
+            () => agent.generate('Hi', { runId }),
+            () => agent.observe(runId),
+            () => agent.resume(runId, { approved: true }),
+            () => agent.approveToolCall({ runId }),
+            () => agent.declineToolCall({ runId }),
+            () => agent.recover(runId),
+            () => agent.abort(runId),
+            () => agent.cleanup(runId),
+          ]) {
+            const error = await failure(call)
+            expect(error, `${call} with ${JSON.stringify(runId)}`).toBeInstanceOf(TypeError)
+            expect(error.code, `${call} with ${JSON.stringify(runId)}`).toBe(ErrorCodes.INVALID_ARG)
+            expect(error.message).toMatch(/^runId must be a string, got /)
+          }
+        })
       }
       expect(model.doStreamCalls).toHaveLength(0)
       expect(agent.activeRuns).toBe(0)

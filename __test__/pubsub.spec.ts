@@ -223,12 +223,35 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
   it('rejects bad input with codes and stores nothing', () =>
     withPubSub(async (pubsub) => {
       await expect(pubsub.publish(topic, { type: 'x', runId: 'r', data: 10n })).rejects.toMatchObject({ code: 'ERR_NOT_JSON' })
+      // data that JSON writes nothing for is refused, as the cache refuses such a value (set(fn)), not left out.
+      for (const data of [() => 1, Symbol('s')]) {
+        const error = await pubsub.publish(topic, { type: 'x', runId: 'r', data }).then(
+          () => undefined,
+          (e: unknown) => e as Error & { code?: string },
+        )
+        expect(error).toBeInstanceOf(TypeError)
+        expect(error).toMatchObject({ code: 'ERR_NOT_JSON', message: `event.data is not JSON-serialisable (got ${typeof data})` })
+      }
       await expect(pubsub.publish(topic, { type: 5 as never, runId: 'r' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       await expect(pubsub.publish(42 as never, event(0))).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       await expect(pubsub.publish(topic, { ...event(0), createdAt: new Date(Number.NaN) })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       expect(() => pubsub.subscribeWithReplay(topic, { offset: -1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
       await expect(pubsub.getHistory(topic, 1.5)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       expect(await pubsub.getHistory(topic)).toEqual([])
+    }))
+
+  it('stores data as JSON.stringify writes it, as the cache stores a value: members JSON cannot hold are left out', () =>
+    withPubSub(async (pubsub, cache) => {
+      const data = { kept: 1, fn: () => 1, sym: Symbol('s'), absent: undefined, list: [() => 1, Symbol('s'), undefined, 2] }
+      await pubsub.publish(topic, { type: 'x', runId: 'r', data })
+      await cache.set('value', data)
+      const written = { kept: 1, list: [null, null, null, 2] }
+      expect((await pubsub.getHistory(topic)).map((e) => e.data)).toEqual([written])
+      expect(await cache.get('value')).toEqual(written)
+      // No data at all is no data.
+      await pubsub.publish(topic, { type: 'x', runId: 'r' })
+      expect((await pubsub.getHistory(topic, 1))[0]!.data).toBeUndefined()
+      await cache.delete('value')
     }))
 
   it('a topic cleared and written again under a reader ends it with ERR_TOPIC_REWRITTEN, not a silent gap', async () => {

@@ -5,7 +5,7 @@ import { checkInteger, checkKey, checkOptions } from './args.js'
 import { Bridge } from './bridge.js'
 import { coded, ErrorCodes, native } from './errors.js'
 import { nativeCaches, pubsubInternals } from './internal.js'
-import { stringify } from './json.js'
+import { checkMember, stringify } from './json.js'
 import type { InMemoryServerCache } from './memory-cache.js'
 import type { RedisServerCache } from './redis-cache.js'
 import { TopicIterator } from './topic-iterator.js'
@@ -173,6 +173,7 @@ export class CachingPubSub {
       throw coded(new TypeError('event.createdAt must be a valid Date'), ErrorCodes.INVALID_ARG)
     }
     if (event.id !== undefined) checkKey(event.id, 'event.id')
+    checkMember(event.data, 'event.data')
     const createdAt = event.createdAt ?? new Date()
     const id = event.id ?? randomUUID()
     // Stored as epoch ms, not the Date: a Date's toJSON takes JSON.stringify
