@@ -13,28 +13,10 @@ import { CachingPubSub as MastraCachingPubSub, EventEmitterPubSub } from '@mastr
 import { MockLanguageModelV3 } from 'ai/test'
 import { describe, expect, it } from 'vitest'
 
-import { CachingPubSub, createDurableAgent, ErrorCodes, InMemoryServerCache, RedisServerCache, type StreamPart } from '../dist/index.js'
-import { drain, eventually, REDIS_URL, redisClusterNodes, TOPIC_PREFIX, uniquePrefix } from './helpers.js'
+import { CachingPubSub, createDurableAgent, ErrorCodes, type InMemoryServerCache, type RedisServerCache, type StreamPart } from '../dist/index.js'
+import { drain, eventually, TOPIC_PREFIX } from './helpers.js'
+import { backends, event } from './pubsub-backends.js'
 
-const caches: [string, () => { cache: InMemoryServerCache | RedisServerCache; done: () => Promise<void> }][] = [
-  ['InMemoryServerCache', () => ({ cache: new InMemoryServerCache(), done: async () => {} })],
-  [
-    'RedisServerCache',
-    () => {
-      const cache = new RedisServerCache({ url: REDIS_URL }, { keyPrefix: uniquePrefix('mastra-topics') })
-      return { cache, done: async () => (await cache.clear(), await cache.close()) }
-    },
-  ],
-  [
-    'RedisServerCache on a Redis Cluster',
-    () => {
-      const cache = new RedisServerCache({ cluster: { nodes: redisClusterNodes() } }, { keyPrefix: uniquePrefix('mastra-topics') })
-      return { cache, done: async () => (await cache.clear(), await cache.close()) }
-    },
-  ],
-]
-
-const event = (n: number) => ({ type: 'chunk', runId: 'run-1', data: { n } })
 const ns = (events: { data: unknown }[]) => events.map((e) => (e.data as { n: number }).n)
 const TOPICS = ['agent.stream.run-1', 'workflow.events.v2.run-1']
 
@@ -42,20 +24,20 @@ const TOPICS = ['agent.stream.run-1', 'workflow.events.v2.run-1']
 const mastraOn = (cache: InMemoryServerCache | RedisServerCache) =>
   new MastraCachingPubSub(new EventEmitterPubSub(), cache as unknown as MastraServerCache)
 
-describe.each(caches)("@mastra/core's CachingPubSub and ours on one %s", (_name, make) => {
-  async function withCache(body: (cache: InMemoryServerCache | RedisServerCache) => Promise<void>) {
-    const { cache, done } = make()
+describe.each(backends)("@mastra/core's CachingPubSub and ours on one cache, $name", (backend) => {
+  /** A cache of this backend, and our CachingPubSub over it with default options. */
+  async function withCache(body: (cache: InMemoryServerCache | RedisServerCache, ours: CachingPubSub) => Promise<void>) {
+    const { cache, pubsub, done } = backend.make()
     try {
-      await body(cache)
+      await body(cache, pubsub)
     } finally {
       await done()
     }
   }
 
   it('with default options, each publishes and reads its own topics of the same names', () =>
-    withCache(async (cache) => {
+    withCache(async (cache, ours) => {
       const mastra = mastraOn(cache)
-      const ours = new CachingPubSub(null, cache)
       for (const topic of TOPICS) {
         for (let n = 0; n < 3; n++) {
           await mastra.publish(topic, event(100 + n))
