@@ -1460,6 +1460,31 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       ])
     })
 
+    it("treats a schema whose own validate throws, or replies in no known shape, as rejecting the input", async () => {
+      const executed: unknown[] = []
+      const broken = [
+        jsonSchema(chargeJsonSchema, {
+          validate: () => {
+            throw new Error('validator broke')
+          },
+        }),
+        jsonSchema(chargeJsonSchema, { validate: () => undefined as never }),
+      ]
+      for (const [n, inputSchema] of broken.entries()) {
+        const tools: ToolSet = { charge: { inputSchema, execute: async (input) => void executed.push(input) } }
+        const model = kit.model((call) =>
+          call === 0
+            ? streamOf([toolCall('c', 'charge', { amount: 10, to: 'acct-1' }), kit.finish('tool-calls', 1, 1)])
+            : streamOf([...textParts('t', ['ok']), kit.finish('stop', 1, 1)]),
+        )
+        const parts = await collect((await agentOf(model, { tools }).stream('Charge')).fullStream)
+        const [error] = ofType(parts, 'tool-error')
+        expect(error!.error.name).toBe('AI_InvalidToolInputError')
+        expect(error!.error.message).toMatch(n === 0 ? /Error message: validator broke$/ : /^Invalid input for tool charge: Type validation failed: /)
+      }
+      expect(executed).toEqual([])
+    })
+
     it('validates a JSON Schema that names draft-04, and one $id in two agents', async () => {
       const inputSchema = { $schema: 'http://json-schema.org/draft-04/schema#', $id: 'https://example.test/charge.json', ...chargeJsonSchema }
       for (let agentNumber = 0; agentNumber < 2; agentNumber++) {

@@ -14,6 +14,7 @@
  */
 import { coded, ErrorCodes } from '../errors.js'
 import type { JsonValue, Tool, ToolExecutionOptions } from './types.js'
+import { errorFrom, errorInfo } from './util.js'
 
 type Validation = { success: true; value: unknown } | { success: false; error: Error }
 
@@ -208,10 +209,12 @@ export async function checkToolInput(
   try {
     checked = await tool.validate(input)
   } catch (error) {
-    checked = { success: false, error: error instanceof Error ? error : new Error(String(error)) }
+    checked = { success: false, error: errorFrom(error) }
   }
-  if (checked.success) return checked
-  return { success: false, error: invalidInput(toolName, `Type validation failed: Value: ${JSON.stringify(input)}.\nError message: ${checked.error.message}`) }
+  if (checked?.success) return checked
+  // A schema's own validate may fail with anything (or reply in no shape at all).
+  const why = errorInfo((checked as { error?: unknown } | undefined)?.error).message
+  return { success: false, error: invalidInput(toolName, `Type validation failed: Value: ${JSON.stringify(input)}.\nError message: ${why}`) }
 }
 
 /** The tool callback's reply for the Rust loop: `{ output }` or `{ error }`. */
