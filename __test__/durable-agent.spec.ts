@@ -8,6 +8,8 @@
  * a tool starting), with deadlines so that a missing behaviour fails a test
  * instead of hanging it.
  */
+import { lazySchema } from '@ai-sdk/provider-utils'
+import { jsonSchema, zodSchema, type JSONSchema7 } from 'ai'
 import { MockLanguageModelV3 } from 'ai/test'
 import { Redis as IORedis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -27,7 +29,7 @@ import {
   type ToolExecutionOptions,
   type ToolSet,
 } from '../dist/index.js'
-import { clusterKeys, drain, eventually, REDIS_URL, redisClusterNodes, uniquePrefix, within } from './helpers.js'
+import { clusterKeys, drain, eventually, REDIS_URL, redisClusterNodes, TOPIC_PREFIX, uniquePrefix, within } from './helpers.js'
 
 /** A plain connection for looking at what runs leave in Redis. */
 const raw = new IORedis(REDIS_URL)
@@ -201,7 +203,7 @@ const backends: { name: string; open(): Store }[] = [
         cache,
         // The run's event log and, beside it, its state (see core::agent::run::RunStore).
         residue: async (runId) =>
-          (await Promise.all([cache.get(`pubsub:agent.stream.${runId}`), cache.get(`{pubsub:agent.stream.${runId}}:run`)])).filter(
+          (await Promise.all([cache.get(`${TOPIC_PREFIX}agent.stream.${runId}`), cache.get(`{${TOPIC_PREFIX}agent.stream.${runId}}:run`)])).filter(
             (value) => value !== undefined,
           ),
         close: () => cache.clear(),
@@ -580,15 +582,15 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       expect(parts.at(-1)?.type).toBe('finish')
     })
 
-    it('reports a call of an unknown tool as a tool-error (NoSuchToolError)', async () => {
+    it('reports a call of an unknown tool as a tool-error (the AI SDK\'s NoSuchToolError)', async () => {
       const tools: ToolSet = { known: { inputSchema: { type: 'object', properties: {} }, execute: async () => 'ok' } }
       const { parts, toolResults } = await runCalling(tools, [toolCall('call-1', 'unknown', { q: 1 })])
       const [error, ...more] = ofType(parts, 'tool-error')
       expect(more).toEqual([])
       expect(error).toMatchObject({ type: 'tool-error', toolCallId: 'call-1', toolName: 'unknown', input: { q: 1 } })
       expect(error!.error).toBeInstanceOf(Error)
-      expect(error!.error.name).toBe('NoSuchToolError')
-      expect(error!.error.message).toBe('model tried to call unavailable tool "unknown"')
+      expect(error!.error.name).toBe('AI_NoSuchToolError')
+      expect(error!.error.message).toBe("Model tried to call unavailable tool 'unknown'. Available tools: known.")
       expect(toolResults).toEqual([
         { type: 'tool-result', toolCallId: 'call-1', toolName: 'unknown', output: { type: 'error-text', value: error!.error.message } },
       ])
@@ -621,7 +623,12 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       expect(full.finishReason).toBe('error')
       expect(errors.map((e) => e.message)).toEqual(['boom'])
 
-      await expect(agent.generate('Go again')).rejects.toThrow('boom')
+      // generate rejects with a coded error; the model's is its cause.
+      const rejected = await failure(() => agent.generate('Go again'))
+      expect(rejected.code).toBe(ErrorCodes.MODEL_FAILED)
+      expect(rejected.message).toMatch(/^run `[0-9a-f-]{36}` failed: its model failed: Error: boom$/)
+      expect(rejected.cause).toBeInstanceOf(Error)
+      expect((rejected.cause as Error).message).toBe('boom')
 
       // The process and the agent live on: the next run works.
       const ok = await agent.generate('Once more')
@@ -646,7 +653,7 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       const full = await result.output.getFullOutput()
       expect(full.outcome).toBe('failed')
       expect(full.error?.message).toBe('model unreachable')
-      await expect(agent.generate('Go')).rejects.toThrow('model unreachable')
+      await expect(agent.generate('Go')).rejects.toMatchObject({ code: ErrorCodes.MODEL_FAILED, cause: { message: 'model unreachable' } })
       expect(calls).toBe(2)
     })
 
@@ -1116,7 +1123,17 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
     it('rejects invalid messages with ERR_INVALID_MESSAGES and stores nothing', async () => {
       const model = textModel()
       const agent = agentOf(model)
-      const invalid: unknown[] = [42, null, [{ role: 'bogus', content: 'x' }], [{ role: 'bogus' }], [], [{ role: 'user', content: 42 }]]
+      const invalid: unknown[] = [
+        42,
+        null,
+        [{ role: 'bogus', content: 'x' }],
+        [{ role: 'bogus' }],
+        [],
+        [{ role: 'user', content: 42 }],
+        // An assistant's parts in a user message (no AI SDK model message holds them there).
+        [{ role: 'user', content: [{ type: 'reasoning', text: 'hmm' }] }],
+        [{ role: 'user', content: [{ type: 'tool-call', toolCallId: 'c', toolName: 't', input: {} }] }],
+      ]
       for (const messages of invalid) {
         const runId = freshRunId()
         await addsNoKey(async () => {
@@ -1131,7 +1148,9 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
     })
 
     it('rejects a tool with an invalid inputSchema with ERR_INVALID_TOOL_SCHEMA and stores nothing', async () => {
-      for (const inputSchema of [42, { foo: 1 }]) {
+      // Not a schema; not a JSON Schema; a JSON Schema no validator can compile (a bad type, a $ref that cannot be resolved).
+      const notSchemas = [42, { foo: 1 }, { type: 'strng' }, { type: 'object', properties: { to: { $ref: 'http://127.0.0.1:9/s.json' } } }]
+      for (const inputSchema of notSchemas) {
         const model = textModel()
         const runId = freshRunId()
         // Whether createDurableAgent or stream reports it: an error with that code, and no run.
@@ -1150,6 +1169,7 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
           const error = await failure(() => agent.stream('Use it', { runId }))
           expect(error.code, JSON.stringify(inputSchema)).toBe(ErrorCodes.INVALID_TOOL_SCHEMA)
           expect(error.message).toContain('tool "bad"')
+          expect(error.message).toContain('invalid inputSchema')
         })
         await expectNoRun(agent, runId)
         expect(model.doStreamCalls).toHaveLength(0)
@@ -1219,6 +1239,27 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
           expect((await failure(() => agent.observe(runId))).code, JSON.stringify(runId)).toBe(ErrorCodes.INVALID_ARG)
         })
         if (runId !== '') expect(await store.residue(runId)).toEqual([])
+      }
+      // Not a string at all: the same code, from every method that takes a runId.
+      for (const runId of [42, null, { id: 'x' }] as unknown as string[]) {
+        await addsNoKey(async () => {
+          for (const call of [
+            () => agent.stream('Hi', { runId }),
+            () => agent.generate('Hi', { runId }),
+            () => agent.observe(runId),
+            () => agent.resume(runId, { approved: true }),
+            () => agent.approveToolCall({ runId }),
+            () => agent.declineToolCall({ runId }),
+            () => agent.recover(runId),
+            () => agent.abort(runId),
+            () => agent.cleanup(runId),
+          ]) {
+            const error = await failure(call)
+            expect(error, `${call} with ${JSON.stringify(runId)}`).toBeInstanceOf(TypeError)
+            expect(error.code, `${call} with ${JSON.stringify(runId)}`).toBe(ErrorCodes.INVALID_ARG)
+            expect(error.message).toMatch(/^runId must be a string, got /)
+          }
+        })
       }
       expect(model.doStreamCalls).toHaveLength(0)
       expect(agent.activeRuns).toBe(0)
@@ -1317,10 +1358,206 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       expect(more).toEqual([])
       expect(error).toMatchObject({ type: 'tool-error', toolCallId: 'call-bad', toolName: 'forecast', input: { city: 7, days: 0 } })
       expect(error!.error).toBeInstanceOf(Error)
-      expect(error!.error.name).toBe('InvalidToolInputError')
-      expect(error!.error.message).toMatch(/^invalid input for tool "forecast": /)
+      expect(error!.error.name).toBe('AI_InvalidToolInputError')
+      expect(error!.error.message).toMatch(/^Invalid input for tool forecast: Type validation failed: /)
       const toolMessage = model.doStreamCalls[1]!.prompt.at(-1) as { role: string; content: { toolCallId: string; output: { type: string } }[] }
       expect(toolMessage.content.find((c) => c.toolCallId === 'call-bad')?.output).toEqual({ type: 'error-text', value: error!.error.message })
+    })
+  })
+
+  // 13 ----------------------------------------------------------------------
+  /**
+   * A model's tool call whose input is cut-off JSON, or JSON its schema
+   * rejects, is invalid: never run (nor put to approval), marked so in the
+   * stream, and the model gets a `tool-error` to retry on, as with the AI
+   * SDK's `streamText`. For every kind of schema.
+   */
+  describe.each(kits)('invalid tool calls, with a $version model', (kit) => {
+    const CUT_OFF = '{"amount": 10, "to": "acct'
+    const chargeJsonSchema: JSONSchema7 = {
+      type: 'object',
+      properties: { amount: { type: 'number', minimum: 1 }, to: { type: 'string', minLength: 1 } },
+      required: ['amount', 'to'],
+      additionalProperties: false,
+    }
+    const schemas: { kind: string; inputSchema: unknown }[] = [
+      { kind: 'a JSON Schema', inputSchema: chargeJsonSchema },
+      { kind: "an AI SDK jsonSchema() (no validate of its own)", inputSchema: jsonSchema(chargeJsonSchema) },
+      { kind: 'a zod schema', inputSchema: z.object({ amount: z.number().min(1), to: z.string().min(1) }).strict() },
+      { kind: 'a JSON Schema of draft 2020-12', inputSchema: { $schema: 'https://json-schema.org/draft/2020-12/schema', ...chargeJsonSchema } },
+      { kind: 'an AI SDK lazySchema()', inputSchema: lazySchema(() => zodSchema(z.object({ amount: z.number().min(1), to: z.string().min(1) }).strict())) },
+    ]
+
+    /** Step 0: the calls; step 1: a valid retry; step 2: text. */
+    function retryingModel(calls: unknown[]) {
+      return kit.model((call) =>
+        call === 0
+          ? streamOf([...calls, kit.finish('tool-calls', 3, 3)])
+          : call === 1
+            ? streamOf([toolCall('retry', 'charge', { amount: 10, to: 'acct-1' }), kit.finish('tool-calls', 2, 2)])
+            : streamOf([...textParts('t', ['charged']), kit.finish('stop', 1, 1)]),
+      )
+    }
+
+    it.each(schemas)('never runs a call with cut-off JSON or input its schema rejects ($kind): the model gets a tool-error and retries', async ({ inputSchema }) => {
+      const executed: unknown[] = []
+      const tools: ToolSet = {
+        charge: {
+          inputSchema,
+          execute: async (input) => {
+            executed.push(input)
+            return 'charged'
+          },
+        },
+      }
+      const model = retryingModel([
+        { type: 'tool-call', toolCallId: 'cut', toolName: 'charge', input: CUT_OFF },
+        toolCall('rejected', 'charge', { amount: 'ten', to: 'acct-1' }),
+      ])
+      const result = await agentOf(model, { tools }).stream('Charge 10 to acct-1')
+      const parts = await collect(result.fullStream)
+      const full = await result.output.getFullOutput()
+      expect(full.outcome).toBe('finished')
+      expect(full.text).toBe('charged')
+
+      // Only the valid retry ran.
+      expect(executed).toEqual([{ amount: 10, to: 'acct-1' }])
+      expect(ofType(parts, 'tool-result').map((p) => p.toolCallId)).toEqual(['retry'])
+
+      // The invalid calls are marked in the stream (with the AI SDK's fields), then their tool-errors.
+      const [cut, rejected] = ofType(parts, 'tool-call')
+      expect(cut).toMatchObject({ toolCallId: 'cut', toolName: 'charge', input: CUT_OFF, invalid: true, dynamic: true })
+      expect(rejected).toMatchObject({ toolCallId: 'rejected', input: { amount: 'ten', to: 'acct-1' }, invalid: true, dynamic: true })
+      for (const call of [cut!, rejected!]) {
+        expect(call.error).toBeInstanceOf(Error)
+        expect(call.error!.name).toBe('AI_InvalidToolInputError')
+      }
+      const errors = ofType(parts, 'tool-error')
+      expect(errors.map((e) => [e.toolCallId, e.input])).toEqual([
+        ['cut', CUT_OFF],
+        ['rejected', { amount: 'ten', to: 'acct-1' }],
+      ])
+      expect(errors[0]!.error.name).toBe('AI_InvalidToolInputError')
+      expect(errors[0]!.error.message).toMatch(/^Invalid input for tool charge: JSON parsing failed: Text: \{"amount": 10, "to": "acct\./)
+      expect(errors[1]!.error.name).toBe('AI_InvalidToolInputError')
+      expect(errors[1]!.error.message).toMatch(/^Invalid input for tool charge: Type validation failed: Value: \{"amount":"ten","to":"acct-1"\}\.\nError message: /)
+      // The tool-errors come with the step's tool calls, before the step ends.
+      expect(types(parts).slice(0, 7)).toEqual(['start', 'start-step', 'tool-call', 'tool-call', 'tool-error', 'tool-error', 'finish-step'])
+      // The step result: invalid calls are dynamic, as in the AI SDK.
+      expect(full.steps[0]!.toolCalls.map((c) => c.toolCallId)).toEqual(['cut', 'rejected'])
+      expect(full.steps[0]!.dynamicToolCalls).toHaveLength(2)
+      expect(full.steps[0]!.staticToolCalls).toEqual([])
+
+      // What the model got back: its calls (the cut-off one with an object for input), and the errors.
+      const [assistant, toolMessage] = model.doStreamCalls[1]!.prompt.slice(-2) as { role: string; content: any[] }[]
+      expect(assistant!.content).toEqual([
+        { type: 'tool-call', toolCallId: 'cut', toolName: 'charge', input: {} },
+        { type: 'tool-call', toolCallId: 'rejected', toolName: 'charge', input: { amount: 'ten', to: 'acct-1' } },
+      ])
+      expect(toolMessage!.content).toEqual([
+        { type: 'tool-result', toolCallId: 'cut', toolName: 'charge', output: { type: 'error-text', value: errors[0]!.error.message } },
+        { type: 'tool-result', toolCallId: 'rejected', toolName: 'charge', output: { type: 'error-text', value: errors[1]!.error.message } },
+      ])
+    })
+
+    it("treats a schema whose own validate throws, or replies in no known shape, as rejecting the input", async () => {
+      const executed: unknown[] = []
+      const broken = [
+        jsonSchema(chargeJsonSchema, {
+          validate: () => {
+            throw new Error('validator broke')
+          },
+        }),
+        jsonSchema(chargeJsonSchema, { validate: () => undefined as never }),
+      ]
+      for (const [n, inputSchema] of broken.entries()) {
+        const tools: ToolSet = { charge: { inputSchema, execute: async (input) => void executed.push(input) } }
+        const model = kit.model((call) =>
+          call === 0
+            ? streamOf([toolCall('c', 'charge', { amount: 10, to: 'acct-1' }), kit.finish('tool-calls', 1, 1)])
+            : streamOf([...textParts('t', ['ok']), kit.finish('stop', 1, 1)]),
+        )
+        const parts = await collect((await agentOf(model, { tools }).stream('Charge')).fullStream)
+        const [error] = ofType(parts, 'tool-error')
+        expect(error!.error.name).toBe('AI_InvalidToolInputError')
+        expect(error!.error.message).toMatch(n === 0 ? /Error message: validator broke$/ : /^Invalid input for tool charge: Type validation failed: /)
+      }
+      expect(executed).toEqual([])
+    })
+
+    it('validates a JSON Schema that names draft-04, and one $id in two agents', async () => {
+      const inputSchema = { $schema: 'http://json-schema.org/draft-04/schema#', $id: 'https://example.test/charge.json', ...chargeJsonSchema }
+      for (let agentNumber = 0; agentNumber < 2; agentNumber++) {
+        const executed: unknown[] = []
+        const tools: ToolSet = { charge: { inputSchema, execute: async (input) => void executed.push(input) } }
+        const model = retryingModel([toolCall('rejected', 'charge', { amount: 0, to: 'acct-1' })])
+        const parts = await collect((await agentOf(model, { tools }).stream('Charge')).fullStream)
+        expect(ofType(parts, 'tool-error').map((e) => e.toolCallId)).toEqual(['rejected'])
+        expect(ofType(parts, 'tool-error')[0]!.error.message).toMatch(/amount must be >= 1/)
+        expect(executed).toEqual([{ amount: 10, to: 'acct-1' }])
+      }
+    })
+
+    it('never asks for approval of an invalid call (needsApproval true, a needsApproval function, requireToolApproval)', async () => {
+      const decided: unknown[] = []
+      const executed: unknown[] = []
+      const execute = async (input: unknown) => {
+        executed.push(input)
+        return 'done'
+      }
+      const tools: ToolSet = {
+        charge: { inputSchema: chargeJsonSchema, needsApproval: true, execute },
+        refund: {
+          inputSchema: z.object({ order: z.string() }),
+          needsApproval: (input) => {
+            decided.push(input)
+            return true
+          },
+          execute,
+        },
+      }
+      for (const requireToolApproval of [false, true]) {
+        const model = kit.model((call) =>
+          call === 0
+            ? streamOf([
+                { type: 'tool-call', toolCallId: 'cut', toolName: 'charge', input: CUT_OFF },
+                toolCall('rejected', 'refund', { order: 42 }),
+                kit.finish('tool-calls', 3, 3),
+              ])
+            : streamOf([...textParts('t', ['sorry']), kit.finish('stop', 1, 1)]),
+        )
+        const result = await agentOf(model, { tools }).stream('Charge and refund', { requireToolApproval })
+        const parts = await collect(result.fullStream)
+        // No approval asked: the run went on to the model, which got both errors.
+        expect((await result.output.getFullOutput()).outcome).toBe('finished')
+        expect(ofType(parts, 'tool-approval-request')).toEqual([])
+        expect(ofType(parts, 'tool-error').map((e) => e.toolCallId)).toEqual(['cut', 'rejected'])
+        expect(model.doStreamCalls).toHaveLength(2)
+      }
+      expect(decided).toEqual([])
+      expect(executed).toEqual([])
+    })
+
+    it('hands needsApproval and execute the input as the schema outputs it (defaults filled in)', async () => {
+      const decided: unknown[] = []
+      const tools: ToolSet = {
+        forecast: {
+          inputSchema: z.object({ city: z.string(), days: z.number().default(3) }),
+          needsApproval: (input) => {
+            decided.push(input)
+            return false
+          },
+          execute: async (input) => input,
+        },
+      }
+      const model = kit.model((call) =>
+        call === 0
+          ? streamOf([toolCall('c', 'forecast', { city: 'Oslo' }), kit.finish('tool-calls', 1, 1)])
+          : streamOf([...textParts('t', ['ok']), kit.finish('stop', 1, 1)]),
+      )
+      const parts = await collect((await agentOf(model, { tools }).stream('Forecast')).fullStream)
+      expect(decided).toEqual([{ city: 'Oslo', days: 3 }])
+      expect(ofType(parts, 'tool-result')[0]).toMatchObject({ input: { city: 'Oslo' }, output: { city: 'Oslo', days: 3 } })
     })
   })
 })

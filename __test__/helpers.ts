@@ -40,6 +40,9 @@ export function redisTargets(): { name: string; arg: string; connection: { url: 
   ]
 }
 
+/** CachingPubSub's default keyPrefix, as documented: where topics (and durable runs) live in a cache. */
+export const TOPIC_PREFIX = 'durable-agent:'
+
 /** A key prefix no other test or run shares. */
 export function uniquePrefix(label: string): string {
   return `test:${label}:${randomBytes(6).toString('hex')}:`

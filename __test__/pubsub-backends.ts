@@ -1,10 +1,10 @@
-import { CachingPubSub, InMemoryServerCache, RedisServerCache, type CachingPubSubOptions, type ServerCache } from '../dist/index.js'
+import { CachingPubSub, InMemoryServerCache, RedisServerCache, type CachingPubSubOptions } from '../dist/index.js'
 import { REDIS_URL, redisClusterNodes, uniquePrefix } from './helpers.js'
 
 /** A CachingPubSub factory per backend; `done` clears and closes what it made. */
 export interface Backend {
   name: string
-  make(options?: CachingPubSubOptions): { pubsub: CachingPubSub; cache: ServerCache; done: () => Promise<void> }
+  make(options?: CachingPubSubOptions): { pubsub: CachingPubSub; cache: InMemoryServerCache | RedisServerCache; done: () => Promise<void> }
 }
 
 export const backends: Backend[] = [

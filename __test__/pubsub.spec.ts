@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 
 import { CachingPubSub, InMemoryServerCache, RedisServerCache, type PubSubEvent, type ServerCache } from '../dist/index.js'
 import { redisKey } from '../index.js'
-import { eventually, REDIS_URL, uniquePrefix } from './helpers.js'
+import { eventually, REDIS_URL, TOPIC_PREFIX, uniquePrefix } from './helpers.js'
 import { backends, event } from './pubsub-backends.js'
 
 describe.each(backends)('CachingPubSub ($name)', (backend) => {
@@ -171,7 +171,7 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
   it('publishes made together get indices in call order, and one that cannot be stored fails alone', () =>
     withPubSub(async (pubsub, cache) => {
       // Over Redis, calls made in one tick share pipelines of up to 16.
-      await cache.set('pubsub:agent.taken', 'not a topic')
+      await cache.set(`${TOPIC_PREFIX}agent.taken`, 'not a topic')
       const published = Array.from({ length: 40 }, (_, n) => pubsub.publish(n % 2 ? 'agent.odd' : 'agent.even', event(n)))
       const failure = (published: Promise<unknown>) => published.then(() => 'stored', (error: unknown) => error)
       const refused = failure(pubsub.publish('agent.taken', event(-1)))
@@ -184,7 +184,7 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
       const odd = Array.from({ length: 20 }, (_, n) => 2 * n + 1)
       expect(ns(await pubsub.getHistory('agent.odd'))).toEqual([...odd, 41])
       expect(ns(await pubsub.getHistory('agent.even'))).toEqual(odd.map((n) => n - 1))
-      expect(await cache.get('pubsub:agent.taken')).toBe('not a topic')
+      expect(await cache.get(`${TOPIC_PREFIX}agent.taken`)).toBe('not a topic')
     }))
 
   it('10,000 publishes made without awaiting each get indices in call order, and replay in it', () =>
@@ -231,12 +231,35 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
   it('rejects bad input with codes and stores nothing', () =>
     withPubSub(async (pubsub) => {
       await expect(pubsub.publish(topic, { type: 'x', runId: 'r', data: 10n })).rejects.toMatchObject({ code: 'ERR_NOT_JSON' })
+      // data that JSON writes nothing for is refused, as the cache refuses such a value (set(fn)), not left out.
+      for (const data of [() => 1, Symbol('s')]) {
+        const error = await pubsub.publish(topic, { type: 'x', runId: 'r', data }).then(
+          () => undefined,
+          (e: unknown) => e as Error & { code?: string },
+        )
+        expect(error).toBeInstanceOf(TypeError)
+        expect(error).toMatchObject({ code: 'ERR_NOT_JSON', message: `event.data is not JSON-serialisable (got ${typeof data})` })
+      }
       await expect(pubsub.publish(topic, { type: 5 as never, runId: 'r' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       await expect(pubsub.publish(42 as never, event(0))).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       await expect(pubsub.publish(topic, { ...event(0), createdAt: new Date(Number.NaN) })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       expect(() => pubsub.subscribeWithReplay(topic, { offset: -1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
       await expect(pubsub.getHistory(topic, 1.5)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
       expect(await pubsub.getHistory(topic)).toEqual([])
+    }))
+
+  it('stores data as JSON.stringify writes it, as the cache stores a value: members JSON cannot hold are left out', () =>
+    withPubSub(async (pubsub, cache) => {
+      const data = { kept: 1, fn: () => 1, sym: Symbol('s'), absent: undefined, list: [() => 1, Symbol('s'), undefined, 2] }
+      await pubsub.publish(topic, { type: 'x', runId: 'r', data })
+      await cache.set('value', data)
+      const written = { kept: 1, list: [null, null, null, 2] }
+      expect((await pubsub.getHistory(topic)).map((e) => e.data)).toEqual([written])
+      expect(await cache.get('value')).toEqual(written)
+      // No data at all is no data.
+      await pubsub.publish(topic, { type: 'x', runId: 'r' })
+      expect((await pubsub.getHistory(topic, 1))[0]!.data).toBeUndefined()
+      await cache.delete('value')
     }))
 
   it('a topic cleared and written again under a reader ends it with ERR_TOPIC_REWRITTEN, not a silent gap', async () => {
@@ -337,7 +360,8 @@ describe('CachingPubSub stored format', () => {
     const client = createClient({ url: REDIS_URL })
     await client.connect()
     try {
-      const pubsub = new CachingPubSub(null, cache)
+      // Where earlier builds stored topics.
+      const pubsub = new CachingPubSub(null, cache, { keyPrefix: 'pubsub:' })
       const key = redisKey(keyPrefix, 'pubsub:t')
       const iso = '2026-11-28T08:28:42.462Z'
       const body = JSON.stringify({ id: 'old', type: 'chunk', runId: 'run-1', data: { n: 0 }, createdAt: iso })

@@ -10,7 +10,7 @@ import { Redis as IORedis } from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { CachingPubSub, RedisServerCache, type PubSubEvent, type SubscribeOptions } from '../dist/index.js'
-import { eventually, freePort, OwnRedis, redisClusterNodes, uniquePrefix } from './helpers.js'
+import { eventually, freePort, OwnRedis, redisClusterNodes, TOPIC_PREFIX, uniquePrefix } from './helpers.js'
 import { event } from './pubsub-backends.js'
 
 /** A connection to one node, not following redirects (to drive the cluster itself). */
@@ -98,7 +98,7 @@ describe('CachingPubSub on a Redis Cluster', () => {
       for (let n = 0; n < 5; n++) await writer.publish('agent.stream.moving', event(n))
       await eventually(() => reader.seen.length === 5, 5_000, 'the events before the move')
 
-      const slot = (await nodes[0]!.call('CLUSTER', 'KEYSLOT', `${prefix}{pubsub:agent.stream.moving}`)) as number
+      const slot = (await nodes[0]!.call('CLUSTER', 'KEYSLOT', `${prefix}{${TOPIC_PREFIX}agent.stream.moving}`)) as number
       const source = await ownerOf(nodes, slot)
       const target = nodes.find((n) => n !== source)!
       await moveSlot(nodes, slot, source, target)
@@ -234,7 +234,7 @@ describe('CachingPubSub on a Redis Cluster', () => {
       await eventually(() => ports.every((p) => cli(p, 'cluster', 'info').includes('cluster_state:ok')), 10_000, 'cluster_state:ok')
       const prefix = uniquePrefix('kill')
       const topic = 'agent.stream.kill'
-      const slot = Number(cli(ports[0]!, 'cluster', 'keyslot', `${prefix}{pubsub:${topic}}`))
+      const slot = Number(cli(ports[0]!, 'cluster', 'keyslot', `${prefix}{${TOPIC_PREFIX}${topic}}`))
       // `CLUSTER NODES`: id, host:port@bus, flags, ..., then the slot ranges from the 9th field.
       const serves = (line: string) =>
         line.split(' ').slice(8).some((range) => {

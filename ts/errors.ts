@@ -62,6 +62,8 @@ export const ErrorCodes = {
   INVALID_TOOL_SCHEMA: 'ERR_INVALID_TOOL_SCHEMA',
   /** The agent's model is not an AI SDK language model (specification v2 or v3 with `doStream`). A `TypeError`. */
   INVALID_MODEL: 'ERR_INVALID_MODEL',
+  /** `generate` of a run whose model failed (threw, rejected, sent an error part, replied in a shape we cannot read); `cause` is the model's error. */
+  MODEL_FAILED: 'ERR_MODEL_FAILED',
   /** A bug: a Rust panic or an unexpected native failure. Please report it. */
   INTERNAL: 'ERR_INTERNAL',
 } as const
@@ -93,7 +95,8 @@ export function fromNative(error: unknown): unknown {
   return coded(error, ErrorCodes.INTERNAL)
 }
 
-function hasCode(error: Error): error is CodedError {
+/** Whether `error` carries one of our codes. */
+export function hasCode(error: Error): error is CodedError {
   const code = (error as { code?: unknown }).code
   return typeof code === 'string' && code.startsWith('ERR_')
 }

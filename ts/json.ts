@@ -20,10 +20,23 @@ export function stringify(value: unknown, what: string): string {
     // BigInt and circular structures throw; V8's message names no data.
     throw coded(new TypeError(`${what} is not JSON-serialisable: ${(error as Error).message}`), ErrorCodes.NOT_JSON)
   }
-  if (text === undefined) {
-    throw coded(new TypeError(`${what} is not JSON-serialisable (got ${describe(value)})`), ErrorCodes.NOT_JSON)
-  }
+  if (text === undefined) throw nothingToWrite(what, value)
   return text
+}
+
+/**
+ * Throws `ERR_NOT_JSON` for a value `JSON.stringify` writes nothing for (a
+ * function, a symbol; `undefined` is let through: an absent value). As the
+ * value itself, {@link stringify} refuses one; inside an object it would be
+ * left out without a word, so a value given to be stored inside one of ours
+ * (an event's `data`) is checked with this first, as if it stood alone.
+ */
+export function checkMember(value: unknown, what: string): void {
+  if (typeof value === 'function' || typeof value === 'symbol') throw nothingToWrite(what, value)
+}
+
+function nothingToWrite(what: string, value: unknown): Error {
+  return coded(new TypeError(`${what} is not JSON-serialisable (got ${describe(value)})`), ErrorCodes.NOT_JSON)
 }
 
 const dateToJSON = Date.prototype.toJSON

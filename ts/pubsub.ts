@@ -5,7 +5,7 @@ import { checkInteger, checkKey, checkOptions } from './args.js'
 import { Bridge } from './bridge.js'
 import { coded, ErrorCodes, native } from './errors.js'
 import { nativeCaches, pubsubInternals } from './internal.js'
-import { stringify } from './json.js'
+import { checkMember, stringify } from './json.js'
 import type { InMemoryServerCache } from './memory-cache.js'
 import type { RedisServerCache } from './redis-cache.js'
 import { TopicIterator } from './topic-iterator.js'
@@ -31,8 +31,24 @@ export interface InnerPubSub {
   clearTopic?(topic: string): Promise<void>
 }
 
+/**
+ * Where topics live in the cache by default. Not Mastra's `'pubsub:'`: its
+ * CachingPubSub keeps a topic as a list (and a counter) at `pubsub:<topic>`,
+ * ours as a log at the same name would collide with it, each failing on the
+ * other's topics, in an app that runs both (a migration, a rollout).
+ * Releases up to 0.1.0 used `'pubsub:'`: pass it to read what they stored.
+ */
+const DEFAULT_TOPIC_PREFIX = 'durable-agent:'
+
+/** The prefix of Mastra's CachingPubSub (`@mastra/core`), whose topics are lists. */
+const MASTRA_TOPIC_PREFIX = 'pubsub:'
+
 export interface CachingPubSubOptions {
-  /** Prepended to topic names to form their keys in the cache. Default `'pubsub:'`. */
+  /**
+   * Prepended to topic names to form their keys in the cache. Default
+   * `'durable-agent:'` ({@link DEFAULT_TOPIC_PREFIX}); `'pubsub:'` reads
+   * topics and runs stored by releases up to 0.1.0.
+   */
   keyPrefix?: string
   /** How much of each topic to keep. */
   retention?: {
@@ -93,6 +109,8 @@ export class CachingPubSub {
   readonly #shouldCache: ((topic: string) => boolean) | undefined
   readonly #onError: ((error: Error, topic: string) => void) | undefined
   readonly #callbacks = new Map<string, Map<EventCallback, CallbackSubscription>>()
+  readonly #cache: InMemoryServerCache | RedisServerCache
+  readonly #keyPrefix: string
 
   constructor(
     inner: InnerPubSub | null | undefined,
@@ -111,8 +129,10 @@ export class CachingPubSub {
         ErrorCodes.INVALID_OPTION,
       )
     }
+    this.#cache = cache
+    this.#keyPrefix = options.keyPrefix ?? DEFAULT_TOPIC_PREFIX
     const nativeOptions = {
-      keyPrefix: options.keyPrefix ?? 'pubsub:',
+      keyPrefix: this.#keyPrefix,
       ttlMs: options.retention?.ttlMs,
       maxEvents: options.retention?.maxEvents,
     }
@@ -153,6 +173,7 @@ export class CachingPubSub {
       throw coded(new TypeError('event.createdAt must be a valid Date'), ErrorCodes.INVALID_ARG)
     }
     if (event.id !== undefined) checkKey(event.id, 'event.id')
+    checkMember(event.data, 'event.data')
     const createdAt = event.createdAt ?? new Date()
     const id = event.id ?? randomUUID()
     // Stored as epoch ms, not the Date: a Date's toJSON takes JSON.stringify
@@ -164,9 +185,14 @@ export class CachingPubSub {
       'event',
     )
     const nativePubSub = this.#native
-    const index = nativePubSub.synchronous
-      ? native(() => nativePubSub.publishNow(topic, json))
-      : await this.#bridge.call<number>((request) => nativePubSub.publish(request, topic, json))
+    let index: number
+    try {
+      index = nativePubSub.synchronous
+        ? native(() => nativePubSub.publishNow(topic, json))
+        : await this.#bridge.call<number>((request) => nativePubSub.publish(request, topic, json))
+    } catch (error) {
+      throw await this.#explain(error, topic)
+    }
     // Only when there is an inner bus: awaiting nothing still costs a turn.
     if (this.#inner) {
       await this.#inner.publish(topic, { id, type: event.type, runId: event.runId, data: event.data, createdAt, index }, options)
@@ -182,7 +208,9 @@ export class CachingPubSub {
   async getHistory(topic: string, offset?: number): Promise<PubSubEvent[]> {
     checkKey(topic, 'topic')
     if (offset !== undefined) checkOffset(offset)
-    const events = await this.#bridge.call<PubSubEvent[]>((id) => this.#native.history(id, topic, offset))
+    const events = await this.#bridge.call<PubSubEvent[]>((id) => this.#native.history(id, topic, offset)).catch(async (error: unknown) => {
+      throw await this.#explain(error, topic)
+    })
     return events.map(hydrate)
   }
 
@@ -238,7 +266,9 @@ export class CachingPubSub {
   async subscribe(topic: string, cb: EventCallback): Promise<void> {
     checkKey(topic, 'topic')
     if (typeof cb !== 'function') throw coded(new TypeError('cb must be a function'), ErrorCodes.INVALID_ARG)
-    const next = await this.#bridge.call<number>((id) => this.#native.nextIndex(id, topic))
+    const next = await this.#bridge.call<number>((id) => this.#native.nextIndex(id, topic)).catch(async (error: unknown) => {
+      throw await this.#explain(error, topic)
+    })
     const entry = new CallbackSubscription(topic, cb, this.#reader(topic, { offset: next }), this.#reportError)
     this.#register(topic, cb, entry)
     entry.start()
@@ -279,7 +309,34 @@ export class CachingPubSub {
   /** A native reader of `topic` from `start` (see {@link Start}). */
   #reader(topic: string, start: Start): TopicReader {
     const subscription = native(() => this.#native.subscribe(topic, start.offset, start.afterId))
-    return new TopicReader(subscription, this.#bridge, this.#native.synchronous ? PAGE_IN_MEMORY : PAGE_OVER_REDIS)
+    return new TopicReader(subscription, this.#bridge, this.#native.synchronous ? PAGE_IN_MEMORY : PAGE_OVER_REDIS, (error) =>
+      this.#explain(error, topic),
+    )
+  }
+
+  /**
+   * The store's ERR_WRONG_TYPE for a topic whose key holds a list says only
+   * that; a list there is what Mastra's CachingPubSub stores a topic as, so
+   * say that, and the fix. Anything else is passed on as it is.
+   */
+  async #explain(error: unknown, topic: string): Promise<unknown> {
+    if ((error as { code?: unknown } | null)?.code !== ErrorCodes.WRONG_TYPE) return error
+    const key = this.#keyPrefix + topic
+    const isList = await this.#cache.listLength(key).then(
+      (length) => length > 0,
+      () => false,
+    )
+    if (!isList) return error
+    const ours = this.#keyPrefix === MASTRA_TOPIC_PREFIX ? `'${MASTRA_TOPIC_PREFIX}', Mastra's too` : `'${this.#keyPrefix}'`
+    return coded(
+      new Error(
+        `topic \`${topic}\`: key \`${key}\` holds a list, as Mastra's CachingPubSub (@mastra/core) stores its topics, ` +
+          `not a topic of this CachingPubSub (keyPrefix ${ours}): give this CachingPubSub a keyPrefix Mastra's does not use ` +
+          `(the default, '${DEFAULT_TOPIC_PREFIX}'), or read this topic with Mastra's CachingPubSub`,
+        { cause: error },
+      ),
+      ErrorCodes.WRONG_TYPE,
+    )
   }
 
   #unregister(topic: string, cb: EventCallback, entry: CallbackSubscription): void {

@@ -28,6 +28,8 @@ export class TopicReader {
     readonly subscription: NativeSubscription,
     readonly bridge: Bridge,
     readonly pageSize: number,
+    /** Turns a failed read's error into the one to report (see `CachingPubSub`). */
+    readonly explain: (error: unknown) => Promise<unknown>,
   ) {}
 
   /** A page ready now, or `null`. */
@@ -38,7 +40,7 @@ export class TopicReader {
 
   /** The next stored page without waiting for new events; `undefined` once caught up (or closed). */
   available(): RawPage | Promise<RawPage | undefined> {
-    return this.ready() ?? this.bridge.call<RawPage | undefined>((id) => this.subscription.readAvailable(id, this.pageSize))
+    return this.#read((id) => this.subscription.readAvailable(id, this.pageSize))
   }
 
   /**
@@ -46,7 +48,22 @@ export class TopicReader {
    * whether the wait holds Node open.
    */
   next(keepAlive: boolean): RawPage | Promise<RawPage | undefined> {
-    return this.ready() ?? this.bridge.call<RawPage | undefined>((id) => this.subscription.next(id, this.pageSize), keepAlive)
+    return this.#read((id) => this.subscription.next(id, this.pageSize), keepAlive)
+  }
+
+  /** A page ready now, else `start`'s through the bridge; a failure of either rejects, explained. */
+  #read(start: (id: number) => void, keepAlive?: boolean): RawPage | Promise<RawPage | undefined> {
+    let page: RawPage | null
+    try {
+      page = this.ready()
+    } catch (error) {
+      return this.#failed(error)
+    }
+    return page ?? this.bridge.call<RawPage | undefined>(start, keepAlive).catch((error: unknown) => this.#failed(error))
+  }
+
+  async #failed(error: unknown): Promise<never> {
+    throw await this.explain(error)
   }
 
   close(): void {

@@ -91,11 +91,18 @@ export function mastraTools() {
   }
 }
 
-/** The same tools as plain definitions for ours (JSON Schema, no validation). */
+/** The same JSON Schema, which ours checks every call against (with Ajv), as Mastra checks its zod schema. */
+const numbersJsonSchema = () => ({
+  type: 'object',
+  properties: { a: { type: 'number' }, b: { type: 'number' } },
+  required: ['a', 'b'],
+})
+
+/** The same tools as plain definitions for ours. */
 export function plainTools() {
   return {
-    add: { description: 'Adds a and b.', inputSchema: { type: 'object' }, execute: add },
-    mul: { description: 'Multiplies a and b.', inputSchema: { type: 'object' }, execute: mul },
+    add: { description: 'Adds a and b.', inputSchema: numbersJsonSchema(), execute: add },
+    mul: { description: 'Multiplies a and b.', inputSchema: numbersJsonSchema(), execute: mul },
   }
 }
 
@@ -355,7 +362,7 @@ export async function run(ctx) {
   ctx.note(
     '"ours (Mastra Agent)" and "mastra" wrap the same Agent definition (new Agent({ id, name, instructions, model, tools }), tools from ' +
       "createTool with zod schemas: ours validates each input with the zod schema through the AI SDK's asSchema). \"ours (plain definition)\": " +
-      `{ id, instructions, model, tools } with JSON Schema tools ({ type: 'object' }, no validation). Stores: ours a new InMemoryServerCache ` +
+      `{ id, instructions, model, tools } with the same schema as JSON Schema, each input checked with Ajv. Stores: ours a new InMemoryServerCache ` +
       `per agent, Mastra its default (InMemoryServerCache under CachingPubSub(EventEmitterPubSub)). cleanupTimeoutMs: ours ` +
       `${OURS_CLEANUP_TIMEOUT_MS} (backstop), Mastra ${MASTRA_CLEANUP_TIMEOUT_MS} (= no auto-cleanup timer).`,
   )

@@ -102,7 +102,7 @@ export function loopCallbacks(deps: LoopDependencies): { callModel: JsonCallback
         messages: PromptMessage[]
       }
       const { tools } = await deps.resolve()
-      const output = await executeTool(tools.get(request.toolName), request.toolName, request.input, {
+      const output = await executeTool(tools, request.toolName, request.input, {
         toolCallId: request.toolCallId,
         runId: request.runId,
         abortSignal: deps.signalOf(request.runId),

@@ -8,8 +8,8 @@
 import { randomUUID } from 'node:crypto'
 
 import { NativeAgent } from '../../index.js'
-import { checkOptions } from '../args.js'
-import { coded, ErrorCodes, native } from '../errors.js'
+import { checkKey, checkOptions } from '../args.js'
+import { coded, ErrorCodes, hasCode, native } from '../errors.js'
 import { pubsubInternals, type PubSubInternals } from '../internal.js'
 import { InMemoryServerCache } from '../memory-cache.js'
 import { CachingPubSub, type InnerPubSub } from '../pubsub.js'
@@ -263,7 +263,6 @@ export class DurableAgent<
     checkOptions(
       options,
       {
-        runId: 'string',
         threadId: 'string',
         resourceId: 'string',
         maxSteps: 'number',
@@ -281,6 +280,7 @@ export class DurableAgent<
       },
       'stream options',
     )
+    if (options.runId !== undefined) checkKey(options.runId, 'runId')
     const maxSteps = options.maxSteps ?? this.maxSteps
     if (!Number.isInteger(maxSteps) || maxSteps < 1) {
       throw coded(new RangeError(`maxSteps must be a positive integer, got ${maxSteps}`), ErrorCodes.INVALID_ARG)
@@ -303,7 +303,7 @@ export class DurableAgent<
   async generate(messages: MessageInput, options: StreamOptions<ChunkOf<F>> = {}): Promise<FullOutput> {
     const { output } = await this.stream(messages, options)
     const full = await output.getFullOutput()
-    if (full.outcome === 'failed' && full.error) throw full.error
+    if (full.outcome === 'failed' && full.error) throw failedRun(full.runId, full.error)
     return full
   }
 
@@ -312,6 +312,7 @@ export class DurableAgent<
    * any other sharing the cache. The result streams the continuation.
    */
   async resume(runId: string, resumeData: ResumeData, options: ResumeOptions<ChunkOf<F>> = {}): Promise<DurableAgentStreamResult<ChunkOf<F>>> {
+    checkKey(runId, 'runId')
     if (!resumeData || typeof resumeData !== 'object' || typeof resumeData.approved !== 'boolean') {
       throw coded(new TypeError('resumeData must be { approved: boolean, toolCallId?, reason? }'), ErrorCodes.INVALID_ARG)
     }
@@ -349,6 +350,7 @@ export class DurableAgent<
    * ends, or where it waits for approval.
    */
   async observe(runId: string, options: ObserveOptions<ChunkOf<F>> = {}): Promise<DurableAgentStreamResult<ChunkOf<F>>> {
+    checkKey(runId, 'runId')
     const offset = options.offset ?? 0
     if (!Number.isInteger(offset) || offset < 0) {
       throw coded(new RangeError(`offset must be an integer >= 0, got ${offset}`), ErrorCodes.INVALID_ARG)
@@ -374,6 +376,7 @@ export class DurableAgent<
    * already ended is left as it is.
    */
   async abort(runId: string, reason?: string): Promise<void> {
+    checkKey(runId, 'runId')
     const drivenHere = native(() => this.#native.abort(runId, reason))
     // Model and tool calls in flight see the abort through their signal.
     this.#controllers.get(runId)?.abort(reason)
@@ -385,6 +388,7 @@ export class DurableAgent<
 
   /** Deletes a run's state and events now; this process's outputs still reading it end with `ERR_RUN_NOT_FOUND`. */
   async cleanup(runId: string): Promise<void> {
+    checkKey(runId, 'runId')
     clearTimeout(this.#timers.get(runId))
     this.#timers.delete(runId)
     await this.#pubsub.bridge.callNowOrLater((id) => this.#native.cleanup(id, runId))
@@ -402,6 +406,7 @@ export class DurableAgent<
    * there. Rejects with `ERR_RUN_ACTIVE` while a process holds the run's lease.
    */
   async recover(runId: string, options: ResumeOptions<ChunkOf<F>> = {}): Promise<DurableAgentStreamResult<ChunkOf<F>>> {
+    checkKey(runId, 'runId')
     await this.#resolve()
     const summary = await this.#inspect(runId)
     if (summary.status !== 'running') return this.observe(runId, { ...pickCallbacks(options), offset: summary.nextEvent })
@@ -639,6 +644,16 @@ function abortedElsewhere(): Error {
 function pickCallbacks<C>(options: StreamCallbacks<C>): StreamCallbacks<C> {
   const { onChunk, onStepFinish, onFinish, onError, onSuspended, onAbort } = options
   return { onChunk, onStepFinish, onFinish, onError, onSuspended, onAbort }
+}
+
+/**
+ * The error `generate` rejects with for a failed run: the store's own (it has
+ * a code), or the model's, which has none of ours: `ERR_MODEL_FAILED`, with
+ * the model's error (its name and message, as stored) as `cause`.
+ */
+function failedRun(runId: string, error: Error): Error {
+  if (hasCode(error)) return error
+  return coded(new Error(`run \`${runId}\` failed: its model failed: ${error.name}: ${error.message}`, { cause: error }), ErrorCodes.MODEL_FAILED)
 }
 
 export function createDurableAgent<A extends AgentDefinition | MastraAgentLike, F extends StreamFormat = 'aisdk'>(

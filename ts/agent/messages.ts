@@ -1,17 +1,21 @@
 /** Input messages (a string, or AI SDK model messages) to a language-model prompt. */
 import { coded, ErrorCodes } from '../errors.js'
-import type { ContentPart, MessageInput, PromptMessage, ToolResultContent } from './types.js'
+import type { ContentPart, MessageInput, PromptMessage, ToolResultContent, UserContentPart } from './types.js'
 
 function invalid(message: string): Error {
   return coded(new TypeError(`invalid messages: ${message}`), ErrorCodes.INVALID_MESSAGES)
 }
 
-function userParts(content: unknown, at: string): ContentPart[] {
+/** A user message's parts (text), or an assistant's (text, reasoning, tool calls), as the AI SDK's model messages hold them. */
+function contentParts(content: unknown, at: string, role: 'user'): UserContentPart[]
+function contentParts(content: unknown, at: string, role: 'assistant'): ContentPart[]
+function contentParts(content: unknown, at: string, role: 'user' | 'assistant'): ContentPart[] {
   if (typeof content === 'string') return [{ type: 'text', text: content }]
   if (!Array.isArray(content)) throw invalid(`${at}.content must be a string or an array of parts`)
   return content.map((part, i) => {
     const p = part as { type?: unknown; text?: unknown; toolCallId?: unknown; toolName?: unknown; input?: unknown; args?: unknown }
     if (p && p.type === 'text' && typeof p.text === 'string') return { type: 'text', text: p.text }
+    if (role === 'user') throw invalid(`${at}.content[${i}] is not a text part (what a user message holds)`)
     if (p && p.type === 'reasoning' && typeof p.text === 'string') return { type: 'reasoning', text: p.text }
     if (p && p.type === 'tool-call' && typeof p.toolCallId === 'string' && typeof p.toolName === 'string') {
       return { type: 'tool-call', toolCallId: p.toolCallId, toolName: p.toolName, input: p.input ?? p.args ?? {} }
@@ -46,10 +50,10 @@ export function toPrompt(messages: MessageInput, instructions: string | undefine
         prompt.push({ role: 'system', content: message.content })
         break
       case 'user':
-        prompt.push({ role: 'user', content: userParts(message.content, at) })
+        prompt.push({ role: 'user', content: contentParts(message.content, at, 'user') })
         break
       case 'assistant':
-        prompt.push({ role: 'assistant', content: userParts(message.content, at) })
+        prompt.push({ role: 'assistant', content: contentParts(message.content, at, 'assistant') })
         break
       case 'tool':
         prompt.push({ role: 'tool', content: toolParts(message.content, at) })

@@ -13,13 +13,18 @@ import type {
   ToolChoice,
   Usage,
 } from './types.js'
-import type { ResolvedTool } from './tools.js'
+import { checkToolInput, parseToolInput, type ResolvedTool } from './tools.js'
 import { errorInfo } from './util.js'
 
 /** What the Rust loop gets back from a model step (see `core::agent::driver`). */
 export interface ModelReply {
   content: ContentPart[]
-  toolCalls: { toolCallId: string; toolName: string; input: unknown; needsApproval: boolean }[]
+  /**
+   * With `error`: an invalid call (its input is not JSON, or its tool's
+   * schema rejects it, or there is no such tool). The loop records its
+   * `tool-error` and never runs it or asks for its approval.
+   */
+  toolCalls: { toolCallId: string; toolName: string; input: unknown; needsApproval: boolean; error?: { name: string; message: string } }[]
   finishReason: string
   usage: Usage
   response: object
@@ -81,16 +86,6 @@ function promptFor(model: LanguageModel, prompt: PromptMessage[]): PromptMessage
   )
 }
 
-function parseInput(input: unknown): unknown {
-  if (typeof input !== 'string') return input ?? {}
-  if (input.trim() === '') return {}
-  try {
-    return JSON.parse(input)
-  } catch {
-    return input
-  }
-}
-
 export interface StepContext {
   runId: string
   prompt: PromptMessage[]
@@ -109,8 +104,8 @@ export interface StepContext {
  * part) rejects; the caller turns that into the run's `error` part.
  */
 export async function streamStep(model: LanguageModel, ctx: StepContext): Promise<ModelReply> {
-  const offered = ctx.activeTools ? [...ctx.tools.values()].filter((t) => ctx.activeTools!.includes(t.name)) : [...ctx.tools.values()]
-  const tools = offered.map((t) => ({
+  const offered = new Map([...ctx.tools].filter(([name]) => !ctx.activeTools || ctx.activeTools.includes(name)))
+  const tools = [...offered.values()].map((t) => ({
     type: 'function' as const,
     name: t.name,
     description: t.description,
@@ -124,6 +119,8 @@ export async function streamStep(model: LanguageModel, ctx: StepContext): Promis
     abortSignal: ctx.signal,
   })
   const reply: ModelReply = { content: [], toolCalls: [], finishReason: 'unknown', usage: {}, response: {} }
+  // What `needsApproval` and `execute` get: each valid call's input as its schema outputs it.
+  const checkedInputs = new Map<string, unknown>()
   // Text and reasoning accumulate per block id, in the order blocks start.
   const blocks = new Map<string, { type: 'text' | 'reasoning'; text: string }>()
   const reader = stream.getReader()
@@ -173,11 +170,28 @@ export async function streamStep(model: LanguageModel, ctx: StepContext): Promis
           ctx.emit({ type: 'tool-input-end', id: part.id })
           break
         case 'tool-call': {
-          const input = parseInput(part.input ?? part.args)
-          const call = { type: 'tool-call' as const, toolCallId: String(part.toolCallId), toolName: String(part.toolName), input }
-          ctx.emit(call)
-          reply.content.push(call)
-          reply.toolCalls.push({ ...call, needsApproval: false })
+          const toolCallId = String(part.toolCallId)
+          const toolName = String(part.toolName)
+          const raw = part.input ?? part.args
+          const parsed = parseToolInput(toolName, raw)
+          const checked = parsed.success ? await checkToolInput(offered.get(toolName), toolName, parsed.value, offered.keys()) : parsed
+          // As the AI SDK has it: the parsed input, or the text when it is not JSON.
+          const input = parsed.success ? parsed.value : raw
+          if (checked.success) {
+            const call = { type: 'tool-call' as const, toolCallId, toolName, input }
+            checkedInputs.set(toolCallId, checked.value)
+            ctx.emit(call)
+            reply.content.push(call)
+            reply.toolCalls.push({ ...call, needsApproval: false })
+          } else {
+            // The AI SDK's invalid tool call: marked (and dynamic) in the
+            // stream; in the prompt with an object for input, which every
+            // provider can send back.
+            const error = errorInfo(checked.error)
+            ctx.emit({ type: 'tool-call', toolCallId, toolName, input, dynamic: true, invalid: true, error } as unknown as StreamPart)
+            reply.content.push({ type: 'tool-call', toolCallId, toolName, input: isPlainObject(input) ? input : {} })
+            reply.toolCalls.push({ toolCallId, toolName, input, needsApproval: false, error })
+          }
           break
         }
         case 'source':
@@ -209,7 +223,9 @@ export async function streamStep(model: LanguageModel, ctx: StepContext): Promis
   const texts: ContentPart[] = [...blocks.values()].filter((b) => b.text !== '').map((b) => ({ type: b.type, text: b.text }))
   reply.content = [...texts, ...reply.content]
   for (const call of reply.toolCalls) {
-    call.needsApproval = ctx.requireToolApproval || (await needsApproval(ctx.tools.get(call.toolName), call, ctx.prompt))
+    if (call.error) continue
+    const checked = { toolCallId: call.toolCallId, input: checkedInputs.get(call.toolCallId) }
+    call.needsApproval = ctx.requireToolApproval || (await needsApproval(offered.get(call.toolName), checked, ctx.prompt))
   }
   return reply
 }
@@ -219,6 +235,8 @@ async function needsApproval(tool: ResolvedTool | undefined, call: { toolCallId:
   if (typeof rule === 'function') return Boolean(await rule(call.input, { toolCallId: call.toolCallId, messages }))
   return rule === true
 }
+
+const isPlainObject = (value: unknown): value is object => typeof value === 'object' && value !== null && !Array.isArray(value)
 
 function withMeta<T extends object>(part: T, from: ModelPart): T {
   return from.providerMetadata ? { ...part, providerMetadata: from.providerMetadata } : part

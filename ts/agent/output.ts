@@ -302,7 +302,8 @@ export class DurableOutput<C = StreamPart> {
         break
       case 'tool-call':
         step.toolCalls.push(part)
-        step.staticToolCalls.push(part)
+        if (part.dynamic) step.dynamicToolCalls.push(part)
+        else step.staticToolCalls.push(part)
         step.content.push(part)
         break
       case 'tool-result':
@@ -422,6 +423,6 @@ function warnCallback(error: unknown): void {
 
 /** Errors are stored as `{ name, message }`; readers get `Error`s back. */
 function hydrate(part: StreamPart): StreamPart {
-  if (part.type === 'error' || part.type === 'tool-error') part.error = errorFrom(part.error)
+  if (part.type === 'error' || part.type === 'tool-error' || (part.type === 'tool-call' && part.error)) part.error = errorFrom(part.error)
   return part
 }

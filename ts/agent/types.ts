@@ -48,12 +48,19 @@ export interface ModelSettings {
 /** Which tools the model may (or must) call (the AI SDK's `toolChoice`). */
 export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'tool'; toolName: string }
 
-/** A language-model prompt message (AI SDK `LanguageModelV2Prompt` / `V3Prompt` item). */
+/**
+ * A language-model prompt message (AI SDK `LanguageModelV2Prompt` / `V3Prompt`
+ * item). Each is also an AI SDK `ModelMessage`, so tools typed for the AI SDK
+ * (which get `messages: ModelMessage[]`) take ours.
+ */
 export type PromptMessage =
   | { role: 'system'; content: string }
-  | { role: 'user'; content: ContentPart[] }
+  | { role: 'user'; content: UserContentPart[] }
   | { role: 'assistant'; content: ContentPart[] }
   | { role: 'tool'; content: ToolResultContent[] }
+
+/** What a user message holds. */
+export type UserContentPart = Extract<ContentPart, { type: 'text' | 'file' }>
 
 export type ContentPart =
   | { type: 'text'; text: string }
@@ -101,7 +108,33 @@ export interface Tool<Input = any, Output = unknown> {
   needsApproval?: boolean | ((input: Input, options: { toolCallId: string; messages: PromptMessage[] }) => boolean | PromiseLike<boolean>)
 }
 
-export type ToolSet = Record<string, Tool>
+/**
+ * A tool made by a builder that types it: the AI SDK's `tool()` (ai 5 or 6)
+ * or Mastra's `createTool`. Taken as it is; its input and `execute` are typed
+ * by its builder. Its `inputSchema` is a schema object (zod, Standard Schema,
+ * AI SDK `jsonSchema()`), an AI SDK `lazySchema()`, or absent (a Mastra tool
+ * without one).
+ */
+export interface BuiltTool {
+  description?: string
+  inputSchema?: { '~standard': object } | { jsonSchema: unknown } | (() => unknown)
+  /**
+   * `Function`: the builders declare contexts of their own (ai 5 knows no
+   * `execution-denied` output in `messages`, Mastra's `createTool` expects
+   * its own context), and a type with no call signature leaves the typing
+   * of a plain tool's `execute` to `Tool`.
+   */
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
+  execute?: Function
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
+  needsApproval?: boolean | Function
+  /** Mastra's name for `needsApproval`. */
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
+  requireApproval?: boolean | Function
+}
+
+/** An agent's tools: plain `Tool` objects, and tools made with the AI SDK's `tool()` or Mastra's `createTool`. */
+export type ToolSet = Record<string, Tool | BuiltTool>
 
 /** A plain agent definition. */
 export interface AgentDefinition {
@@ -127,7 +160,16 @@ export interface ToolCallPart {
   type: 'tool-call'
   toolCallId: string
   toolName: string
+  /** As parsed from the model's JSON text; the text itself when it is not JSON (an invalid call). */
   input: unknown
+  /**
+   * The AI SDK's invalid tool call: the input is not JSON, its tool's schema
+   * rejects it, or there is no such tool. It was not run; its `tool-error`
+   * follows and the model gets the error. Such a call is dynamic.
+   */
+  invalid?: true
+  dynamic?: true
+  error?: Error
 }
 
 export interface ToolResultPart {
@@ -177,7 +219,8 @@ export type StepContentPart =
 /**
  * One model step and the tool calls it made, with the members of the AI
  * SDK's `StepResult` (which Mastra's `LLMStepResult` extends). The tools of a
- * durable agent are declared up front, so all of its calls are static.
+ * durable agent are declared up front, so its calls are static, but for
+ * invalid ones (dynamic, as in the AI SDK).
  */
 export interface StepResult {
   /** Everything the step produced, in order. */

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 /// How long anything a test waits for may take.
 const DEADLINE: Duration = Duration::from_secs(10);
 const AGENT: &str = "agent-1";
-/// The pubsub key prefix the binding uses.
+/// A pubsub key prefix (the binding's default is `durable-agent:`; any works).
 const PREFIX: &str = "pubsub:";
 /// The Redis cache's default TTL in these tests.
 const REDIS_TTL_SECONDS: f64 = 60.0;
@@ -174,6 +174,7 @@ on_both_stores!(
     plain_text_run,
     two_step_run_with_parallel_tool_calls,
     tool_failures_become_tool_errors_and_the_run_goes_on,
+    invalid_tool_calls_are_never_run_nor_put_to_approval,
     model_failures_fail_the_run,
     max_steps_stops_a_model_that_always_calls_tools,
     abort_during_a_model_call,
@@ -839,6 +840,66 @@ async fn tool_failures_become_tool_errors_and_the_run_goes_on(store: Store) {
         json!({ "type": "error-text", "value": "the tool crashed" })
     );
     assert_eq!(results["e-garbled"]["output"]["type"], "error-text");
+}
+
+/// A call the model adapter found invalid (its input is not JSON, or its
+/// schema rejects it) comes with its error: it gets its `tool-error` with the
+/// model step, is never run, and is not put to approval even when every call
+/// needs it; the valid call beside it waits for approval as usual.
+async fn invalid_tool_calls_are_never_run_nor_put_to_approval(store: Store) {
+    let (run, created) = create_with(&store, "invalid-calls", 5, json!({ "requireToolApproval": true })).await;
+    const CUT_OFF: &str = "{\"amount\": 10, \"to\": \"acct";
+    const MESSAGE: &str = "Invalid input for tool charge: JSON parsing failed";
+    let error = json!({ "name": "AI_InvalidToolInputError", "message": MESSAGE });
+    let reported = error.clone();
+    let fake = Fake::new(
+        move |n, _| match n {
+            0 => tool_calls_reply(&[
+                json!({ "toolCallId": "bad", "toolName": "charge", "input": CUT_OFF, "needsApproval": true, "error": reported }),
+                call("good", "lookup", json!({ "q": 1 })),
+            ]),
+            1 => text_reply("retried"),
+            _ => panic!("two model steps"),
+        },
+        |request, _| {
+            assert_eq!(request["toolCallId"], "good", "only the valid call runs");
+            now(output(json!("found")))
+        },
+    );
+    let suspended = drive(&run, &fake, created).await;
+    assert_eq!(suspended.status, Status::Suspended);
+    assert_eq!(fake.tool_calls(), 0);
+    let first = events(&run).await;
+    assert_eq!(
+        parts_of(&first, "tool-error"),
+        vec![
+            &json!({ "type": "tool-error", "toolCallId": "bad", "toolName": "charge", "input": CUT_OFF, "error": error })
+        ]
+    );
+    let requests = parts_of(&first, "tool-approval-request");
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["toolCall"]["toolCallId"], "good");
+    assert_eq!(first.last().unwrap()["data"]["toolCalls"].as_array().unwrap().len(), 1);
+
+    let resumed = agent::resume(&run, "invalid-calls", AGENT, None, Decision::Approved)
+        .await
+        .unwrap();
+    let state = drive(&run, &fake, resumed).await;
+    check_stored(&run, &state, Status::Finished).await;
+    assert_eq!((fake.model_calls(), fake.tool_calls()), (2, 1));
+    let log = events(&run).await;
+    assert_eq!(
+        parts_of(&log, "tool-error").len(),
+        1,
+        "the invalid call's error is recorded once"
+    );
+    // The model sees both results and can retry the invalid call.
+    let results = tool_message_results(&fake.model_request(1)["messages"][2]);
+    assert_eq!(
+        results["bad"]["output"],
+        json!({ "type": "error-text", "value": MESSAGE })
+    );
+    assert_eq!(results["good"]["output"], json!({ "type": "json", "value": "found" }));
 }
 
 async fn model_failures_fail_the_run(store: Store) {

@@ -28,7 +28,8 @@ pub trait Callbacks: Send + Sync + 'static {
     /// runs, the model's stream parts arrive through [`RunControl::emit`].
     /// Reply: `{content, toolCalls, finishReason, usage, response?,
     /// providerMetadata?}` or `{error: {name, message}}`; `Err` is a failure of
-    /// the call itself (a rejected promise), with its message.
+    /// the call itself (a rejected promise), with its message. A tool call
+    /// with an `error` is invalid (never run: its result is that error).
     fn model(&self, request: String) -> BoxFuture<'static, Result<String, String>>;
 
     /// One tool call. Request: `{runId, step, toolCallId, toolName, input,
@@ -498,21 +499,32 @@ impl Driver {
             return Ok(Flow::Stop);
         }
         let require_all = self.loop_options().require_tool_approval;
-        self.state.pending = reply
-            .tool_calls
-            .into_iter()
-            .map(|c| ToolCall {
+        // Invalid calls get their `tool-error` now, with this checkpoint, as
+        // in the AI SDK: they are never run nor put to the user for approval.
+        let mut events = Vec::new();
+        let mut pending = Vec::new();
+        for c in reply.tool_calls {
+            let call = ToolCall {
                 tool_call_id: c.tool_call_id,
                 tool_name: c.tool_name,
                 input: c.input,
                 needs_approval: c.needs_approval || require_all,
                 decision: None,
                 approval_requested: false,
-            })
-            .collect();
+            };
+            match c.error {
+                Some(error) => {
+                    let (part, result) = tool_error(&call, &error);
+                    events.push(self.chunk(&part));
+                    self.state.tool_results.push(raw(&result));
+                }
+                None => pending.push(call),
+            }
+        }
+        self.state.pending = pending;
         self.state.step_finish = Some(raw(&step_finish));
         self.state.phase = Phase::Tools;
-        self.commit(Vec::new()).await?;
+        self.commit(events).await?;
         Ok(Flow::Continue)
     }
 
@@ -640,21 +652,7 @@ impl Driver {
                         }),
                     )
                 }
-                Ok(ToolReply { error: Some(error), .. }) | Err(error) => (
-                    json!({
-                        "type": "tool-error",
-                        "toolCallId": call.tool_call_id,
-                        "toolName": call.tool_name,
-                        "input": serde_json::from_str::<Value>(call.input.get()).unwrap_or(Value::Null),
-                        "error": error.json(),
-                    }),
-                    json!({
-                        "type": "tool-result",
-                        "toolCallId": call.tool_call_id,
-                        "toolName": call.tool_name,
-                        "output": { "type": "error-text", "value": error.message },
-                    }),
-                ),
+                Ok(ToolReply { error: Some(error), .. }) | Err(error) => tool_error(&call, &error),
             };
             let event = self.chunk(&part);
             self.state.tool_results.push(raw(&result));
@@ -726,4 +724,23 @@ impl Driver {
         self.commit(events).await?;
         Ok(Flow::Continue)
     }
+}
+
+/// A failed call's `tool-error` part and the tool result the model gets.
+fn tool_error(call: &ToolCall, error: &ErrorInfo) -> (Value, Value) {
+    (
+        json!({
+            "type": "tool-error",
+            "toolCallId": call.tool_call_id,
+            "toolName": call.tool_name,
+            "input": serde_json::from_str::<Value>(call.input.get()).unwrap_or(Value::Null),
+            "error": error.json(),
+        }),
+        json!({
+            "type": "tool-result",
+            "toolCallId": call.tool_call_id,
+            "toolName": call.tool_name,
+            "output": { "type": "error-text", "value": error.message },
+        }),
+    )
 }

@@ -55,6 +55,10 @@ pub(super) struct ToolCallReply {
     pub(super) input: Box<RawValue>,
     #[serde(default)]
     pub(super) needs_approval: bool,
+    /// An invalid call (its input is not JSON, its tool's schema rejects it,
+    /// or there is no such tool): never run, its result is this error.
+    #[serde(default)]
+    pub(super) error: Option<ErrorInfo>,
 }
 
 #[derive(Deserialize)]

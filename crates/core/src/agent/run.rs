@@ -38,7 +38,7 @@ pub struct RunStore {
 }
 
 impl RunStore {
-    /// `prefix`: the pubsub key prefix (`pubsub:` by default).
+    /// `prefix`: the pubsub key prefix (the binding's default: `durable-agent:`).
     pub fn new(store: Store, prefix: &str, run_id: &str, retention: Retention) -> Result<Self, AgentError> {
         validate_run_id(run_id)?;
         let log_key = format!("{prefix}{}", stream_topic(run_id));
