@@ -1,6 +1,6 @@
 /**
  * durable-agent: resumable streams and durable agent runs for Mastra-style
- * apps, on a Rust core. This module is the public entry point; `../index.js`
+ * apps, on a Rust core. This module is the public entry point; `../native.js`
  * is the generated native loader behind it.
  */
 export { ErrorCodes, type CodedError, type ErrorCode } from './errors.js'

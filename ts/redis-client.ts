@@ -1,4 +1,4 @@
-import { listPushIndexedScript, redisKey } from '../index.js'
+import { listPushIndexedScript, redisKey } from '../native.js'
 import { coded, ErrorCodes } from './errors.js'
 
 /**
