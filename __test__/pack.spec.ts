@@ -16,13 +16,14 @@ import { tmpdir } from 'node:os'
 import { delimiter, join, relative } from 'node:path'
 import { pathToFileURL } from 'node:url'
 
+import { parseTriple } from '@napi-rs/cli'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { REDIS_URL } from './helpers.js'
 
 const root = join(__dirname, '..')
 const repoRequire = createRequire(join(root, 'package.json'))
-const manifest = repoRequire('./package.json') as { name: string; version: string; napi: { binaryName: string } }
+const manifest = repoRequire('./package.json') as { name: string; version: string; napi: { binaryName: string; targets: string[] } }
 
 interface Packed {
   tarball: string
@@ -142,7 +143,18 @@ afterAll(() => {
   }
 })
 
-describe('the tarballs', () => {
+describe('the packages', () => {
+  it('every target of napi.targets has its platform package in npm/, at the main version (napi version keeps them in step)', () => {
+    for (const triple of manifest.napi.targets) {
+      const abi = parseTriple(triple).platformArchABI
+      expect(repoRequire(`./npm/${abi}/package.json`), triple).toMatchObject({
+        name: `${manifest.name}-${abi}`,
+        version: manifest.version,
+        main: `${manifest.napi.binaryName}.${abi}.node`,
+      })
+    }
+  })
+
   it('the main package holds the facade built from ts/, its typings, the native loader and the docs, and nothing else', () => {
     // No sources, tests, benches, scripts, source maps or addons.
     expect(main.files).toEqual(expectedMainFiles())
