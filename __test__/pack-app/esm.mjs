@@ -17,6 +17,7 @@ import {
 
 import exercise from './exercise.cjs'
 
+// The same names again: named imports cannot be enumerated, so they are handed over by name.
 const imported = {
   CachingPubSub,
   createDurableAgent,
