@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 
 // The generated loader: the debug hooks are not part of the public facade.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const native = require('../index.js') as {
+const native = require('../native.js') as {
   debugPanicSync(): void
   debugPanicAsync(): Promise<void>
 }

@@ -3,7 +3,7 @@ import { createClient } from 'redis'
 import { describe, expect, it } from 'vitest'
 
 import { CachingPubSub, InMemoryServerCache, RedisServerCache, type PubSubEvent, type ServerCache } from '../dist/index.js'
-import { redisKey } from '../index.js'
+import { redisKey } from '../native.js'
 import { eventually, REDIS_URL, TOPIC_PREFIX, uniquePrefix } from './helpers.js'
 import { backends, event } from './pubsub-backends.js'
 

@@ -31,9 +31,9 @@ const addon = 'durable-agent.linux-x64-gnu.node'
 const rustSources = ['src', 'crates/core/src', 'Cargo.toml', 'crates/core/Cargo.toml', 'Cargo.lock', 'build.rs']
 if (age(addon) < newest(rustSources)) {
   console.log('[ensure-built] building the native addon (release)...')
-  execSync('npx napi build --platform --release', { cwd: root, stdio: 'inherit' })
+  execSync('npm run build:native -- --release', { cwd: root, stdio: 'inherit' })
 }
-if (age('dist/index.js') < Math.max(newest(['ts', 'tsconfig.json', 'tsconfig.build.json']), age('index.d.ts'))) {
+if (age('dist/index.js') < Math.max(newest(['ts', 'tsconfig.json', 'tsconfig.build.json']), age('native.d.ts'))) {
   console.log('[ensure-built] compiling the TypeScript facade...')
   execSync('npx tsc -p tsconfig.build.json', { cwd: root, stdio: 'inherit' })
 }

@@ -1,4 +1,4 @@
-import type { NativeBridge } from '../index.js'
+import type { NativeBridge } from '../native.js'
 import { coded, ErrorCodes, fromNative } from './errors.js'
 
 /**

@@ -1,7 +1,8 @@
 /**
  * durable-agent: resumable streams and durable agent runs for Mastra-style
- * apps, on a Rust core. This module is the public entry point; `../index.js`
- * is the generated native loader behind it.
+ * apps, on a Rust core. This module is the package entry (`require`; for
+ * `import`, `index.mts` re-exports it); `../native.js` is the generated native
+ * loader behind it.
  */
 export { ErrorCodes, type CodedError, type ErrorCode } from './errors.js'
 export { InMemoryServerCache, type InMemoryServerCacheOptions } from './memory-cache.js'

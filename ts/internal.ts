@@ -1,4 +1,4 @@
-import type { NativeMemoryCache, NativePubSub, NativeRedisCache } from '../index.js'
+import type { NativeMemoryCache, NativePubSub, NativeRedisCache } from '../native.js'
 import type { Bridge } from './bridge.js'
 import type { TopicReader } from './topic-reader.js'
 

@@ -1,4 +1,4 @@
-import { NativeMemoryCache } from '../index.js'
+import { NativeMemoryCache } from '../native.js'
 import { checkInteger, checkKey, checkOptions } from './args.js'
 import { native } from './errors.js'
 import { toJson } from './json.js'

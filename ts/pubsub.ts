@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 
-import { NativeMemoryCache, NativePubSub } from '../index.js'
+import { NativeMemoryCache, NativePubSub } from '../native.js'
 import { checkInteger, checkKey, checkOptions } from './args.js'
 import { Bridge } from './bridge.js'
 import { coded, ErrorCodes, native } from './errors.js'

@@ -1,4 +1,4 @@
-import { listPushIndexedScript, NativeRedisCache, redisKey } from '../index.js'
+import { listPushIndexedScript, NativeRedisCache, redisKey } from '../native.js'
 import { coded, ErrorCodes, type ErrorCode } from './errors.js'
 
 /**

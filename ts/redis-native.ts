@@ -1,4 +1,4 @@
-import { NativeRedisCache, type NativeRedisOptions, type NativeRedisTarget } from '../index.js'
+import { NativeRedisCache, type NativeRedisOptions, type NativeRedisTarget } from '../native.js'
 import { Bridge } from './bridge.js'
 import { native } from './errors.js'
 import type { RedisBackend } from './redis-client.js'

@@ -1,4 +1,4 @@
-import type { NativeSubscription } from '../index.js'
+import type { NativeSubscription } from '../native.js'
 import type { Bridge } from './bridge.js'
 import { native } from './errors.js'
 

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { InMemoryServerCache as MastraMemoryCache } from '@mastra/core/cache'
 import { InMemoryServerCache as OursMemoryCache } from '../../dist/index.js'
-import { benchNativeCall } from '../../index.js'
+import { benchNativeCall } from '../../native.js'
 import { compare, compareListFromTo, inFlight, makeEvents, mapStats, ratioOverStringify, sequential, stats, stringifyReps, target, withIsoDate } from '../lib.mjs'
 
 export const title = 'Server cache, in memory: ours InMemoryServerCache vs @mastra/core InMemoryServerCache'

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto'
 
-import { NativeAgent } from '../../index.js'
+import { NativeAgent } from '../../native.js'
 import { checkKey, checkOptions } from '../args.js'
 import { coded, ErrorCodes, hasCode, native } from '../errors.js'
 import { pubsubInternals, type PubSubInternals } from '../internal.js'

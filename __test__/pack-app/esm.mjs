@@ -1,0 +1,35 @@
+// The scratch app's ES-module script: named imports of every export, as an
+// app written in ES modules imports them, each used by exercise.cjs.
+import * as namespace from 'durable-agent'
+import {
+  CachingPubSub,
+  createDurableAgent,
+  DurableAgent,
+  DurableOutput,
+  ErrorCodes,
+  InMemoryServerCache,
+  isDurableAgent,
+  nodeRedisPreset,
+  RedisServerCache,
+  upstashPreset,
+  withCaching,
+} from 'durable-agent'
+
+import exercise from './exercise.cjs'
+
+// The same names again: named imports cannot be enumerated, so they are handed over by name.
+const imported = {
+  CachingPubSub,
+  createDurableAgent,
+  DurableAgent,
+  DurableOutput,
+  ErrorCodes,
+  InMemoryServerCache,
+  isDurableAgent,
+  nodeRedisPreset,
+  RedisServerCache,
+  upstashPreset,
+  withCaching,
+}
+const report = await exercise(imported, { namespace, entry: import.meta.resolve('durable-agent') })
+console.log(JSON.stringify(report))
