@@ -83,8 +83,8 @@ export function scriptedModel({ pace = (signal) => wait(60, signal) } = {}) {
   }
 }
 
-/** The demo agent over `cache` (an InMemoryServerCache or a RedisServerCache). */
-export function createDemoAgent({ cache, pace, id = 'demo-agent', cleanupTimeoutMs = 10 * 60_000 } = {}) {
+/** The demo agent over `cache` (an InMemoryServerCache or a RedisServerCache), or over a CachingPubSub's. */
+export function createDemoAgent({ cache, pubsub, pace, id = 'demo-agent', cleanupTimeoutMs = 10 * 60_000 } = {}) {
   return createDurableAgent({
     agent: {
       id,
@@ -104,6 +104,7 @@ export function createDemoAgent({ cache, pace, id = 'demo-agent', cleanupTimeout
       },
     },
     ...(cache ? { cache } : {}),
+    ...(pubsub ? { pubsub } : {}),
     cleanupTimeoutMs,
   })
 }

@@ -32,6 +32,8 @@ async function serve(handler: (request: Request) => Promise<Response>, req: Inco
   response.headers.forEach((value, name) => {
     headers[name] = name === 'set-cookie' ? response.headers.getSetCookie() : value
   })
+  // Answered before the request body was read (say 413): the rest of it is still on the socket, which cannot be reused.
+  if (!req.complete) headers.connection = 'close'
   res.writeHead(response.status, headers)
   if (!response.body) {
     res.end()
