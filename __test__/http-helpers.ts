@@ -99,20 +99,27 @@ export function cuttingFetch(cutAt: () => number | 'request' | undefined, redire
             ? null
             : new ReadableStream<Uint8Array>({
                 start(controller) {
+                  let over = false
+                  const finish = (error?: Error) => {
+                    if (over) return
+                    over = true
+                    if (error) controller.error(error)
+                    else controller.close()
+                  }
                   res.on('data', (chunk: Buffer) => {
+                    if (over) return
                     if (typeof cut === 'number' && seen + chunk.length > cut) {
                       fetchFn.cuts += 1
                       res.socket?.destroy()
-                      controller.error(new Error('socket destroyed by the test'))
-                      res.removeAllListeners('data')
-                      return
+                      return finish(new Error('socket destroyed by the test'))
                     }
                     seen += chunk.length
                     controller.enqueue(new Uint8Array(chunk))
                   })
-                  res.on('end', () => controller.close())
-                  res.on('error', (error) => controller.error(error))
-                  res.on('aborted', () => controller.error(new Error('aborted')))
+                  res.on('end', () => finish())
+                  res.on('error', (error) => finish(error))
+                  res.on('aborted', () => finish(new Error('aborted')))
+                  res.on('close', () => finish(new Error('the connection closed')))
                 },
                 cancel() {
                   res.destroy()

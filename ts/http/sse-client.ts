@@ -113,12 +113,13 @@ export class SseConnection implements AsyncIterable<SseMessage> {
           if (posting) startAnswered = false // the start did not land: send it again
         } else if (!response.ok || !response.body || !(response.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
           const error = await responseError(response)
-          // The start sent again found the first one: read that run.
-          if (!(posting && startLost && error.code === ErrorCodes.RUN_EXISTS)) throw error
-          failure = error
+          // The start sent again found the first one: read that run, now.
+          if (posting && startLost && error.code === ErrorCodes.RUN_EXISTS) continue
+          throw error
         } else {
           const messages = readMessages(response.body, (ms) => (serverRetry = ms))
           for await (const message of messages) {
+            throwIfAborted(signal) // messages parsed together must not outlive the signal
             if (message.id !== undefined) {
               if (this.lastEventId !== undefined && message.id <= this.lastEventId) continue // applied already
               this.lastEventId = message.id
