@@ -157,18 +157,28 @@ export class Gate {
   /** How many waits have started (the model reached the gate this often). */
   reached = 0
 
+  #allowance = Infinity
+
   close(): void {
     this.#open = false
   }
 
+  /** Lets `n` more passes through, then closes. */
+  allow(n: number): void {
+    this.#allowance = n
+    this.open()
+  }
+
   open(): void {
     this.#open = true
+    if (this.#allowance <= 0) this.#allowance = Infinity
     for (const wake of this.#waiters.splice(0)) wake()
   }
 
   /** For a model's `pace`: waits while closed; rejects when `signal` aborts. */
   pass = (signal?: AbortSignal): Promise<void> => {
     this.reached += 1
+    if (this.#open && this.#allowance-- <= 0) this.#open = false
     if (this.#open) return new Promise((resolve) => setImmediate(resolve))
     return new Promise((resolve, reject) => {
       this.#waiters.push(resolve)

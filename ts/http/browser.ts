@@ -10,7 +10,6 @@ export {
   type ChatStorage,
   type ResumableChatTransport,
   type ResumableChatTransportOptions,
-  type UIChunk,
 } from './chat-transport.js'
 export type { RetryOptions } from './sse-client.js'
 export * from './protocol.js'

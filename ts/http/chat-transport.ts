@@ -20,13 +20,16 @@
  * `useChat`'s `stop()` only disconnects (the run goes on, as a closed tab
  * would); `transport.stop(chatId)` stops the run itself.
  */
+// Types only (erased at run time): the AI SDK, a peer dependency, is what this transport is for.
+import type { ChatTransport, UIMessage, UIMessageChunk } from 'ai'
+
 import type { ReconnectOptions, RetryOptions } from './sse-client.js'
 import { SseConnection } from './sse-client.js'
 import { responseError } from './client-error.js'
 import { TERMINAL_TYPES } from './protocol.js'
 
-/** A UI message chunk (the AI SDK's `UIMessageChunk`). */
-export type UIChunk = { type: string; [key: string]: unknown }
+/** A UI message chunk, as this transport reads and keeps it. */
+type UIChunk = { type: string; [key: string]: unknown }
 
 /** Where the transport keeps each chat's answer in progress: `sessionStorage`'s methods. */
 export interface ChatStorage {
@@ -59,24 +62,13 @@ interface ChatRecord {
   done: boolean
 }
 
-/** The AI SDK's `ChatTransport`, structurally (so this package needs no AI SDK types). */
-export interface ResumableChatTransport {
-  sendMessages(options: {
-    chatId: string
-    messages: unknown[]
-    abortSignal: AbortSignal | undefined
-    trigger: string
-    messageId: string | undefined
-    headers?: Record<string, string> | Headers
-    body?: object
-    metadata?: unknown
-  }): Promise<ReadableStream<UIChunk>>
-  reconnectToStream(options: { chatId: string; headers?: Record<string, string> | Headers; body?: object; metadata?: unknown }): Promise<ReadableStream<UIChunk> | null>
+/** The AI SDK's `ChatTransport`, and what a page needs around a reload. */
+export interface ResumableChatTransport<M extends UIMessage = UIMessage> extends ChatTransport<M> {
   /**
    * The messages a reloaded page should give `useChat`: `messages` (what it
    * kept) without the answer this transport will rebuild on reconnect.
    */
-  messagesForResume<M extends { id: string }>(chatId: string, messages: M[]): M[]
+  messagesForResume<T extends { id: string }>(chatId: string, messages: T[]): T[]
   /** The run the chat's latest answer is, if this transport started or resumed it. */
   runIdOf(chatId: string): string | undefined
   /** Stops the chat's run, wherever it is driven (`POST {api}/{runId}/stop`). */
@@ -85,7 +77,7 @@ export interface ResumableChatTransport {
 
 const KEY_PREFIX = 'durable-agent:chat:'
 
-export function createResumableChatTransport(options: ResumableChatTransportOptions): ResumableChatTransport {
+export function createResumableChatTransport<M extends UIMessage = UIMessage>(options: ResumableChatTransportOptions): ResumableChatTransport<M> {
   const api = options.api.replace(/\/+$/, '')
   const storage = options.storage ?? defaultStorage()
   const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis)
@@ -104,11 +96,11 @@ export function createResumableChatTransport(options: ResumableChatTransportOpti
     })
 
   /** `useChat`'s stream of `connection`: each chunk recorded as it is handed over; ends at the run's terminal chunk. */
-  const chunks = (chatId: string, connection: SseConnection, prefix: UIChunk[], continuing: ChatRecord | undefined): ReadableStream<UIChunk> => {
+  const chunks = (chatId: string, connection: SseConnection, prefix: UIChunk[], continuing: ChatRecord | undefined): ReadableStream<UIMessageChunk> => {
     const iterator = connection[Symbol.asyncIterator]()
     let record = continuing
     let replay = [...prefix]
-    return new ReadableStream<UIChunk>(
+    return asUIStream(
       {
         pull: async (controller) => {
           if (replay.length > 0) {
@@ -140,7 +132,7 @@ export function createResumableChatTransport(options: ResumableChatTransportOpti
           await iterator.return?.()
         },
       },
-      { highWaterMark: 0 },
+      0,
     )
   }
 
@@ -188,13 +180,28 @@ export function createResumableChatTransport(options: ResumableChatTransportOpti
 }
 
 /** A stream of `chunks` alone: the answer is complete and kept here. */
-function replayOnly(chunks: UIChunk[]): ReadableStream<UIChunk> {
-  return new ReadableStream<UIChunk>({
-    start(controller) {
-      for (const chunk of chunks) controller.enqueue(chunk)
-      controller.close()
+function replayOnly(chunks: UIChunk[]): ReadableStream<UIMessageChunk> {
+  return asUIStream(
+    {
+      start(controller) {
+        for (const chunk of chunks) controller.enqueue(chunk)
+        controller.close()
+      },
     },
-  })
+    chunks.length,
+  )
+}
+
+/** A `ReadableStream` source of chunks (the DOM's `UnderlyingDefaultSource`, which Node's typings do not name). */
+interface ChunkSource {
+  start?(controller: ReadableStreamDefaultController<UIChunk>): void
+  pull?(controller: ReadableStreamDefaultController<UIChunk>): Promise<void>
+  cancel?(): Promise<void>
+}
+
+/** A stream of the server's chunks, typed as the AI SDK's (the handler writes its shapes; this transport does not check them). */
+function asUIStream(source: ChunkSource, highWaterMark: number): ReadableStream<UIMessageChunk> {
+  return new ReadableStream<UIChunk>(source, { highWaterMark }) as unknown as ReadableStream<UIMessageChunk>
 }
 
 /**

@@ -220,6 +220,8 @@ export function createAgentHandler(agent: AnyDurableAgent, options: AgentHandler
     })
     const format = formatOf(url) ?? ('chat' in found ? 'ui' : defaultFormat)
     const runId = found.run?.runId ?? id
+    // A stock `useChat` asks, with no position, whether its chat has an active stream: one that is over is 204, "nothing to resume".
+    if ('chat' in found && !hasPosition(request, url) && found.run?.status !== 'running') return new Response(null, { status: 204, headers: runHeaders(base, runId) })
     return served.respond(request, found.source, from, format, runHeaders(base, runId))
   }
 
@@ -292,6 +294,10 @@ function positionOf(request: Request, url: URL): number {
   if (last) return parseEventIndex(last, 'Last-Event-ID') + 1
   const offset = url.searchParams.get('offset')
   return offset === null ? 0 : parseEventIndex(offset, 'offset')
+}
+
+function hasPosition(request: Request, url: URL): boolean {
+  return Boolean(request.headers.get('last-event-id')?.trim()) || url.searchParams.has('offset')
 }
 
 function formatOf(url: URL): WireFormat | undefined {
