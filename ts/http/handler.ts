@@ -95,16 +95,17 @@ export function createAgentHandler(agent: AnyDurableAgent, options: AgentHandler
     }
   }
 
-  /** The run `id` (or direct stream), authorized; `ERR_RUN_NOT_FOUND` when there is none. */
-  const target = async (request: Request, id: string): Promise<{ run?: DurableAgentRun; source: StreamSource }> => {
+  /** The run `id` (or direct stream) and its topic's next index, authorized; `ERR_RUN_NOT_FOUND` when there is none. */
+  const target = async (request: Request, id: string): Promise<{ run?: DurableAgentRun; source: StreamSource; next: number }> => {
     const run = await agent.getRun(id).catch((error: { code?: string }) => {
       if (error?.code !== ErrorCodes.RUN_NOT_FOUND) throw error
       return undefined
     })
+    const next = run?.nextIndex ?? (await nextIndexOf(internals, runTopic(id)))
     // Nothing under this (unguessable) id: nothing to protect, so 404 before asking.
-    if (!run && (await nextIndexOf(internals, runTopic(id))) === 0) throw notFound(id)
+    if (!run && next === 0) throw notFound(id)
     await authorize(request, { runId: id, ...(run?.resourceId !== undefined ? { resourceId: run.resourceId } : {}) })
-    return run ? { run, source: runSource(agent, id) } : { source: directSource(internals, id) }
+    return run ? { run, source: runSource(agent, id), next } : { source: directSource(internals, id), next }
   }
 
   const startRun = async (request: Request, url: URL): Promise<Response> => {
@@ -222,7 +223,7 @@ export function createAgentHandler(agent: AnyDurableAgent, options: AgentHandler
     const runId = found.run?.runId ?? id
     // A stock `useChat` asks, with no position, whether its chat has an active stream: one that is over is 204, "nothing to resume".
     if ('chat' in found && !hasPosition(request, url) && found.run?.status !== 'running') return new Response(null, { status: 204, headers: runHeaders(base, runId) })
-    return served.respond(request, found.source, from, format, runHeaders(base, runId))
+    return served.respond(request, found.source, from, format, runHeaders(base, runId), found.next)
   }
 
   const stop = async (request: Request, id: string): Promise<Response> => {
@@ -253,9 +254,9 @@ class Served {
     readonly timing: { heartbeatMs: number; retryMs: number },
   ) {}
 
-  async respond(request: Request, source: StreamSource, from: number, format: WireFormat, headers: Record<string, string>): Promise<Response> {
+  async respond(request: Request, source: StreamSource, from: number, format: WireFormat, headers: Record<string, string>, next?: number): Promise<Response> {
     const frames = framesOf(format, source.kind)
-    const served = await serveTopic(this.internals, source, from, { frames, ...this.timing, signal: request.signal, headers })
+    const served = await serveTopic(this.internals, source, from, { frames, ...this.timing, signal: request.signal, headers }, next)
     if ('response' in served) return served.response
     return ended(served.ended, format, headers, this.timing.retryMs)
   }

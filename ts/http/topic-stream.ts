@@ -66,8 +66,11 @@ export async function serveTopic(
   source: StreamSource,
   from: number,
   options: ServeOptions,
+  /** The topic's next index, when the caller read it already (a round trip less). */
+  knownNext?: number,
 ): Promise<{ response: Response } | { ended: StreamEnd }> {
-  const next = await nextIndexOf(internals, source.topic)
+  // From the start, nothing is ever past the end.
+  const next = from === 0 ? 0 : (knownNext ?? (await nextIndexOf(internals, source.topic)))
   if (from > next) {
     throw coded(
       Object.assign(new Error(`position ${from - 1} is past the stream's last event (${next - 1}): this client saw events it does not have`), {
