@@ -99,6 +99,20 @@ describe('createAgentHandler over Node http', () => {
     expect(textOf(replay.messages)).toBe(expectedText('slow'))
   })
 
+  it('a run deleted under a waiting stream ends it with an error message (ERR_RUN_NOT_FOUND) at its next heartbeat, not a wait for ever', async () => {
+    gate.close()
+    const response = await post('/runs', { messages: 'deleted' })
+    const runId = response.headers.get('x-run-id')!
+    const reading = readSse(response)
+    await eventually(async () => (await agent.getRun(runId)).nextIndex >= 3, 5_000, 'the run to start')
+    // Deleted while its model waits: no terminal part will ever come.
+    await agent.cleanup(runId)
+    const { messages } = await reading
+    expect(messages.at(-1)!.event).toBe('error')
+    expect(JSON.parse(messages.at(-1)!.data)).toMatchObject({ code: ErrorCodes.RUN_NOT_FOUND })
+    expect((await fetch(`${api}/runs/${runId}/stream`)).status).toBe(404)
+  })
+
   it('resumes after Last-Event-ID (the last event applied), or from ?offset= (the first to send); no position: from the start', async () => {
     const { runId, messages } = await runToEnd('resume me')
     const stored = await storedParts(runId)
