@@ -19,7 +19,7 @@ import {
 } from '../dist/index.js'
 import { createDemoAgent, expectedText } from '../examples/web/demo-agent.mjs'
 import { eventually, freePort, within } from './helpers.js'
-import { cuttingFetch, Gate, serve, type TestServer } from './http-helpers.js'
+import { cuttingFetch, Gate, serve, serveDemoAgent, type TestServer } from './http-helpers.js'
 
 const RUNS = Number(process.env.HTTP_RUNS ?? 200)
 const CONCURRENCY = 16
@@ -43,9 +43,7 @@ let server: TestServer
 let api: string
 
 beforeAll(async () => {
-  agent = createDemoAgent({ cache: new InMemoryServerCache({ maxSize: 100_000 }), pace: gate.pass })
-  server = await serve(createAgentHandler(agent, { basePath: '/api' }))
-  api = `${server.url}/api`
+  ;({ agent, server, api } = await serveDemoAgent(gate))
 })
 afterAll(() => server.close())
 afterEach(() => gate.open())

@@ -8,7 +8,8 @@ import type { AddressInfo } from 'node:net'
 
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 
-import { toNodeHandler } from '../dist/index.js'
+import { createAgentHandler, InMemoryServerCache, toNodeHandler, type DurableAgent } from '../dist/index.js'
+import { createDemoAgent } from '../examples/web/demo-agent.mjs'
 
 export interface TestServer {
   url: string
@@ -30,6 +31,13 @@ export async function serve(handler: (request: Request) => Response | Promise<Re
         server.close(() => resolve())
       }),
   }
+}
+
+/** The web demo's agent in memory, its model paced by `gate`, served under `/api`. */
+export async function serveDemoAgent(gate: Gate): Promise<{ agent: DurableAgent; server: TestServer; api: string }> {
+  const agent = createDemoAgent({ cache: new InMemoryServerCache({ maxSize: 100_000 }), pace: gate.pass })
+  const server = await serve(createAgentHandler(agent, { basePath: '/api' }))
+  return { agent, server, api: `${server.url}/api` }
 }
 
 /** Every SSE message of a response body, and the comments, read to its end (which must come within `ms`). */

@@ -8,10 +8,10 @@
 import { AbstractChat, DefaultChatTransport, lastAssistantMessageIsCompleteWithApprovalResponses, type ChatInit, type ChatState, type UIMessage } from 'ai'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 
-import { createAgentHandler, createResumableChatTransport, InMemoryServerCache, type ChatStorage, type DurableAgent } from '../dist/index.js'
-import { createDemoAgent, expectedText } from '../examples/web/demo-agent.mjs'
+import { createResumableChatTransport, type ChatStorage, type DurableAgent } from '../dist/index.js'
+import { expectedText } from '../examples/web/demo-agent.mjs'
 import { eventually } from './helpers.js'
-import { cuttingFetch, Gate, serve, type TestServer } from './http-helpers.js'
+import { cuttingFetch, Gate, serveDemoAgent, type TestServer } from './http-helpers.js'
 
 /** `useChat`'s state, without React. */
 class PlainState implements ChatState<UIMessage> {
@@ -45,9 +45,8 @@ let server: TestServer
 let api: string
 
 beforeAll(async () => {
-  agent = createDemoAgent({ cache: new InMemoryServerCache({ maxSize: 100_000 }), pace: gate.pass })
-  server = await serve(createAgentHandler(agent, { basePath: '/api' }))
-  api = `${server.url}/api/runs`
+  ;({ agent, server, api } = await serveDemoAgent(gate))
+  api = `${api}/runs`
 })
 afterAll(() => server.close())
 afterEach(() => gate.open())

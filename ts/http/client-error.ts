@@ -19,11 +19,16 @@ export class AgentHttpError extends Error {
   }
 }
 
-/** The error of a response that is not a stream: its JSON error body if it has one. */
+/**
+ * The error of a response that is not a stream: its JSON error body if it
+ * has one. A body that breaks off while it is read rejects with that network
+ * error (the answer was not heard: try again), not with an error of its own.
+ */
 export async function responseError(response: Response): Promise<AgentHttpError> {
+  const text = await response.text()
   let body: unknown
   try {
-    body = await response.json()
+    body = JSON.parse(text)
   } catch {
     body = undefined
   }

@@ -102,21 +102,25 @@ export class SseConnection implements AsyncIterable<SseMessage> {
         })
         const runId = response.headers.get(RUN_ID_HEADER)
         if (runId) this.runId = runId
-        if (posting) {
+        // The start's stream, from now on read (and resumed) where its answer says.
+        const answered = (): void => {
           startAnswered = true
           const named = response.headers.get('content-location')
           target = withFormat(new URL(named ?? streamPath(this.#url, this.runId!), this.#url), this.#format)
         }
         if (response.status === 204) return // nothing (more) to read: the UI format's "ended"
         if (RETRY_STATUS.has(response.status)) {
-          failure = await responseError(response)
-          if (posting) startAnswered = false // the start did not land: send it again
+          failure = await responseError(response) // a start answered so did not land: it is sent again
         } else if (!response.ok || !response.body || !(response.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
           const error = await responseError(response)
           // The start sent again found the first one: read that run, now.
-          if (posting && startLost && error.code === ErrorCodes.RUN_EXISTS) continue
+          if (posting && startLost && error.code === ErrorCodes.RUN_EXISTS) {
+            answered()
+            continue
+          }
           throw error
         } else {
+          if (posting) answered()
           const messages = readMessages(response.body, (ms) => (serverRetry = ms))
           for await (const message of messages) {
             throwIfAborted(signal) // messages parsed together must not outlive the signal
