@@ -3,19 +3,22 @@
 // { url }), against Vercel's resumable-stream (its node-redis context; the
 // route a Next.js app would write: resumeExistingStream piped to the
 // response). Both streams carry the same SSE messages (`id:` and one `data:`
-// line of a ~50-byte text delta), and the clients are fetch (undici) in this
-// process, counting `data:` lines.
+// line of a ~50-byte text delta). The clients are fetch (undici) in a child
+// process (http-clients-child.mjs), counting `data:` lines; both servers and
+// the streams' producers share this one.
 //
-// - Reconnect to first event: a live stream that has 200 events and waits
-//   for more; a client reconnects (ours: Last-Event-ID 100, theirs: resume,
-//   which replays from the start: it has no cursor) and the clock stops at
-//   its first event. Median of SAMPLES reconnects per rep.
+// - Reconnect to first event: a live stream that has 200 (then 2,000) events
+//   and waits for more; a client reconnects (ours: with Last-Event-ID, theirs:
+//   resume, which replays from the start: it has no cursor) and the clock
+//   stops at its first event. Median of 40 reconnects per rep.
 // - Fan-out: 100 SSE clients on one fresh stream, all connected before its
 //   producer starts; the producer then emits EVENTS events as fast as it
 //   can; events delivered per second = 100 x EVENTS / (time until every
 //   client has read the end).
+import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:http'
+import { fileURLToPath } from 'node:url'
 
 import { createResumableStreamContext } from 'resumable-stream/redis'
 
@@ -25,8 +28,13 @@ import { compare, connectNodeRedis, fmt, now, stats, target } from '../lib.mjs'
 export const title = 'HTTP (SSE on loopback, same Redis): ours createAgentHandler over RedisServerCache vs Vercel resumable-stream (node-redis)'
 export const columns = { ours: 'ours', theirs: 'resumable-stream' }
 
-const HISTORY = 200
-const RESUME_AFTER = 100
+/** Live streams a client reconnects to: their length so far, and the last event the client had (ours resumes after it). */
+const RECONNECTS = [
+  { history: 200, after: 100 },
+  { history: 200, after: 190 },
+  { history: 2_000, after: 1_000 },
+  { history: 2_000, after: 1_990 },
+]
 const CLIENTS = 100
 const usage = { inputTokens: { total: 1, noCache: 1 }, outputTokens: { total: 1, text: 1 } }
 const delta = (i) => ({ type: 'text-delta', id: 't', delta: `word-${i} ` })
@@ -76,33 +84,32 @@ async function listen(listener) {
   return { server, url: `http://127.0.0.1:${server.address().port}` }
 }
 
-/** Reads an SSE response, counting `data:` lines; `onData(count)` after each chunk. Resolves with the count at the end. */
-async function countData(response, onData) {
-  const reader = response.body.getReader()
-  const decoder = new TextDecoder()
-  let carry = ''
-  let count = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) return count
-    const text = carry + decoder.decode(value, { stream: true })
-    let at = -1
-    while ((at = text.indexOf('\ndata: ', at + 1)) !== -1) count++
-    carry = text.slice(-6)
-    if (onData?.(count, reader) === false) {
-      await reader.cancel()
-      return count
-    }
-  }
-}
+const CHILD = fileURLToPath(new URL('../http-clients-child.mjs', import.meta.url))
 
-/** Time from sending the request to the first `data:` line of its answer, in ms. */
-async function firstEvent(url, headers) {
-  const start = now()
-  const response = await fetch(url, { headers })
-  if (response.status !== 200) throw new Error(`reconnect answered ${response.status}`)
-  await countData(response, (count) => count === 0)
-  return now() - start
+/** The clients' process: `ask(command)` resolves with its reply (see http-clients-child.mjs). */
+function clientsProcess() {
+  const child = fork(CHILD, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  let waiting
+  child.on('message', (message) => {
+    const pending = waiting
+    waiting = undefined
+    if (message.error) pending?.reject(new Error(`http clients: ${message.error}`))
+    else pending?.resolve(message)
+  })
+  child.on('exit', (code) => waiting?.reject(new Error(`the http clients process exited (${code})`)))
+  return {
+    ask(command) {
+      return new Promise((resolve, reject) => {
+        waiting = { resolve, reject }
+        if (command) child.send(command)
+      })
+    },
+    /** The next reply, to a command already sent. */
+    next() {
+      return this.ask(undefined)
+    },
+    stop: () => child.kill(),
+  }
 }
 
 export async function run(ctx) {
@@ -114,6 +121,8 @@ export async function run(ctx) {
   const servers = []
   const plans = new Map()
   const cache = new RedisServerCache({ url: redisUrl }, { keyPrefix: prefix })
+  const clientsChild = clientsProcess()
+  const reconnectMs = async (url, headers) => stats((await clientsChild.ask({ cmd: 'reconnect', url, headers, samples })).ms).median
   try {
     // Ours: the agent handler on its own server.
     const agent = createDurableAgent({ agent: { id: 'bench-http', model: heldModel(plans) }, cache, cleanupTimeoutMs: 0 })
@@ -170,60 +179,36 @@ export async function run(ctx) {
       return { id, release: release.resolve, drained }
     }
 
-    // Reconnect to first event.
-    const oursLive = await startRun(HISTORY, 0)
-    const theirsLive = await startStream(HISTORY, 0)
-    const settle = async () => {
-      for (const deadline = now() + 10_000; now() < deadline; await new Promise((r) => setTimeout(r, 10))) {
-        if ((await agent.getRun(oursLive.runId)).nextIndex >= HISTORY + 3) return
+    // Reconnect to first event, on a short and on a long live stream.
+    const reconnects = []
+    for (const { history, after } of RECONNECTS) {
+      const oursLive = await startRun(history, 0)
+      const theirsLive = await startStream(history, 0)
+      for (const deadline = now() + 10_000; (await agent.getRun(oursLive.runId)).nextIndex < history + 3; await new Promise((r) => setTimeout(r, 10))) {
+        if (now() > deadline) throw new Error('the run did not reach its history')
       }
-      throw new Error('the run did not reach its history')
+      log(`reconnect (${history} events, after ${after}): ${samples} reconnects per rep, ${reps} reps`)
+      const values = await compare(
+        {
+          // Events 0-2 are start, start-step and text-start: delta k is event k + 2.
+          ours: () => reconnectMs(`${ours.url}/api/runs/${oursLive.runId}/stream`, { 'last-event-id': String(after + 2) }),
+          theirs: () => reconnectMs(`${theirs.url}/rs/${theirsLive.id}`, {}),
+        },
+        { reps },
+      )
+      reconnects.push({ history, after, values })
+      oursLive.release()
+      theirsLive.release()
+      await theirsLive.drained
     }
-    await settle()
-    log(`reconnect: ${samples} reconnects per rep, ${reps} reps`)
-    const reconnect = await compare(
-      {
-        ours: async () => {
-          const ms = []
-          for (let i = 0; i < samples; i++) {
-            ms.push(await firstEvent(`${ours.url}/api/runs/${oursLive.runId}/stream`, { 'last-event-id': String(RESUME_AFTER) }))
-          }
-          return stats(ms).median
-        },
-        theirs: async () => {
-          const ms = []
-          for (let i = 0; i < samples; i++) ms.push(await firstEvent(`${theirs.url}/rs/${theirsLive.id}`, {}))
-          return stats(ms).median
-        },
-      },
-      { reps },
-    )
-    oursLive.release()
-    theirsLive.release()
-    await theirsLive.drained
 
     // Fan-out to 100 SSE clients.
     const fanOut = async (url, expected, release) => {
-      const connected = []
-      const ended = []
-      for (let c = 0; c < CLIENTS; c++) {
-        const ready = deferred()
-        connected.push(ready.promise)
-        ended.push(
-          fetch(url).then((response) => {
-            if (response.status !== 200) throw new Error(`a fan-out client got ${response.status}`)
-            ready.resolve()
-            return countData(response)
-          }),
-        )
-      }
-      await Promise.all(connected)
-      const start = now()
+      await clientsChild.ask({ cmd: 'connect', url, clients: CLIENTS, expected })
+      const start = performance.timeOrigin + now()
       release()
-      const counts = await Promise.all(ended)
-      const seconds = (now() - start) / 1000
-      if (counts.some((count) => count < expected)) throw new Error(`a fan-out client got ${Math.min(...counts)} of ${expected} events`)
-      return (CLIENTS * events) / seconds
+      const { doneAt } = await clientsChild.next()
+      return (CLIENTS * events) / ((doneAt - start) / 1000)
     }
     log(`fan-out: ${CLIENTS} clients, ${events} events, ${reps} reps`)
     const fanout = await compare(
@@ -242,19 +227,22 @@ export async function run(ctx) {
       { reps },
     )
     note(
-      `reconnect: ours resumes after Last-Event-ID ${RESUME_AFTER} of ${HISTORY}; resumable-stream has no cursor, so its resume replays all ${HISTORY} (its producer sends them in one pub/sub message). ` +
-        `Fan-out: ${CLIENTS} fetch clients in this process, ${events} events each; the servers run in this process too.`,
+      `reconnect: ours resumes after the client's last event (Last-Event-ID); resumable-stream has no cursor, so its resume replays the whole stream ` +
+        `(its producer sends what it has in one pub/sub message). The 200-event stream is resumed halfway; the 2,000-event one (a long answer) near its end, after a brief drop. ` +
+        `Fan-out: ${CLIENTS} fetch clients (in the clients' process), ${events} events each.`,
     )
-    const reconnectRatio = reconnect.ours.median / reconnect.theirs.median
     const fanoutRatio = fanout.ours.median / fanout.theirs.median
     return [
-      {
-        metric: 'reconnect to first event',
-        unit: 'ms',
-        better: 'lower',
-        values: reconnect,
-        target: { ...target(reconnectRatio, '<=', 1, 'ours/theirs <= 1'), versus: 'resumable-stream', referenceValue: reconnect.theirs.median, display: `${fmt(reconnectRatio)}x` },
-      },
+      ...reconnects.map(({ history, after, values }) => {
+        const ratio = values.ours.median / values.theirs.median
+        return {
+          metric: `reconnect to first event, ${history}-event stream, after event ${after}`,
+          unit: 'ms',
+          better: 'lower',
+          values,
+          target: { ...target(ratio, '<=', 1, 'ours/theirs <= 1'), versus: 'resumable-stream', referenceValue: values.theirs.median, display: `${fmt(ratio)}x` },
+        }
+      }),
       {
         metric: `events delivered per second, ${CLIENTS} SSE clients of one stream`,
         unit: 'events/s',
@@ -264,6 +252,7 @@ export async function run(ctx) {
       },
     ]
   } finally {
+    clientsChild.stop()
     for (const server of servers) {
       server.closeAllConnections()
       server.close()

@@ -5,7 +5,7 @@
  * and replayed like a run. Under `agent.stream.<id>` (`runTopic(id)`), the
  * agent handler's `GET {base}/runs/<id>/stream` serves it, from any offset.
  *
- * Each chunk is a `chunk` event (the chunk in `data`); the end of the input
+ * Each chunk is a `data` event (the chunk in `data`); the end of the input
  * is an `end` event, and an input that failed an `error` event
  * (`{ name, message }`), so readers learn how it ended.
  */

@@ -25,7 +25,7 @@ import { ChatRuns } from './chat-runs.js'
 import { errorResponse, httpError, jsonResponse } from './http-errors.js'
 import { END_EVENT, FORMAT_PARAM, RUN_ID_HEADER, type StreamEnd, type WireFormat } from './protocol.js'
 import { SSE_HEADERS, sseMessage, sseRetry } from './sse.js'
-import { directSource, notFound, runSource, runTopic } from './stream-sources.js'
+import { notFound, runTopic, topicSource } from './stream-sources.js'
 import { nextIndexOf, serveTopic, type StreamSource } from './topic-stream.js'
 import { approvalsOf, isChatRequest, modelMessagesOf, type ApprovalDecision } from './ui-chat-request.js'
 import { framesOf } from './wire-format.js'
@@ -105,7 +105,7 @@ export function createAgentHandler(agent: AnyDurableAgent, options: AgentHandler
     // Nothing under this (unguessable) id: nothing to protect, so 404 before asking.
     if (!run && next === 0) throw notFound(id)
     await authorize(request, { runId: id, ...(run?.resourceId !== undefined ? { resourceId: run.resourceId } : {}) })
-    return run ? { run, source: runSource(agent, id), next } : { source: directSource(internals, id), next }
+    return { ...(run ? { run } : {}), source: topicSource(agent, internals, id), next }
   }
 
   const startRun = async (request: Request, url: URL): Promise<Response> => {
@@ -131,7 +131,7 @@ export function createAgentHandler(agent: AnyDurableAgent, options: AgentHandler
     })
     const { runId } = await agent.stream(messages, runOptions)
     if (chat) await chats.record(runOptions.threadId!, runId)
-    return served.respond(request, runSource(agent, runId), 0, format, runHeaders(base, runId))
+    return served.respond(request, topicSource(agent, internals, runId), 0, format, runHeaders(base, runId))
   }
 
   /** Approval decisions for run `id`, then its continuation, streamed. */
@@ -151,7 +151,7 @@ export function createAgentHandler(agent: AnyDurableAgent, options: AgentHandler
       await agent.resume(id, { approved, ...(toolCallId !== undefined ? { toolCallId } : {}), ...(reason !== undefined ? { reason } : {}) })
     }
     // A suspended run appends nothing: its continuation starts at the index it stopped at.
-    return served.respond(request, runSource(agent, id), run.nextIndex, format, runHeaders(base, id))
+    return served.respond(request, topicSource(agent, internals, id), run.nextIndex, format, runHeaders(base, id))
   }
 
   const routes = async (request: Request): Promise<Response> => {
@@ -212,6 +212,15 @@ export function createAgentHandler(agent: AnyDurableAgent, options: AgentHandler
 
   const resume = async (request: Request, url: URL, id: string): Promise<Response> => {
     const from = positionOf(request, url)
+    const format = formatOf(url)
+    // No `authorize`: nothing to learn of the run first, so the stream is read at once (one round trip).
+    if (!options.authorize) {
+      const response = await served.respond(request, topicSource(agent, internals, id), from, format ?? defaultFormat, runHeaders(base, id)).catch((error: { code?: string }) => {
+        if (error?.code !== ErrorCodes.RUN_NOT_FOUND) throw error
+        return undefined
+      })
+      if (response) return response
+    }
     const found = await target(request, id).catch(async (error: { code?: string }) => {
       // A stock `useChat` reconnects naming its chat: serve the chat's latest run.
       if (error?.code !== ErrorCodes.RUN_NOT_FOUND) throw error
@@ -219,11 +228,10 @@ export function createAgentHandler(agent: AnyDurableAgent, options: AgentHandler
       if (runId === undefined) throw error
       return { ...(await target(request, runId)), chat: true }
     })
-    const format = formatOf(url) ?? ('chat' in found ? 'ui' : defaultFormat)
     const runId = found.run?.runId ?? id
     // A stock `useChat` asks, with no position, whether its chat has an active stream: one that is over is 204, "nothing to resume".
     if ('chat' in found && !hasPosition(request, url) && found.run?.status !== 'running') return new Response(null, { status: 204, headers: runHeaders(base, runId) })
-    return served.respond(request, found.source, from, format, runHeaders(base, runId), found.next)
+    return served.respond(request, found.source, from, format ?? ('chat' in found ? 'ui' : defaultFormat), runHeaders(base, runId), found.next)
   }
 
   const stop = async (request: Request, id: string): Promise<Response> => {
@@ -255,7 +263,7 @@ class Served {
   ) {}
 
   async respond(request: Request, source: StreamSource, from: number, format: WireFormat, headers: Record<string, string>, next?: number): Promise<Response> {
-    const frames = framesOf(format, source.kind)
+    const frames = framesOf(format)
     const served = await serveTopic(this.internals, source, from, { frames, ...this.timing, signal: request.signal, headers }, next)
     if ('response' in served) return served.response
     return ended(served.ended, format, headers, this.timing.retryMs)

@@ -11,6 +11,9 @@ import { Readable } from 'node:stream'
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void
 
+/** The reason a request's signal aborts: made once (a `DOMException` per request costs its stack trace, at every disconnect). */
+const CLIENT_GONE = Object.assign(new Error('the client went away'), { name: 'AbortError' })
+
 export function toNodeHandler(handler: (request: Request) => Promise<Response>): NodeHandler {
   return (req, res) => {
     void serve(handler, req, res).catch((error: unknown) => {
@@ -26,21 +29,20 @@ export function toNodeHandler(handler: (request: Request) => Promise<Response>):
 async function serve(handler: (request: Request) => Promise<Response>, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const controller = new AbortController()
   // `close` on the response: the client went away (or the answer was sent).
-  res.once('close', () => controller.abort())
+  res.once('close', () => controller.abort(CLIENT_GONE))
   const response = await handler(toRequest(req, controller.signal))
   const headers: Record<string, string | string[]> = {}
   response.headers.forEach((value, name) => {
     headers[name] = name === 'set-cookie' ? response.headers.getSetCookie() : value
   })
   // Answered before the request body was read (say 413): the rest of it is still on the socket, which cannot be reused.
-  if (!req.complete) headers.connection = 'close'
+  if (hasBody(req) && !req.complete) headers.connection = 'close'
   res.writeHead(response.status, headers)
   if (!response.body) {
     res.end()
     return
   }
-  // Headers now, not with the first chunk: an SSE client knows at once the stream is open.
-  res.flushHeaders()
+  // The headers go out with the first chunk, in one write (the agent's streams write theirs at once).
   const reader = response.body.getReader()
   const onClose = (): void => void reader.cancel().catch(() => {})
   res.once('close', onClose)
@@ -48,7 +50,12 @@ async function serve(handler: (request: Request) => Promise<Response>, req: Inco
     for (;;) {
       const { done, value } = await reader.read()
       if (done) break
-      if (!res.write(value)) await drained(res)
+      const flowing = res.write(value)
+      // Node corks the socket at a write and uncorks it on the next tick; the
+      // next chunk often comes within this one (more stored events), so the
+      // client would wait for all of them: send each chunk as it is written.
+      if (res.socket && res.socket.writableCorked > 0) res.socket.uncork()
+      if (!flowing) await drained(res)
       if (res.destroyed) break
     }
   } catch (error) {
@@ -72,17 +79,19 @@ function drained(res: ServerResponse): Promise<void> {
   })
 }
 
+function hasBody(req: IncomingMessage): boolean {
+  return req.method !== 'GET' && req.method !== 'HEAD'
+}
+
 function toRequest(req: IncomingMessage, signal: AbortSignal): Request {
   const host = req.headers.host ?? 'localhost'
   const url = new URL(req.url ?? '/', `http://${host}`)
   const headers = new Headers()
   for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!)
-  const method = req.method ?? 'GET'
-  const hasBody = method !== 'GET' && method !== 'HEAD'
   return new Request(url, {
-    method,
+    method: req.method ?? 'GET',
     headers,
     signal,
-    ...(hasBody ? { body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: 'half' } : {}),
+    ...(hasBody(req) ? { body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: 'half' } : {}),
   } as RequestInit)
 }

@@ -6,10 +6,8 @@ import type { StreamPart } from '../agent/types.js'
 import type { PubSubEvent } from '../topic-reader.js'
 import { END_EVENT, ERROR_EVENT, UI_MESSAGE_STREAM_HEADER, type ErrorBody, type StreamEnd, type WireFormat } from './protocol.js'
 import { SSE_HEADERS, sseMessage } from './sse.js'
+import { RUN_PART } from './stream-sources.js'
 import { SUSPENDED_CHUNK, toUIMessageChunk } from './ui-message-stream.js'
-
-/** What a topic holds: a durable run's events, or a direct stream's chunks (`CachingTransformStream`). */
-export type SourceKind = 'run' | 'direct'
 
 export interface Frames {
   readonly headers: Readonly<Record<string, string>>
@@ -25,8 +23,8 @@ export interface Frames {
 
 const DONE = 'data: [DONE]\n\n'
 
-/** The frames of `format` for a topic of `kind`. */
-export function framesOf(format: WireFormat, kind: SourceKind): Frames {
+/** The frames of `format`. */
+export function framesOf(format: WireFormat): Frames {
   if (format === 'parts') {
     return {
       headers: SSE_HEADERS,
@@ -38,14 +36,11 @@ export function framesOf(format: WireFormat, kind: SourceKind): Frames {
   }
   return {
     headers: { ...SSE_HEADERS, [UI_MESSAGE_STREAM_HEADER]: 'v1' },
-    event:
-      kind === 'run'
-        ? (event) => {
-            const chunk = toUIMessageChunk(event.data as StreamPart, event.runId)
-            return chunk === undefined ? '' : sseMessage(JSON.stringify(chunk), event.index)
-          }
-        : // A direct stream in the UI format holds UI chunks already.
-          (event) => sseMessage(JSON.stringify(event.data), event.index),
+    event: (event) => {
+      // A run's part becomes its UI chunk; a direct stream served in the UI format holds UI chunks already.
+      const chunk = event.type === RUN_PART ? toUIMessageChunk(event.data as StreamPart, event.runId) : event.data
+      return chunk === undefined ? '' : sseMessage(JSON.stringify(chunk), event.index)
+    },
     suspension: (event) => sseMessage(JSON.stringify(SUSPENDED_CHUNK), event.index),
     end: () => DONE,
     // `code` rides along: the AI SDK's chunk schema lets unknown keys through.
