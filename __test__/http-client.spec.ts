@@ -4,7 +4,7 @@
  * number of response bytes) in 200 runs, each of which must end with
  * exactly the run's parts, in order; typed errors; the signal; giving up.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import {
   AgentHttpError,
@@ -14,12 +14,11 @@ import {
   InMemoryServerCache,
   resumableStream,
   runTopic,
-  type DurableAgent,
   type StreamPart,
 } from '../dist/index.js'
 import { createDemoAgent, expectedText } from '../examples/web/demo-agent.mjs'
 import { eventually, freePort, within } from './helpers.js'
-import { cuttingFetch, Gate, serve, serveDemoAgent, type TestServer } from './http-helpers.js'
+import { cuttingFetch, demoServerPerFile, serve } from './http-helpers.js'
 
 const RUNS = Number(process.env.HTTP_RUNS ?? 200)
 const CONCURRENCY = 16
@@ -37,19 +36,11 @@ function random(seed: number): () => number {
   }
 }
 
-const gate = new Gate()
-let agent: DurableAgent
-let server: TestServer
-let api: string
-
-beforeAll(async () => {
-  ;({ agent, server, api } = await serveDemoAgent(gate))
-})
-afterAll(() => server.close())
-afterEach(() => gate.open())
+const demo = demoServerPerFile()
+const { gate } = demo
 
 async function storedParts(runId: string): Promise<StreamPart[]> {
-  const events = await agent.pubsub.getHistory(runTopic(runId))
+  const events = await demo.agent.pubsub.getHistory(runTopic(runId))
   return events.filter((e) => e.type === 'chunk').map((e) => e.data as StreamPart)
 }
 
@@ -75,7 +66,7 @@ describe('resumableStream', () => {
         const fetch = cuttingFetch(() => plan.shift())
         let disconnects = 0
         const question = `run ${i}`
-        const stream = resumableStream(`${api}/runs`, {
+        const stream = resumableStream(`${demo.api}/runs`, {
           fetch,
           body: { messages: question },
           retry: { initialDelayMs: 1, maxDelayMs: 20 },
@@ -98,31 +89,31 @@ describe('resumableStream', () => {
   }, 300_000)
 
   it('resumes from lastEventId, and a suspended run ends with its end; the approved continuation reads on from where it stopped', async () => {
-    const stream = resumableStream(`${api}/runs`, { body: { messages: 'refund please' } })
+    const stream = resumableStream(`${demo.api}/runs`, { body: { messages: 'refund please' } })
     const parts = await collect(stream)
     expect(parts.at(-1)).toMatchObject({ type: 'tool-approval-request' })
     expect(stream.end).toMatchObject({ status: 'suspended', pendingApprovals: [{ toolCallId: 'refund-1' }] })
-    const approved = await fetch(`${api}/runs/${stream.runId}/approve`, {
+    const approved = await fetch(`${demo.api}/runs/${stream.runId}/approve`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ toolCallId: 'refund-1' }),
     })
     await approved.body!.cancel() // read elsewhere: below
-    const rest = resumableStream(`${api}/runs/${stream.runId}/stream`, { lastEventId: stream.lastEventId! })
+    const rest = resumableStream(`${demo.api}/runs/${stream.runId}/stream`, { lastEventId: stream.lastEventId! })
     const after = await collect(rest)
     expect(rest.end?.status).toBe('finished')
     expect([...parts, ...after]).toEqual(await storedParts(stream.runId!))
   })
 
   it('ends with a typed error carrying the server code: 404, 409 (a position past the end), 410 (expired)', async () => {
-    const missing = resumableStream(`${api}/runs/no-such-run/stream`)
+    const missing = resumableStream(`${demo.api}/runs/no-such-run/stream`)
     const notFound = await collect(missing).catch((error: unknown) => error)
     expect(notFound).toBeInstanceOf(AgentHttpError)
     expect(notFound).toMatchObject({ code: ErrorCodes.RUN_NOT_FOUND, status: 404 })
 
-    const done = resumableStream(`${api}/runs`, { body: { messages: 'short' } })
+    const done = resumableStream(`${demo.api}/runs`, { body: { messages: 'short' } })
     await collect(done)
-    const ahead = await collect(resumableStream(`${api}/runs/${done.runId}/stream`, { lastEventId: done.lastEventId! + 5 })).catch((e: unknown) => e)
+    const ahead = await collect(resumableStream(`${demo.api}/runs/${done.runId}/stream`, { lastEventId: done.lastEventId! + 5 })).catch((e: unknown) => e)
     expect(ahead).toMatchObject({ code: ErrorCodes.TOPIC_REWRITTEN, status: 409, body: { nextIndex: done.lastEventId! + 1 } })
 
     const trimmedAgent = createDemoAgent({
@@ -145,7 +136,7 @@ describe('resumableStream', () => {
   it('the signal ends the stream with its reason; the run goes on', async () => {
     gate.close()
     const controller = new AbortController()
-    const stream = resumableStream(`${api}/runs`, { body: { messages: 'abandoned' }, signal: controller.signal })
+    const stream = resumableStream(`${demo.api}/runs`, { body: { messages: 'abandoned' }, signal: controller.signal })
     const iterator = stream[Symbol.asyncIterator]()
     expect((await iterator.next()).value).toEqual({ type: 'start' })
     const reason = new Error('the page was closed')
@@ -153,18 +144,18 @@ describe('resumableStream', () => {
     controller.abort(reason)
     await expect(reading).rejects.toBe(reason)
     gate.open()
-    await eventually(async () => (await agent.getRun(stream.runId!)).status === 'finished', 10_000, 'the run to finish')
+    await eventually(async () => (await demo.agent.getRun(stream.runId!)).status === 'finished', 10_000, 'the run to finish')
   })
 
   it('a 503 (the store briefly away) is retried; a server that stays unreachable ends it with ERR_HTTP after retry.maxAttempts', async () => {
     let refusals = 2
-    const handler = createAgentHandler(agent, { basePath: '/api' })
+    const handler = createAgentHandler(demo.agent, { basePath: '/api' })
     const flaky = await serve(async (request) => {
       if (request.method === 'GET' && refusals-- > 0) return new Response(JSON.stringify({ code: ErrorCodes.REDIS_UNAVAILABLE, message: 'away' }), { status: 503 })
       return handler(request)
     })
     try {
-      const done = resumableStream(`${api}/runs`, { body: { messages: 'flaky' } })
+      const done = resumableStream(`${demo.api}/runs`, { body: { messages: 'flaky' } })
       await collect(done)
       let disconnects = 0
       const again = resumableStream(`${flaky.url}/api/runs/${done.runId}/stream`, { retry: { initialDelayMs: 1 }, onDisconnect: () => void disconnects++ })

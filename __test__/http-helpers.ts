@@ -7,6 +7,7 @@ import { request as httpRequest, createServer, type IncomingHttpHeaders, type Se
 import type { AddressInfo } from 'node:net'
 
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
+import { afterAll, afterEach, beforeAll } from 'vitest'
 
 import { createAgentHandler, InMemoryServerCache, toNodeHandler, type DurableAgent } from '../dist/index.js'
 import { createDemoAgent } from '../examples/web/demo-agent.mjs'
@@ -34,10 +35,23 @@ export async function serve(handler: (request: Request) => Response | Promise<Re
 }
 
 /** The web demo's agent in memory, its model paced by `gate`, served under `/api`. */
-export async function serveDemoAgent(gate: Gate): Promise<{ agent: DurableAgent; server: TestServer; api: string }> {
+async function serveDemoAgent(gate: Gate): Promise<{ agent: DurableAgent; server: TestServer; api: string }> {
   const agent = createDemoAgent({ cache: new InMemoryServerCache({ maxSize: 100_000 }), pace: gate.pass })
   const server = await serve(createAgentHandler(agent, { basePath: '/api' }))
   return { agent, server, api: `${server.url}/api` }
+}
+
+/**
+ * `serveDemoAgent` for a whole spec file: the returned object's `agent`,
+ * `server` and `api` are set before its tests run; the server closes after
+ * them, and the gate opens after each.
+ */
+export function demoServerPerFile(): { gate: Gate; agent: DurableAgent; server: TestServer; api: string } {
+  const demo = { gate: new Gate() } as { gate: Gate; agent: DurableAgent; server: TestServer; api: string }
+  beforeAll(async () => void Object.assign(demo, await serveDemoAgent(demo.gate)))
+  afterAll(() => demo.server.close())
+  afterEach(() => demo.gate.open())
+  return demo
 }
 
 /** Every SSE message of a response body, and the comments, read to its end (which must come within `ms`). */

@@ -6,12 +6,12 @@
  * network cut, where the stock transport duplicates the answer.
  */
 import { AbstractChat, DefaultChatTransport, lastAssistantMessageIsCompleteWithApprovalResponses, type ChatInit, type ChatState, type UIMessage } from 'ai'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
-import { createResumableChatTransport, type ChatStorage, type DurableAgent } from '../dist/index.js'
+import { createResumableChatTransport, type ChatStorage } from '../dist/index.js'
 import { expectedText } from '../examples/web/demo-agent.mjs'
 import { eventually } from './helpers.js'
-import { cuttingFetch, Gate, serveDemoAgent, type TestServer } from './http-helpers.js'
+import { cuttingFetch, demoServerPerFile } from './http-helpers.js'
 
 /** `useChat`'s state, without React. */
 class PlainState implements ChatState<UIMessage> {
@@ -39,45 +39,38 @@ function memoryStorage(): ChatStorage & { map: Map<string, string> } {
   return { map, getItem: (k) => map.get(k) ?? null, setItem: (k, v) => void map.set(k, v), removeItem: (k) => void map.delete(k) }
 }
 
-const gate = new Gate()
-let agent: DurableAgent
-let server: TestServer
-let api: string
-
-beforeAll(async () => {
-  ;({ agent, server, api } = await serveDemoAgent(gate))
-  api = `${api}/runs`
-})
-afterAll(() => server.close())
-afterEach(() => gate.open())
+const demo = demoServerPerFile()
+const { gate } = demo
+/** The handler's runs route, which `useChat`'s transports take as their `api`. */
+const runsApi = () => `${demo.api}/runs`
 
 describe('a stock useChat client (DefaultChatTransport)', () => {
   it('chats against the UI message stream: the answer is the run, its message id the run id, its chat the thread', async () => {
-    const chat = new Chat({ id: 'chat-stock-1', transport: new DefaultChatTransport({ api }) })
+    const chat = new Chat({ id: 'chat-stock-1', transport: new DefaultChatTransport({ api: runsApi() }) })
     await chat.sendMessage({ text: 'hello from useChat' })
     expect(chat.status).toBe('ready')
     const answer = lastAssistant(chat)!
     expect(textOf(answer)).toBe(expectedText('hello from useChat'))
     expect(answer.parts.filter((p) => p.type === 'text')).toHaveLength(1)
-    const run = await agent.getRun(answer.id)
+    const run = await demo.agent.getRun(answer.id)
     expect(run).toMatchObject({ status: 'finished', threadId: 'chat-stock-1' })
   })
 
   it("reattaches to a running run after a reload with its stock resume (GET {api}/{chatId}/stream), and gets 204 once it has ended", async () => {
     gate.allow(5)
-    const first = new Chat({ id: 'chat-stock-2', transport: new DefaultChatTransport({ api }) })
+    const first = new Chat({ id: 'chat-stock-2', transport: new DefaultChatTransport({ api: runsApi() }) })
     const sending = first.sendMessage({ text: 'reattach' })
     await eventually(() => gate.reached > 0 && textOf(lastAssistant(first)).split(' ').length >= 4, 10_000, 'some words')
     await first.stop() // a reload: the page goes, the run goes on
     await sending
     // The reloaded page has what a server keeps: the user's message (the answer is not done).
     const saved = first.messages.filter((m) => m.role === 'user')
-    const reloaded = new Chat({ id: 'chat-stock-2', messages: saved, transport: new DefaultChatTransport({ api }) })
+    const reloaded = new Chat({ id: 'chat-stock-2', messages: saved, transport: new DefaultChatTransport({ api: runsApi() }) })
     const resuming = reloaded.resumeStream()
     gate.open()
     await resuming
     expect(textOf(lastAssistant(reloaded))).toBe(expectedText('reattach'))
-    const later = new Chat({ id: 'chat-stock-2', messages: reloaded.messages, transport: new DefaultChatTransport({ api }) })
+    const later = new Chat({ id: 'chat-stock-2', messages: reloaded.messages, transport: new DefaultChatTransport({ api: runsApi() }) })
     await later.resumeStream()
     expect(later.messages).toEqual(reloaded.messages) // 204: nothing to resume, nothing changed
   })
@@ -85,7 +78,7 @@ describe('a stock useChat client (DefaultChatTransport)', () => {
   it("approves a tool call with the AI SDK's own flow (addToolApprovalResponse, then sendAutomaticallyWhen)", async () => {
     const chat = new Chat({
       id: 'chat-stock-3',
-      transport: new DefaultChatTransport({ api }),
+      transport: new DefaultChatTransport({ api: runsApi() }),
       sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
     })
     await chat.sendMessage({ text: 'please refund order A-1001' })
@@ -98,7 +91,7 @@ describe('a stock useChat client (DefaultChatTransport)', () => {
     expect(answer.id).toBe(asking.id)
     expect(answer.parts.find((p) => p.type === 'tool-issueRefund')).toMatchObject({ state: 'output-available', output: { amount: 42 } })
     expect(textOf(answer)).toMatch(/Refund R-[0-9a-f]{8} issued: 42 EUR for order A-1001\.$/)
-    expect((await agent.getRun(answer.id)).status).toBe('finished')
+    expect((await demo.agent.getRun(answer.id)).status).toBe('finished')
   })
 })
 
@@ -121,7 +114,7 @@ describe('createResumableChatTransport', () => {
       seen.push({ url: String(input), lastEventId: new Headers(init?.headers).get('last-event-id') })
       return fetch(input, init)
     }
-    const make = () => createResumableChatTransport({ api, storage, fetch: logging })
+    const make = () => createResumableChatTransport({ api: runsApi(), storage, fetch: logging })
     const saved = await reloadMidAnswer('chat-ours-1', 'reload me', make)
     expect(textOf(saved.at(-1))).not.toBe(expectedText('reload me')) // mid-answer
     const transport = make()
@@ -146,8 +139,8 @@ describe('createResumableChatTransport', () => {
   })
 
   it('where the stock transport, in the same reload, duplicates the answer', async () => {
-    const saved = await reloadMidAnswer('chat-stock-dup', 'reload me too', () => new DefaultChatTransport({ api }))
-    const reloaded = new Chat({ id: 'chat-stock-dup', messages: saved, transport: new DefaultChatTransport({ api }) })
+    const saved = await reloadMidAnswer('chat-stock-dup', 'reload me too', () => new DefaultChatTransport({ api: runsApi() }))
+    const reloaded = new Chat({ id: 'chat-stock-dup', messages: saved, transport: new DefaultChatTransport({ api: runsApi() }) })
     const resuming = reloaded.resumeStream()
     gate.open()
     await resuming
@@ -159,7 +152,7 @@ describe('createResumableChatTransport', () => {
   it('rides out network cuts inside one answer: useChat sees no error and every chunk once', async () => {
     const cuts: (number | undefined)[] = [400, 900, 300]
     const cutting = cuttingFetch(() => cuts.shift())
-    const transport = createResumableChatTransport({ api, storage: memoryStorage(), fetch: cutting, retry: { initialDelayMs: 1 } })
+    const transport = createResumableChatTransport({ api: runsApi(), storage: memoryStorage(), fetch: cutting, retry: { initialDelayMs: 1 } })
     const chat = new Chat({ id: 'chat-ours-2', transport })
     await chat.sendMessage({ text: 'cut me' })
     expect(cutting.cuts).toBe(3)
@@ -170,13 +163,13 @@ describe('createResumableChatTransport', () => {
 
   it('stop(chatId) stops the run itself; useChat’s stop() only disconnects', async () => {
     gate.close()
-    const transport = createResumableChatTransport({ api, storage: memoryStorage() })
+    const transport = createResumableChatTransport({ api: runsApi(), storage: memoryStorage() })
     const chat = new Chat({ id: 'chat-ours-3', transport })
     const sending = chat.sendMessage({ text: 'stop me' })
     await eventually(() => transport.runIdOf('chat-ours-3') !== undefined && lastAssistant(chat) !== undefined, 10_000, 'the answer to start')
     const runId = transport.runIdOf('chat-ours-3')!
     await transport.stop('chat-ours-3')
     await sending
-    await eventually(async () => (await agent.getRun(runId)).status === 'aborted', 10_000, 'the run to abort')
+    await eventually(async () => (await demo.agent.getRun(runId)).status === 'aborted', 10_000, 'the run to abort')
   })
 })
