@@ -25,6 +25,7 @@ const SECTIONS = [
   { name: 'pubsub-cluster', aliases: ['cluster'], module: './sections/pubsub-cluster.mjs' },
   { name: 'agent-memory', aliases: [], module: './sections/agent-memory.mjs' },
   { name: 'agent-redis', aliases: [], module: './sections/agent-redis.mjs' },
+  { name: 'http-resume', aliases: ['http'], module: './sections/http-resume.mjs' },
 ]
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -160,6 +161,7 @@ async function main() {
       '@mastra/core': version('@mastra/core'),
       '@mastra/redis': version('@mastra/redis'),
       redis: version('redis'),
+      'resumable-stream': version('resumable-stream'),
     },
     redisBenchmark: redisBenchmarkVersion(),
     event: { jsonBytes: { median: size.median, mean: size.mean, min: size.min, max: size.max }, example: sample[0] },

@@ -64,6 +64,17 @@ export const ErrorCodes = {
   INVALID_MODEL: 'ERR_INVALID_MODEL',
   /** `generate` of a run whose model failed (threw, rejected, sent an error part, replied in a shape we cannot read); `cause` is the model's error. */
   MODEL_FAILED: 'ERR_MODEL_FAILED',
+  /** HTTP: the handler's `authorize` refused the request (403); nothing was read or changed. */
+  FORBIDDEN: 'ERR_FORBIDDEN',
+  /** HTTP: no route of the handler has this path (404) or this method (405). */
+  NO_ROUTE: 'ERR_NO_ROUTE',
+  /**
+   * HTTP client: a response the client cannot use (a status or content type
+   * the protocol does not have, an error body without a code), or a stream
+   * that kept failing to reconnect (`retry.maxAttempts` in a row); `cause`
+   * holds the last failure.
+   */
+  HTTP: 'ERR_HTTP',
   /** A bug: a Rust panic or an unexpected native failure. Please report it. */
   INTERNAL: 'ERR_INTERNAL',
 } as const

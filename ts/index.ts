@@ -31,9 +31,16 @@ export {
   type CreateDurableAgentOptions,
   type DurableAgentActiveRun,
   type DurableAgentRecoverActiveRunsResult,
+  type DurableAgentRun,
   type DurableAgentStreamResult,
   type MastraAgentLike,
 } from './agent/durable-agent.js'
 export { DurableOutput } from './agent/output.js'
 export type * from './agent/types.js'
 export type { MastraChunk } from './agent/mastra-chunks.js'
+export { createAgentHandler, type AgentHandler, type AgentHandlerOptions } from './http/handler.js'
+export { toNodeHandler, type NodeHandler } from './http/node-adapter.js'
+export { CachingTransformStream, type CachingTransformStreamOptions } from './http/caching-transform-stream.js'
+export { runTopic } from './http/stream-sources.js'
+export { toUIMessageChunk, type UIMessageChunk } from './http/ui-message-stream.js'
+export * from './http/browser.js'

@@ -38,9 +38,13 @@ export class TopicReader {
     return text === null ? null : (JSON.parse(text) as RawPage)
   }
 
-  /** The next stored page without waiting for new events; `undefined` once caught up (or closed). */
-  available(): RawPage | Promise<RawPage | undefined> {
-    return this.#read((id) => this.subscription.readAvailable(id, this.pageSize))
+  /**
+   * The next stored page without waiting for new events; `undefined` once
+   * caught up (or closed). `max`: a smaller page, for a first answer that
+   * should not wait for a whole page to be read.
+   */
+  available(max = this.pageSize): RawPage | Promise<RawPage | undefined> {
+    return this.#read((id) => this.subscription.readAvailable(id, max))
   }
 
   /**

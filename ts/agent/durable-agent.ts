@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto'
 import { NativeAgent } from '../../native.js'
 import { checkKey, checkOptions } from '../args.js'
 import { coded, ErrorCodes, hasCode, native } from '../errors.js'
+import { parseEventIndex } from '../event-index.js'
 import { pubsubInternals, type PubSubInternals } from '../internal.js'
 import { InMemoryServerCache } from '../memory-cache.js'
 import { CachingPubSub, type InnerPubSub } from '../pubsub.js'
@@ -126,12 +127,34 @@ export interface DurableAgentRecoverActiveRunsResult {
   failed: number
 }
 
+/** A stored run as `getRun` reports it. */
+export interface DurableAgentRun {
+  runId: string
+  status: RunSummary['status']
+  /** The current step, 0-based. */
+  step: number
+  /** The index the run's next event gets (its topic's next index). */
+  nextIndex: number
+  /** Tool calls waiting for an approval decision (a suspended run). */
+  pendingApprovals: { toolCallId: string; toolName: string; args: unknown }[]
+  threadId?: string
+  resourceId?: string
+  createdAt: Date
+  updatedAt: Date
+  /** Whether a process holds the run's lease (drives it now). */
+  driven: boolean
+  /** Whether this process drives it. */
+  drivenHere: boolean
+}
+
 interface RunSummary {
   runId: string
   agentId: string
   status: 'running' | 'suspended' | 'finished' | 'failed' | 'aborted'
   step: number
   nextEvent: number
+  pending: { toolCallId: string; toolName: string; args: unknown; needsApproval: boolean; decision?: unknown }[]
+  createdAt: string
   updatedAt: string
   /** Whether a process holds the run's lease (drives it now); from `inspect` and `runningRuns`. */
   leased?: boolean
@@ -260,6 +283,7 @@ export class DurableAgent<
 
   /** Starts a run and streams it. Resolves once the run is stored (its events are readable from index 0). */
   async stream(messages: MessageInput, options: StreamOptions<ChunkOf<F>> = {}): Promise<DurableAgentStreamResult<ChunkOf<F>>> {
+    if (options?.resumeFromEventId !== undefined) return this.#continueView(options)
     checkOptions(
       options,
       {
@@ -455,6 +479,51 @@ export class DurableAgent<
   /** Runs this process is driving now. */
   get activeRuns(): number {
     return this.#native.activeRuns
+  }
+
+  /**
+   * A stored run as it stands: status, step, the index its next event gets,
+   * the calls waiting for approval, who drives it. `ERR_RUN_NOT_FOUND` if
+   * there is none.
+   */
+  async getRun(runId: string): Promise<DurableAgentRun> {
+    const topic = `agent.stream.${runId}`
+    const [summary, next] = await Promise.all([
+      this.#inspect(runId),
+      this.#pubsub.bridge.call<number>((id) => this.#pubsub.native.nextIndex(id, topic)),
+    ])
+    return {
+      runId,
+      status: summary.status,
+      step: summary.step,
+      // Read side by side: the checkpoint's count may be ahead of a topic read just before it.
+      nextIndex: Math.max(next, summary.nextEvent),
+      pendingApprovals: summary.pending
+        .filter((call) => call.needsApproval && call.decision == null)
+        .map(({ toolCallId, toolName, args }) => ({ toolCallId, toolName, args })),
+      ...(summary.options.threadId !== undefined ? { threadId: summary.options.threadId } : {}),
+      ...(summary.options.resourceId !== undefined ? { resourceId: summary.options.resourceId } : {}),
+      createdAt: new Date(summary.createdAt),
+      updatedAt: new Date(summary.updatedAt),
+      driven: summary.leased === true,
+      drivenHere: this.#controllers.has(runId),
+    }
+  }
+
+  /** `stream(…, { runId, resumeFromEventId })`: the run from the event after the client's last one. */
+  async #continueView(options: StreamOptions<ChunkOf<F>>): Promise<DurableAgentStreamResult<ChunkOf<F>>> {
+    const index = parseEventIndex(options.resumeFromEventId, 'resumeFromEventId')
+    if (typeof options.runId !== 'string') {
+      throw coded(new TypeError('resumeFromEventId needs the runId of the run to continue'), ErrorCodes.INVALID_ARG)
+    }
+    const run = await this.getRun(options.runId)
+    if (index >= run.nextIndex) {
+      throw coded(
+        new Error(`run \`${options.runId}\`: event ${index} is past its last event (${run.nextIndex - 1}); read it again from an offset you trust`),
+        ErrorCodes.TOPIC_REWRITTEN,
+      )
+    }
+    return this.observe(options.runId, { ...pickCallbacks(options), offset: index + 1 })
   }
 
   #inspect(runId: string): Promise<RunSummary> {

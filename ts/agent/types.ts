@@ -318,6 +318,13 @@ export interface StreamOptions<C = StreamPart> extends StreamCallbacks<C> {
   activeTools?: string[]
   /** At most this many tool calls of one step run at once (default 10, as in Mastra). */
   toolCallConcurrency?: number
+  /**
+   * Continue a client's view of the existing run `runId` instead of starting
+   * one: the id of the last event the client applied (its index, as SSE
+   * `id:` and `Last-Event-ID` carry it, a number or its decimal text). The
+   * result streams from the next event on; `messages` are not used.
+   */
+  resumeFromEventId?: number | string
 }
 
 export type ResumeOptions<C = StreamPart> = StreamCallbacks<C>
