@@ -8,7 +8,7 @@
 import { AbstractChat, DefaultChatTransport, lastAssistantMessageIsCompleteWithApprovalResponses, type ChatInit, type ChatState, type UIMessage } from 'ai'
 import { describe, expect, it } from 'vitest'
 
-import { createResumableChatTransport, type ChatStorage } from '../dist/index.js'
+import { createResumableChatTransport, type ChatStorage } from '../dist/http/browser.js'
 import { expectedText } from '../examples/web/demo-agent.mjs'
 import { eventually } from './helpers.js'
 import { cuttingFetch, demoServerPerFile } from './http-helpers.js'

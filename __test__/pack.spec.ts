@@ -98,7 +98,8 @@ function expectedMainFiles(): string[] {
     const [, stem, ext] = /^(.*)\.(m?ts)$/.exec(source)!
     return ext === 'mts' ? [`dist/${stem}.mjs`, `dist/${stem}.d.mts`] : [`dist/${stem}.js`, `dist/${stem}.d.ts`]
   })
-  return [...built, 'native.js', 'native.d.ts', 'package.json', 'README.md', 'CHANGELOG.md'].sort()
+  // client/package.json: `durable-agent/client` for resolvers that read no `exports`.
+  return [...built, 'native.js', 'native.d.ts', 'client/package.json', 'package.json', 'README.md', 'CHANGELOG.md'].sort()
 }
 
 /** The package's runtime exports, from the build that was packed. */
@@ -226,6 +227,7 @@ describe('an app that installed the tarballs', () => {
     errors: unknown
     client: unknown
     upstashAdapters: string[]
+    http: { overHttp: string[]; missing: boolean; runTopic: boolean; recorded: number; uiChunk: string | undefined }
   }
 
   it.each([
@@ -272,6 +274,14 @@ describe('an app that installed the tarballs', () => {
       ],
     })
     expect(result.upstashAdapters).toEqual(['setWithExpiry:function', 'scanKeys:function', 'evalScript:function'])
+    expect(result.http).toEqual({
+      overHttp: ['start', 'start-step', 'text-start', 'text-delta', 'text-end', 'finish-step', 'finish'],
+      missing: true,
+      runTopic: true,
+      // The two chunks, and the end the stream recorded when it closed.
+      recorded: 3,
+      uiChunk: 'text-delta',
+    })
   }, 120_000)
 
   it.each(['bundler', 'node16'])('type-checks its usage file with moduleResolution %s (tsc --noEmit)', (resolution) => {

@@ -43,4 +43,9 @@ export { toNodeHandler, type NodeHandler } from './http/node-adapter.js'
 export { CachingTransformStream, type CachingTransformStreamOptions } from './http/caching-transform-stream.js'
 export { runTopic } from './http/stream-sources.js'
 export { toUIMessageChunk, type UIMessageChunk } from './http/ui-message-stream.js'
-export * from './http/browser.js'
+// The Node-side clients; the chat transport (typed against the AI SDK, a peer
+// dependency) and the protocol's names are in `durable-agent/client`, which
+// needs neither the addon nor, for its other exports, the AI SDK.
+export { AgentHttpError } from './http/client-error.js'
+export { resumableStream, type ResumableStreamOptions, type RunStream } from './http/client.js'
+export type { RetryOptions } from './http/sse-client.js'

@@ -2,7 +2,10 @@
 // app written in ES modules imports them, each used by exercise.cjs.
 import * as namespace from 'durable-agent'
 import {
+  AgentHttpError,
   CachingPubSub,
+  CachingTransformStream,
+  createAgentHandler,
   createDurableAgent,
   DurableAgent,
   DurableOutput,
@@ -11,6 +14,10 @@ import {
   isDurableAgent,
   nodeRedisPreset,
   RedisServerCache,
+  resumableStream,
+  runTopic,
+  toNodeHandler,
+  toUIMessageChunk,
   upstashPreset,
   withCaching,
 } from 'durable-agent'
@@ -19,7 +26,10 @@ import exercise from './exercise.cjs'
 
 // The same names again: named imports cannot be enumerated, so they are handed over by name.
 const imported = {
+  AgentHttpError,
   CachingPubSub,
+  CachingTransformStream,
+  createAgentHandler,
   createDurableAgent,
   DurableAgent,
   DurableOutput,
@@ -28,6 +38,10 @@ const imported = {
   isDurableAgent,
   nodeRedisPreset,
   RedisServerCache,
+  resumableStream,
+  runTopic,
+  toNodeHandler,
+  toUIMessageChunk,
   upstashPreset,
   withCaching,
 }

@@ -6,6 +6,7 @@
 // Returns a report for the script to print as JSON: what the script imported
 // and from where, which addon Node loaded, and what each use gave.
 const { MockLanguageModelV3 } = require('ai/test')
+const { createServer } = require('node:http')
 const { createClient } = require('redis')
 
 const usage = { inputTokens: { total: 3, noCache: 3 }, outputTokens: { total: 3, text: 3 } }
@@ -36,6 +37,18 @@ const refundModel = () =>
         { type: 'finish', finishReason: { unified: 'stop', raw: 'stop' }, usage },
       ])
     },
+  })
+
+/** Streams "Hello." and stops. */
+const echoModel = () =>
+  new MockLanguageModelV3({
+    doStream: async () =>
+      streamOf([
+        { type: 'text-start', id: 't' },
+        { type: 'text-delta', id: 't', delta: 'Hello.' },
+        { type: 'text-end', id: 't' },
+        { type: 'finish', finishReason: { unified: 'stop', raw: 'stop' }, usage },
+      ]),
   })
 
 /** The error `promise` rejects with, or a marker when it resolves. */
@@ -118,6 +131,38 @@ module.exports = async function exercise(imported, { namespace, entry }) {
   await viaClient.clear()
   const upstashAdapters = Object.entries(api.upstashPreset).map(([name, value]) => `${name}:${typeof value}`)
   await client.quit()
+
+  // Over HTTP on loopback: the agent's handler in Node's http server, a run
+  // started with a POST and read back with the resuming client; a direct
+  // stream made resumable by recording it under a topic.
+  const textAgent = api.createDurableAgent({ agent: { id: 'echo', model: echoModel() }, cache })
+  const server = createServer(api.toNodeHandler(api.createAgentHandler(textAgent, { basePath: '/api' })))
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const base = `http://127.0.0.1:${server.address().port}/api`
+  const started = await fetch(`${base}/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: 'Hi' }) })
+  const runId = started.headers.get('x-run-id')
+  await started.body.cancel()
+  const overHttp = []
+  for await (const part of api.resumableStream(`${base}/runs/${runId}/stream`)) overHttp.push(part.type)
+  const missing = await rejection((async () => {
+    for await (const _ of api.resumableStream(`${base}/runs/no-such-run/stream`)) void _
+  })())
+  await new Promise((resolve) => server.close(resolve))
+  const recorded = new api.CachingPubSub(null, memory)
+  const direct = new ReadableStream({
+    start(controller) {
+      for (const n of [1, 2]) controller.enqueue({ n })
+      controller.close()
+    },
+  }).pipeThrough(new api.CachingTransformStream(recorded, 'direct.1'))
+  for await (const _ of direct) void _
+  const http = {
+    overHttp,
+    missing: missing instanceof api.AgentHttpError && missing.code === api.ErrorCodes.RUN_NOT_FOUND,
+    runTopic: api.runTopic(runId) === `agent.stream.${runId}`,
+    recorded: (await recorded.getHistory('direct.1')).length,
+    uiChunk: api.toUIMessageChunk({ type: 'text-delta', id: 't', text: 'x' }, runId)?.type,
+  }
   await cache.clear()
   await cache.close()
 
@@ -138,6 +183,7 @@ module.exports = async function exercise(imported, { namespace, entry }) {
     },
     client: { indices: clientIndices, list: clientList },
     upstashAdapters,
+    http,
     used: [...used].filter((name) => typeof name === 'string').sort(),
   }
 }

@@ -5,12 +5,16 @@
 // resolve to `any` or stop describing the API.
 import { MockLanguageModelV3 } from 'ai/test'
 import {
+  AgentHttpError,
   CachingPubSub,
+  createAgentHandler,
   createDurableAgent,
   ErrorCodes,
   InMemoryServerCache,
   isDurableAgent,
   RedisServerCache,
+  resumableStream,
+  toNodeHandler,
   type CodedError,
   type ErrorCode,
   type PubSubEvent,
@@ -44,6 +48,21 @@ export async function run(): Promise<string> {
   const parts: StreamPart[] = []
   for await (const part of result.fullStream) parts.push(part)
   return (await result.output.getFullOutput()).text
+}
+
+export async function overHttp(url: string): Promise<string[]> {
+  const handler: (request: Request) => Promise<Response> = createAgentHandler(
+    createDurableAgent({ agent: { id: 'web', model: new MockLanguageModelV3() } }),
+    { basePath: '/api' },
+  )
+  void toNodeHandler(handler)
+  const types: string[] = []
+  try {
+    for await (const part of resumableStream(url)) types.push(part.type)
+  } catch (error) {
+    if (error instanceof AgentHttpError) types.push(error.code)
+  }
+  return types
 }
 
 export function codeOf(error: CodedError): ErrorCode {
