@@ -32,6 +32,12 @@ export declare class NativeAgent {
   /** Stops a run driven here; false when it is not driven here. */
   abort(runId: string, reason?: string | undefined | null): boolean
   /**
+   * Stops driving every run this process drives, without ending them (see
+   * `RunControl::release`): each drive ends with `ERR_CACHE_CLOSED` once
+   * it has given its lease up. Returns how many there were.
+   */
+  releaseAll(): number
+  /**
    * Aborts a run no driver here holds: a suspended one at once, a running
    * one by asking its driver in another process; a run that ended is left
    * as it is. Reports its summary.

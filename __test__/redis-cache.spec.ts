@@ -155,6 +155,11 @@ describe('RedisServerCache: options', () => {
     [{ host: 'localhost', port: 1.5 }, {}, 'port'],
     [{ host: 'localhost', db: -1 }, {}, 'db'],
     [{ url: REDIS_URL, tls: { ca: 'not a pem' } }, {}, 'tls'],
+    [{ url: 'rediss://127.0.0.1:6379', tls: { ca: 42 } }, {}, 'tls.ca'],
+    [{ url: 'rediss://127.0.0.1:6379', tls: { ca: 'garbage' } }, {}, 'tls.ca'],
+    [{ url: 'rediss://127.0.0.1:6379', tls: { ca: '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n' } }, {}, 'tls.ca'],
+    [{ host: '127.0.0.1', tls: { ca: 'garbage' } }, {}, 'tls.ca'],
+    [{ cluster: { nodes: ['rediss://127.0.0.1:7000'] }, tls: { ca: 'garbage' } }, {}, 'tls.ca'],
     [{ cluster: { nodes: [] } }, {}, 'cluster.nodes'],
     [{ cluster: { nodes: ['redis://127.0.0.1:7000', 5] } }, {}, 'cluster.nodes'],
     [{ cluster: { nodes: ['http://127.0.0.1:7000'] } }, {}, 'cluster.nodes'],
@@ -176,6 +181,19 @@ describe('RedisServerCache: faults', () => {
     expect(error).toBeInstanceOf(Error)
     expect(error).toMatchObject({ code: 'ERR_REDIS_UNAVAILABLE', message: expect.stringContaining(`127.0.0.1:${port}`) })
     expect(Date.now() - start).toBeLessThan(1000)
+    await cache.close()
+  })
+
+  it('TLS to a Redis that speaks plain Redis fails at once with ERR_INVALID_OPTION, not after the timeouts', async () => {
+    const { port } = new URL(REDIS_URL)
+    // Without the probe, the handshake waits the whole 20 s connect timeout.
+    const cache = new RedisServerCache({ url: `rediss://127.0.0.1:${port || 6379}` }, { connectTimeoutMs: 20_000, commandTimeoutMs: 20_000 })
+    const error = await within(
+      cache.get('k').catch((e: unknown) => e),
+      10_000,
+      'the TLS call to fail',
+    )
+    expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringMatching(/speaks plain Redis, not TLS/) })
     await cache.close()
   })
 

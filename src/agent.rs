@@ -295,6 +295,18 @@ impl NativeAgent {
         }
     }
 
+    /// Stops driving every run this process drives, without ending them (see
+    /// `RunControl::release`): each drive ends with `ERR_CACHE_CLOSED` once
+    /// it has given its lease up. Returns how many there were.
+    #[napi(catch_unwind)]
+    pub fn release_all(&self) -> u32 {
+        let active = lock(&self.active);
+        for control in active.values() {
+            control.release();
+        }
+        active.len() as u32
+    }
+
     /// Aborts a run no driver here holds: a suspended one at once, a running
     /// one by asking its driver in another process; a run that ended is left
     /// as it is. Reports its summary.

@@ -20,3 +20,17 @@ export interface PubSubInternals {
 
 /** The internals behind each CachingPubSub, for durable agents; off the public types. */
 export const pubsubInternals = new WeakMap<object, PubSubInternals>()
+
+/**
+ * What must happen before a cache closes, per cache: each durable agent on it
+ * stops driving its runs (they stay at their last checkpoint, their leases
+ * given up) while the connection can still say so. Off the public types.
+ */
+export const beforeClose = new WeakMap<object, Set<() => Promise<void>>>()
+
+/** Runs and forgets what must happen before `cache` closes. */
+export async function closing(cache: object): Promise<void> {
+  const hooks = [...(beforeClose.get(cache) ?? [])]
+  beforeClose.delete(cache)
+  await Promise.allSettled(hooks.map((hook) => hook()))
+}

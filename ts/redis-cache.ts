@@ -3,7 +3,7 @@ import { coded, ErrorCodes } from './errors.js'
 import { toJson } from './json.js'
 import { ClientBackend, type RedisBackend, type RedisClient, type RedisClientAdapter } from './redis-client.js'
 import { NativeBackend } from './redis-native.js'
-import { nativeCaches } from './internal.js'
+import { closing, nativeCaches } from './internal.js'
 import type { ServerCache } from './server-cache.js'
 
 /** Where Redis is, for the native client. */
@@ -96,6 +96,9 @@ export class RedisServerCache implements ServerCache {
       throw coded(new TypeError('invalid option `tls`: must be a boolean or { ca }'), ErrorCodes.INVALID_OPTION)
     }
     const ca = typeof tls === 'object' ? tls.ca : undefined
+    if (ca !== undefined && typeof ca !== 'string') {
+      throw coded(new TypeError('invalid option `tls.ca`: must be a string of PEM certificates'), ErrorCodes.INVALID_OPTION)
+    }
     let backend: NativeBackend
     if ('cluster' in connection) {
       const nodes = (connection.cluster as { nodes?: unknown } | null)?.nodes
@@ -165,8 +168,15 @@ export class RedisServerCache implements ServerCache {
     return this.#backend.listPushIndexed(checkKey(listKey, 'listKey'), checkKey(counterKey, 'counterKey'), json)
   }
 
-  /** Releases the native connection so Node can exit; later calls reject with `ERR_CACHE_CLOSED`. A `{ client }` is left to its owner. */
+  /**
+   * Releases the native connection so Node can exit; later calls reject with
+   * `ERR_CACHE_CLOSED`. Durable agents on this cache first stop driving their
+   * runs here (model and tool calls in flight see their abort signal), which
+   * stay at their last checkpoint with their leases given up, so another
+   * process can recover them at once. A `{ client }` is left to its owner.
+   */
   async close(): Promise<void> {
+    await closing(this)
     this.#backend.close()
   }
 }

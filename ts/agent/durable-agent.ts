@@ -11,7 +11,7 @@ import { NativeAgent } from '../../native.js'
 import { checkKey, checkOptions } from '../args.js'
 import { coded, ErrorCodes, hasCode, native } from '../errors.js'
 import { parseEventIndex } from '../event-index.js'
-import { pubsubInternals, type PubSubInternals } from '../internal.js'
+import { beforeClose, pubsubInternals, type PubSubInternals } from '../internal.js'
 import { InMemoryServerCache } from '../memory-cache.js'
 import { CachingPubSub, type InnerPubSub } from '../pubsub.js'
 import type { RedisServerCache } from '../redis-cache.js'
@@ -197,6 +197,8 @@ export class DurableAgent<
   readonly #pubsub: PubSubInternals
   /** Per run driven here: its abort controller (model and tools get its signal). */
   readonly #controllers = new Map<string, AbortController>()
+  /** Per run driven here: its drive, settled when the run ends, suspends or is given up. */
+  readonly #drives = new Map<string, Promise<unknown>>()
   /** Outputs of this process per run, ended by hand if the run cannot be driven. */
   readonly #outputs = new Map<string, Set<DurableOutput<ChunkOf<F>>>>()
   /** A stored part as this agent's format hands it out. */
@@ -279,6 +281,9 @@ export class DurableAgent<
       emit: (runId, parts) => this.#native.emit(runId, parts),
     })
     this.#native = native(() => new NativeAgent(this.#pubsub.native, this.id, leaseMs, outageMs, callModel, callTool))
+    let hooks = beforeClose.get(this.cache)
+    if (!hooks) beforeClose.set(this.cache, (hooks = new Set()))
+    hooks.add(() => this.#releaseAll())
   }
 
   /** Starts a run and streams it. Resolves once the run is stored (its events are readable from index 0). */
@@ -632,7 +637,7 @@ export class DurableAgent<
         process.emitWarning(`durable-agent: aborting run ${runId} failed: ${error.message}`, 'DurableAgentAbortWarning'),
       )
     signal?.addEventListener('abort', onAbort, { once: true })
-    this.#pubsub.bridge
+    const drive = this.#pubsub.bridge
       .call<RunSummary>((id) => this.#native.drive(id, runId))
       .then(
         (summary) => {
@@ -649,8 +654,22 @@ export class DurableAgent<
       .finally(() => {
         signal?.removeEventListener('abort', onAbort)
         if (this.#controllers.get(runId) === controller) this.#controllers.delete(runId)
+        if (this.#drives.get(runId) === drive) this.#drives.delete(runId)
       })
+    this.#drives.set(runId, drive)
     if (signal?.aborted) onAbort()
+  }
+
+  /**
+   * Before the cache closes: stops driving every run driven here, without
+   * ending it. Model and tool calls in flight see their signal abort; each
+   * drive gives its lease up and ends with `ERR_CACHE_CLOSED`, which this
+   * process's outputs of the run end with too.
+   */
+  async #releaseAll(): Promise<void> {
+    for (const controller of this.#controllers.values()) controller.abort(cacheClosing())
+    this.#native.releaseAll()
+    await Promise.allSettled(this.#drives.values())
   }
 
   #scheduleCleanup(runId: string): void {
@@ -702,6 +721,12 @@ function runOptionsOf<C>(options: StreamOptions<C>): RunOptions {
     throw coded(new TypeError(`stream options must be JSON (they are stored with the run): ${(error as Error).message}`), ErrorCodes.INVALID_OPTION)
   }
   return stored
+}
+
+function cacheClosing(): Error {
+  const error = new Error("the run's cache is closing: this process stops driving it")
+  error.name = 'AbortError'
+  return error
 }
 
 function abortedElsewhere(): Error {

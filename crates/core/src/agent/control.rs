@@ -16,6 +16,7 @@ use crate::error::CacheError;
 pub struct RunControl {
     parts: mpsc::UnboundedSender<String>,
     cancel: Arc<watch::Sender<Option<String>>>,
+    release: Arc<watch::Sender<bool>>,
 }
 
 impl RunControl {
@@ -24,11 +25,13 @@ impl RunControl {
     pub fn new() -> (RunControl, Inbox) {
         let (parts_tx, parts) = mpsc::unbounded_channel();
         let (cancel_tx, cancel) = watch::channel(None);
+        let (release_tx, release) = watch::channel(false);
         let control = RunControl {
             parts: parts_tx,
             cancel: Arc::new(cancel_tx),
+            release: Arc::new(release_tx),
         };
-        (control, Inbox { parts, cancel })
+        (control, Inbox { parts, cancel, release })
     }
 
     /// Hands the driver a stream part (JSON text) of the model step in progress.
@@ -40,12 +43,21 @@ impl RunControl {
     pub fn abort(&self, reason: Option<String>) {
         self.cancel.send_replace(Some(reason.unwrap_or_default()));
     }
+
+    /// Stops driving the run without ending it (its process is shutting
+    /// down, or its store is being closed): pending callbacks are abandoned,
+    /// nothing is published, and the lease is given up, so that another
+    /// process can recover the run from its last checkpoint at once.
+    pub fn release(&self) {
+        self.release.send_replace(true);
+    }
 }
 
 /// What the driver listens to: the other end of a [`RunControl`].
 pub struct Inbox {
     pub(super) parts: mpsc::UnboundedReceiver<String>,
     pub(super) cancel: watch::Receiver<Option<String>>,
+    pub(super) release: watch::Receiver<bool>,
 }
 
 /// This driver's hold on its run (see `RunStore::lease_key`).
@@ -112,6 +124,8 @@ pub(super) enum Stop {
     Abort(String),
     /// The lease lapsed and someone else took it: another process drives now.
     LeaseLost,
+    /// Released by this process (see [`RunControl::release`]).
+    Release,
 }
 
 /// How often a driver waiting for a callback looks for an abort requested by
@@ -124,6 +138,7 @@ const ABORT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// every third of the lease, whichever is sooner.
 pub(super) async fn stop_requested(
     mut cancel: watch::Receiver<Option<String>>,
+    mut release: watch::Receiver<bool>,
     run: RunStore,
     lease: Option<Arc<Lease>>,
     version: u64,
@@ -157,6 +172,8 @@ pub(super) async fn stop_requested(
     };
     tokio::select! {
         reason = here => Stop::Abort(reason),
+        // Without its handle nobody here can release it any more.
+        Ok(_) = release.wait_for(|released| *released) => Stop::Release,
         stop = elsewhere => stop,
     }
 }

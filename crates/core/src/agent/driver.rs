@@ -178,6 +178,9 @@ impl Driver {
             if self.state.status != Status::Running {
                 return Ok(());
             }
+            if *self.inbox.release.borrow() {
+                return Err(AgentError::Released(self.state.run_id.clone()));
+            }
             let cancel = self
                 .inbox
                 .cancel
@@ -341,6 +344,7 @@ impl Driver {
     fn stop_watcher(&self) -> impl std::future::Future<Output = Stop> + 'static {
         stop_requested(
             self.inbox.cancel.clone(),
+            self.inbox.release.clone(),
             self.run.clone(),
             self.lease.clone(),
             self.state.version,
@@ -442,6 +446,7 @@ impl Driver {
                     return Ok(Flow::Continue);
                 }
                 Next::Cancelled(Stop::LeaseLost) => return Err(AgentError::LeaseLost(self.state.run_id.clone())),
+                Next::Cancelled(Stop::Release) => return Err(AgentError::Released(self.state.run_id.clone())),
                 Next::Parts => {
                     let mut events: Vec<String> = self.step_start(&mut start, &mut parts).into_iter().collect();
                     events.extend(parts.drain(..).map(|p| self.writer.event(super::parts::CHUNK, &p)));
@@ -626,6 +631,7 @@ impl Driver {
                     return Ok(Flow::Continue);
                 }
                 Err(Stop::LeaseLost) => return Err(AgentError::LeaseLost(self.state.run_id.clone())),
+                Err(Stop::Release) => return Err(AgentError::Released(self.state.run_id.clone())),
             };
             let reply = match reply {
                 Ok(text) => serde_json::from_str::<ToolReply>(&text)

@@ -45,6 +45,15 @@ pub enum AgentError {
     )]
     LeaseLost(String),
 
+    /// This process stopped driving the run without ending it (its cache
+    /// was closed): the run stays at its last checkpoint, its lease given
+    /// up, for another process to recover at once.
+    #[error(
+        "run `{0}`: this process stopped driving it because its cache was closed; the run stays at its last \
+         checkpoint, and another process sharing the store can recover it now (`recover`, `recoverActiveRuns`)"
+    )]
+    Released(String),
+
     /// The store stayed unreachable for longer than the driver could wait
     /// (its lease): the run stays at its last checkpoint, for any process to
     /// recover.
@@ -82,6 +91,7 @@ impl AgentError {
             AgentError::RunExists(_) => "ERR_RUN_EXISTS",
             AgentError::RunActive(_) => "ERR_RUN_ACTIVE",
             AgentError::Conflict(_) | AgentError::LeaseLost(_) => "ERR_RUN_CONFLICT",
+            AgentError::Released(_) => "ERR_CACHE_CLOSED",
             // What the store said, so callers that check for it still can.
             AgentError::GaveUp { source, .. } => source.code(),
             AgentError::UnknownToolCall { .. } => "ERR_UNKNOWN_TOOL_CALL",

@@ -195,6 +195,29 @@ impl RedisCacheConfig {
     }
 }
 
+/// Refuses a `tls.ca` that is not PEM certificates a TLS client can trust as
+/// roots: found now, not as a handshake that fails or times out later.
+fn check_ca(pem: &[u8]) -> Result<(), CacheError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let invalid = |reason: String| CacheError::invalid_option("tls.ca", reason);
+    let mut roots = rustls::RootCertStore::empty();
+    let mut found = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| invalid(format!("is not PEM certificates ({e:?})")))?;
+        roots
+            .add(cert)
+            .map_err(|e| invalid(format!("holds a certificate that cannot be trusted as a root ({e})")))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(invalid(
+            "holds no PEM certificate (a `-----BEGIN CERTIFICATE-----` block)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Keys of one logical list and its counter (`<key>` and `<key>:counter`, as
 /// Mastra's CachingPubSub names them) must live in one Redis Cluster slot so
 /// that `listPushIndexed` can touch both atomically: the part before
@@ -305,6 +328,12 @@ impl RedisCache {
             _ => display_addr(first.addr()),
         };
         let tls_addr = matches!(first.addr(), ConnectionAddr::TcpTls { .. });
+        // Where a single Redis over TLS is, for the queue's plain-Redis probe.
+        let tls_server = match (&config.target, first.addr()) {
+            (RedisTarget::Cluster(_), _) => None,
+            (_, ConnectionAddr::TcpTls { host, port, .. }) => Some((host.clone(), *port)),
+            _ => None,
+        };
         if tls_addr {
             // Fails only when a provider is already installed, which is fine.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -314,6 +343,9 @@ impl RedisCache {
                 "tls",
                 "TLS options need a TLS connection (a rediss:// URL or tls: true)",
             ));
+        }
+        if let Some(pem) = config.tls.as_ref().and_then(|tls| tls.ca_pem.as_deref()) {
+            check_ca(pem)?;
         }
         let certificates = config.tls.as_ref().map(|tls| TlsCertificates {
             client_tls: None,
@@ -352,6 +384,7 @@ impl RedisCache {
             }
         };
         let (offered, failed) = (signals.clone(), signals.clone());
+
         let queue = Queue::new(Wiring {
             backend: backend.clone(),
             connect_timeout: config.connect_timeout,
@@ -359,6 +392,7 @@ impl RedisCache {
             append_script: log::APPEND_NOTIFY_SCRIPT,
             appended: Box::new(move |key, first, bodies| log::offer(&offered, key, first, bodies)),
             append_failed: Box::new(move |key| failed.notify(key)),
+            tls_server,
         });
         Ok(RedisCache {
             inner: Arc::new(Inner {
@@ -607,6 +641,7 @@ impl RedisCache {
         match error {
             QueueError::Closed => CacheError::Closed,
             QueueError::Redis(error) => self.classify(key, error),
+            QueueError::Misconfigured(reason) => CacheError::invalid_option("tls", reason),
             QueueError::Timeout { sent } => CacheError::Timeout {
                 addr,
                 timeout: self.inner.queue.limit(),
@@ -963,6 +998,33 @@ mod tests {
             .unwrap();
         assert_eq!(err.code(), "ERR_INVALID_OPTION");
         assert!(err.to_string().contains("`url`"), "{err}");
+    }
+
+    #[test]
+    fn a_ca_that_is_not_pem_certificates_is_refused_at_once() {
+        let with_ca = |pem: &str| {
+            let config = RedisCacheConfig::from_options(
+                RedisTarget::Url("rediss://127.0.0.1".into()),
+                Some(TlsConfig {
+                    ca_pem: Some(pem.as_bytes().to_vec()),
+                }),
+                None,
+                None,
+                None,
+                None,
+            )
+            .unwrap();
+            RedisCache::new(config).map(|_| ())
+        };
+        for pem in [
+            "garbage",
+            "",
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+        ] {
+            let err = with_ca(pem).expect_err(pem);
+            assert_eq!(err.code(), "ERR_INVALID_OPTION", "{pem}");
+            assert!(err.to_string().contains("`tls.ca`"), "{err}");
+        }
     }
 
     #[test]

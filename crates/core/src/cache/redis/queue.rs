@@ -43,7 +43,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -52,7 +52,7 @@ use futures::{FutureExt as _, StreamExt as _};
 use redis::aio::ConnectionLike as _;
 use redis::cluster_routing::SingleNodeRoutingInfo;
 use redis::{Cmd, RedisError, Value};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use super::connection::{Backend, Conn};
@@ -125,6 +125,8 @@ pub(super) struct Wiring {
     /// Called when an append failed: this process's readers of the topic
     /// look for themselves.
     pub(super) append_failed: Box<dyn Fn(&str) + Send + Sync>,
+    /// The server a TLS connection goes to (single Redis): see [`probe`].
+    pub(super) tls_server: Option<(String, u16)>,
 }
 
 /// Why a queued call has no reply.
@@ -136,6 +138,8 @@ pub(super) enum QueueError {
     Timeout { sent: bool },
     /// Redis, or the connection, failed the call.
     Redis(RedisError),
+    /// The cache cannot work as configured (see [`probe`]).
+    Misconfigured(String),
 }
 
 pub(super) struct Queue {
@@ -148,6 +152,9 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the dispatcher: a call was queued, or the cache closed.
     wake: Notify,
+    /// Set once the cache is known not to work as configured: every call
+    /// fails with it at once.
+    misconfigured: watch::Sender<Option<String>>,
     wiring: Wiring,
 }
 
@@ -195,18 +202,24 @@ pub(super) struct Queued {
     rx: oneshot::Receiver<Result<Value, QueueError>>,
     deadline: Instant,
     sent: Arc<AtomicBool>,
+    misconfigured: watch::Receiver<Option<String>>,
 }
 
 impl Queued {
-    pub(super) async fn reply(self) -> Result<Value, QueueError> {
-        match tokio::time::timeout_at(self.deadline, self.rx).await {
-            Ok(Ok(reply)) => reply,
-            // The dispatcher is gone: the cache was closed or dropped.
-            Ok(Err(_)) => Err(QueueError::Closed),
-            // Dropping `rx` keeps a call not sent yet from being sent.
-            Err(_) => Err(QueueError::Timeout {
-                sent: self.sent.load(Ordering::SeqCst),
-            }),
+    pub(super) async fn reply(mut self) -> Result<Value, QueueError> {
+        let replied = tokio::time::timeout_at(self.deadline, self.rx);
+        let misconfigured = self.misconfigured.wait_for(Option::is_some);
+        tokio::select! {
+            replied = replied => match replied {
+                Ok(Ok(reply)) => reply,
+                // The dispatcher is gone: the cache was closed or dropped.
+                Ok(Err(_)) => Err(QueueError::Closed),
+                // Dropping `rx` keeps a call not sent yet from being sent.
+                Err(_) => Err(QueueError::Timeout {
+                    sent: self.sent.load(Ordering::SeqCst),
+                }),
+            },
+            Ok(why) = misconfigured => Err(QueueError::Misconfigured(why.clone().unwrap_or_default())),
         }
     }
 }
@@ -220,6 +233,7 @@ impl Queue {
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
+                misconfigured: watch::channel(None).0,
                 wiring,
             }),
         }
@@ -244,7 +258,12 @@ impl Queue {
                 sent: sent.clone(),
             }),
         );
-        Queued { rx, deadline, sent }
+        Queued {
+            rx,
+            deadline,
+            sent,
+            misconfigured: self.shared.misconfigured.subscribe(),
+        }
     }
 
     /// Resolves once every call queued before it (in `lane`) has its outcome.
@@ -413,6 +432,9 @@ async fn dispatch(shared: Arc<Shared>) {
     // Per lane, pipelines to send again (see `unsent`) once the lane has
     // nothing in flight, in the order they first left; the lane waits.
     let mut again: HashMap<Lane, Vec<Sent>> = HashMap::new();
+    if let Some((host, port)) = wiring.tls_server.clone() {
+        tokio::spawn(probe(Arc::downgrade(&shared), host, port, wiring.connect_timeout));
+    }
     loop {
         // Made before the state is read: a call queued after the read wakes it.
         let woken = shared.wake.notified();
@@ -424,15 +446,21 @@ async fn dispatch(shared: Arc<Shared>) {
                 state.dispatching = false;
                 return;
             }
+            let unusable = match (&conn, &*shared.misconfigured.borrow()) {
+                (_, Some(why)) => Some(QueueError::Misconfigured(why.clone())),
+                (Err(error), None) => Some(QueueError::Redis(error.clone())),
+                _ => None,
+            };
             match &conn {
-                Err(error) => {
+                _ if unusable.is_some() => {
+                    let error = unusable.expect("guarded");
                     let waiting: Vec<Entry> = state.lanes.drain().flat_map(|(_, entries)| entries).collect();
                     for barrier in state.barriers.drain(..) {
-                        let _ = barrier.failed.send(QueueError::Redis(error.clone()));
+                        let _ = barrier.failed.send(error.clone());
                     }
                     drop(state);
                     for entry in waiting {
-                        entry.fail(QueueError::Redis(error.clone()));
+                        entry.fail(error.clone());
                     }
                 }
                 Ok(c) if barrier.is_none() => {
@@ -531,7 +559,7 @@ async fn dispatch(shared: Arc<Shared>) {
                         }
                     }
                 }
-                Ok(_) => {}
+                _ => {}
             }
         }
         tokio::select! {
@@ -784,7 +812,36 @@ fn note_append(
     offers.push((key, index, vec![body]));
 }
 
-/// The hash tag of a key key, as Redis Cluster reads it: between the
+/// Finds a TLS connection made to a server that speaks plain Redis: its
+/// handshake would wait for the server's answer, which never comes (Redis
+/// reads the TLS hello as an inline command and waits for its end of line),
+/// until the connect timeout. So a plain `PING` goes to the same address over
+/// TCP once, beside the first TLS connection: a plain Redis answers it
+/// (`+PONG`, or `-NOAUTH ...`), a TLS server does not (it sends an alert, or
+/// closes), and then every call fails at once with a clear error. The probe
+/// carries nothing secret.
+async fn probe(shared: Weak<Shared>, host: String, port: u16, timeout: Duration) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let answer = tokio::time::timeout(timeout, async {
+        let mut tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.ok()?;
+        tcp.write_all(b"PING\r\n").await.ok()?;
+        let mut first = [0u8; 1];
+        tcp.read_exact(&mut first).await.ok()?;
+        Some(first[0])
+    })
+    .await;
+    if !matches!(answer, Ok(Some(b'+' | b'-'))) {
+        return;
+    }
+    let Some(shared) = shared.upgrade() else { return };
+    shared.misconfigured.send_replace(Some(format!(
+        "the server at {host}:{port} speaks plain Redis, not TLS (it answered a plain PING): connect with \
+         redis:// (or without `tls`), or enable TLS on the server"
+    )));
+    shared.wake.notify_one();
+}
+
+/// The hash tag of a physical key, as Redis Cluster reads it: between the
 /// first `{` and the next `}`, if not empty; else the whole key.
 pub(super) fn hash_tag(key: &str) -> &str {
     if let Some(open) = key.find('{') {
