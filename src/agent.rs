@@ -179,7 +179,7 @@ impl NativeAgent {
         F: std::future::Future<Output = std::result::Result<String, AgentError>> + Send + 'static,
     {
         let mut work = Box::pin(work);
-        if matches!(self.store, Store::Memory(_)) {
+        if self.store.synchronous() {
             if let Some(done) = (&mut work).now_or_never() {
                 return done.map(Some).map_err(agent_to_napi);
             }
@@ -369,7 +369,7 @@ impl NativeAgent {
         self.now_or_submit(id, async move {
             let run = run?;
             let state = agent::load_owned(&run, &run_id, &agent_id).await?;
-            let leased = run.store.lease_held(&run.lease_key).await?;
+            let leased = run.store.lease_holder(&run.lease_key).await?.is_some();
             Ok(with_leased(summary(&state), leased))
         })
     }
@@ -396,7 +396,7 @@ impl NativeAgent {
                 if state.status != agent::Status::Running {
                     continue;
                 }
-                let leased = run.store.lease_held(&run.lease_key).await?;
+                let leased = run.store.lease_holder(&run.lease_key).await?.is_some();
                 found.push(with_leased(summary(&state), leased));
             }
             Ok(format!("[{}]", found.join(",")))

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use durable_agent_core::cache::memory::ttl_from_ms;
 use durable_agent_core::{CacheError, Page, Retention, Store, Subscription};
+use futures::FutureExt as _;
 use napi::bindgen_prelude::ClassInstance;
 use napi::Result;
 use napi_derive::napi;
@@ -74,7 +75,7 @@ impl NativePubSub {
         options: NativePubSubOptions,
         on_ready: OnReady,
     ) -> Result<Self> {
-        Self::create(Store::Memory(cache.cache().clone()), options, on_ready)
+        Self::create(Arc::new(cache.cache().clone()), options, on_ready)
     }
 
     #[napi(
@@ -87,14 +88,15 @@ impl NativePubSub {
         options: NativePubSubOptions,
         on_ready: OnReady,
     ) -> Result<Self> {
-        Self::create(Store::Redis(cache.cache().clone()), options, on_ready)
+        Self::create(Arc::new(cache.cache().clone()), options, on_ready)
     }
 
     fn create(store: Store, options: NativePubSubOptions, on_ready: OnReady) -> Result<Self> {
         // In memory nothing waits on I/O: work runs on the JS thread.
-        let bridge = match store {
-            Store::Memory(_) => Bridge::new_local(on_ready),
-            Store::Redis(_) => Bridge::new(on_ready),
+        let bridge = if store.synchronous() {
+            Bridge::new_local(on_ready)
+        } else {
+            Bridge::new(on_ready)
         };
         Ok(NativePubSub {
             store,
@@ -111,25 +113,27 @@ impl NativePubSub {
     /// How many topics of this store have readers in this process.
     #[napi(getter)]
     pub fn topics_read(&self) -> u32 {
-        self.store.topics_read() as u32
+        self.store.signals().keys().len() as u32
     }
 
     /// Whether publishing and ready reads answer synchronously (in memory).
     #[napi(getter)]
     pub fn synchronous(&self) -> bool {
-        matches!(self.store, Store::Memory(_))
+        self.store.synchronous()
     }
 
     /// In memory: stores the event and returns its index at once.
     #[napi(catch_unwind)]
     pub fn publish_now(&self, topic: String, json: String) -> Result<i64> {
-        match &self.store {
-            Store::Memory(cache) => cache
-                .log_append(&self.key(&topic), &json, &self.retention)
-                .map(|i| i as i64)
-                .into_napi(),
-            Store::Redis(_) => Err(napi::Error::from_reason(
-                "[ERR_INTERNAL] publishNow needs the in-memory store",
+        // A synchronous store's future is ready as it is made.
+        match self
+            .store
+            .append(&self.key(&topic), &json, &self.retention)
+            .now_or_never()
+        {
+            Some(appended) => appended.map(|i| i as i64).into_napi(),
+            None => Err(napi::Error::from_reason(
+                "[ERR_INTERNAL] publishNow needs a synchronous store",
             )),
         }
     }

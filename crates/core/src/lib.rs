@@ -15,6 +15,7 @@ pub mod signal;
 
 pub use cache::memory::{MemoryCache, MemoryCacheConfig};
 pub use cache::redis::{RedisCache, RedisCacheConfig, RedisTarget, ReplyError, TlsConfig};
+pub use cache::store::{RunRecords, Store, StoreFuture, TopicLog};
 pub use error::{CacheError, ErrorCode};
 pub use log::{Page, Retention};
-pub use pubsub::{Store, Subscription};
+pub use pubsub::Subscription;

@@ -1,249 +1,26 @@
-//! Resumable topic streams over either cache: publish to a topic log, read it
-//! from any index, and wait for what comes next.
+//! Resumable topic streams over any store of topic logs ([`TopicLog`]): read
+//! a topic from any index, and wait for what comes next. (Publishing is the
+//! log's own `append`.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use tokio::sync::watch;
 
-use crate::cache::memory::MemoryCache;
-use crate::cache::redis::RedisCache;
-use crate::cache::runs::{Commit, CommitOutcome};
+use crate::cache::store::TopicLog;
 use crate::error::CacheError;
-use crate::log::{Identity, Page, Received, Retention};
-use crate::signal::{Signal, Signals, Take};
+use crate::log::{Identity, Page, Received};
+use crate::signal::{Signal, Take};
 
-/// Where topic logs live: in this process, or in Redis for many.
-#[derive(Clone)]
-pub enum Store {
-    Memory(MemoryCache),
-    Redis(RedisCache),
-}
-
-impl Store {
-    fn signals(&self) -> &Arc<Signals> {
-        match self {
-            Store::Memory(cache) => cache.signals(),
-            Store::Redis(cache) => cache.signals(),
-        }
-    }
-
-    /// How many topics have readers in this process.
-    pub fn topics_read(&self) -> usize {
-        self.signals().keys().len()
-    }
-
-    /// Appends an event and returns its index, once it is stored. Queued
-    /// when called: appends keep the order they were made in, awaited or not.
-    pub fn append(
-        &self,
-        key: &str,
-        object_json: &str,
-        retention: &Retention,
-    ) -> BoxFuture<'static, Result<u64, CacheError>> {
-        match self {
-            Store::Memory(cache) => futures::future::ready(cache.log_append(key, object_json, retention)).boxed(),
-            Store::Redis(cache) => cache.log_append(key, object_json, retention).boxed(),
-        }
-    }
-
-    /// Up to `max` events from index `from`; `received`: the event before
-    /// `from` that the reader got, checked to be still there (see [`Received`]).
-    pub async fn read(
-        &self,
-        key: &str,
-        from: u64,
-        max: usize,
-        received: Option<&Received>,
-    ) -> Result<Page, CacheError> {
-        match self {
-            Store::Memory(cache) => cache.log_read(key, from, max, received),
-            Store::Redis(cache) => cache.log_read(key, from, max, received).await,
-        }
-    }
-
-    /// [`Self::read`] when it can answer without waiting (in memory).
-    pub fn read_now(
-        &self,
-        key: &str,
-        from: u64,
-        max: usize,
-        received: Option<&Received>,
-    ) -> Option<Result<Page, CacheError>> {
-        match self {
-            Store::Memory(cache) => Some(cache.log_read(key, from, max, received)),
-            Store::Redis(_) => None,
-        }
-    }
-
-    /// The index the next event of the topic will get.
-    pub async fn next_index(&self, key: &str) -> Result<u64, CacheError> {
-        match self {
-            Store::Memory(cache) => cache.log_next_index(key),
-            Store::Redis(cache) => cache.log_next_index(key).await,
-        }
-    }
-
-    /// Appends events in order; returns the index of the last one.
-    pub async fn append_many(
-        &self,
-        key: &str,
-        objects: &[String],
-        retention: &Retention,
-    ) -> Result<Option<u64>, CacheError> {
-        match self {
-            Store::Memory(cache) => cache.log_append_many(key, objects, retention),
-            Store::Redis(cache) => cache.log_append_many(key, objects, retention).await,
-        }
-    }
-
-    /// [`Self::append_many`] if `owner` holds the lease at `lease_key`, in one
-    /// atomic step; `None` (nothing appended) if not.
-    pub async fn append_many_leased(
-        &self,
-        key: &str,
-        objects: &[String],
-        retention: &Retention,
-        lease_key: &str,
-        owner: &str,
-    ) -> Result<Option<Option<u64>>, CacheError> {
-        match self {
-            Store::Memory(cache) => cache.log_append_many_leased(key, objects, retention, lease_key, owner),
-            Store::Redis(cache) => {
-                cache
-                    .log_append_many_leased(key, objects, retention, lease_key, owner)
-                    .await
-            }
-        }
-    }
-
-    /// A run's atomic write of state and events (see [`Commit`]).
-    pub async fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, CacheError> {
-        match self {
-            Store::Memory(cache) => cache.run_commit(commit),
-            Store::Redis(cache) => cache.run_commit(commit).await,
-        }
-    }
-
-    /// A run's stored state, `None` when absent.
-    pub async fn load_run(&self, state_key: &str) -> Result<Option<String>, CacheError> {
-        match self {
-            Store::Memory(cache) => Ok(cache.get(state_key)),
-            Store::Redis(cache) => cache.run_load(state_key).await,
-        }
-    }
-
-    /// Deletes a run's keys (state, topic, abort request).
-    pub async fn delete_run(&self, keys: &[&str]) -> Result<(), CacheError> {
-        match self {
-            Store::Memory(cache) => {
-                for key in keys {
-                    cache.delete(key);
-                }
-                Ok(())
-            }
-            Store::Redis(cache) => cache.run_delete(keys).await,
-        }
-    }
-
-    /// Records a request to abort a run (`reason_json`), if its state exists.
-    pub async fn request_abort(&self, state_key: &str, abort_key: &str, reason_json: &str) -> Result<bool, CacheError> {
-        match self {
-            Store::Memory(cache) => Ok(cache.run_request_abort(state_key, abort_key, reason_json)),
-            Store::Redis(cache) => cache.run_request_abort(state_key, abort_key, reason_json).await,
-        }
-    }
-
-    /// The reason of a requested abort (JSON text), if any.
-    pub async fn abort_requested(&self, abort_key: &str) -> Result<Option<String>, CacheError> {
-        match self {
-            Store::Memory(cache) => Ok(cache.get(abort_key)),
-            Store::Redis(cache) => cache.get(abort_key).await,
-        }
-    }
-
-    /// Takes the lease at `key` for `owner` for `ttl`, if nobody holds it.
-    pub async fn lease_acquire(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, CacheError> {
-        match self {
-            Store::Memory(cache) => Ok(cache.lease_acquire(key, owner, ttl)),
-            Store::Redis(cache) => cache.lease_acquire(key, owner, ttl.as_millis() as u64).await,
-        }
-    }
-
-    /// Extends the lease at `key` if `owner` still holds it.
-    pub async fn lease_renew(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, CacheError> {
-        match self {
-            Store::Memory(cache) => Ok(cache.lease_renew(key, owner, ttl)),
-            Store::Redis(cache) => cache.lease_renew(key, owner, ttl.as_millis() as u64).await,
-        }
-    }
-
-    /// Takes the lease at `key` back for `owner` after it lapsed, if nobody
-    /// else holds it and the run state at `state_key` still has `version`.
-    pub async fn lease_reclaim(
-        &self,
-        key: &str,
-        state_key: &str,
-        owner: &str,
-        ttl: Duration,
-        version: u64,
-    ) -> Result<bool, CacheError> {
-        match self {
-            Store::Memory(cache) => Ok(cache.lease_reclaim(key, state_key, owner, ttl, version)),
-            Store::Redis(cache) => {
-                cache
-                    .lease_reclaim(key, state_key, owner, ttl.as_millis() as u64, version)
-                    .await
-            }
-        }
-    }
-
-    /// Gives the lease at `key` up if `owner` holds it.
-    pub async fn lease_release(&self, key: &str, owner: &str) -> Result<(), CacheError> {
-        match self {
-            Store::Memory(cache) => {
-                cache.lease_release(key, owner);
-                Ok(())
-            }
-            Store::Redis(cache) => cache.lease_release(key, owner).await,
-        }
-    }
-
-    /// Whether someone holds the lease at `key`.
-    pub async fn lease_held(&self, key: &str) -> Result<bool, CacheError> {
-        match self {
-            Store::Memory(cache) => Ok(cache.get(key).is_some()),
-            Store::Redis(cache) => Ok(cache.lease_holder(key).await?.is_some()),
-        }
-    }
-
-    /// Every key that starts with `prefix` and ends with `suffix`.
-    pub async fn keys_matching(&self, prefix: &str, suffix: &str) -> Result<Vec<String>, CacheError> {
-        match self {
-            Store::Memory(cache) => Ok(cache.keys_matching(prefix, suffix)),
-            Store::Redis(cache) => cache.keys_matching(prefix, suffix).await,
-        }
-    }
-
-    /// Deletes the topic: its events and its index (the next publish gets
-    /// 0). Queued when called, like [`Self::append`].
-    pub fn delete(&self, key: &str) -> BoxFuture<'static, Result<(), CacheError>> {
-        match self {
-            Store::Memory(cache) => {
-                cache.delete(key);
-                futures::future::ready(Ok(())).boxed()
-            }
-            Store::Redis(cache) => cache.delete(key).boxed(),
-        }
-    }
-}
+/// How long a reader caught up on a remote store waits for a wake-up before
+/// it looks at the store again (see [`Subscription::woken`]).
+const LOOK_AGAIN: Duration = Duration::from_secs(5);
 
 /// A reader's position in one topic. Reads never skip or repeat an event:
 /// each page starts where the previous one ended.
 pub struct Subscription {
-    store: Store,
+    store: Arc<dyn TopicLog>,
     key: String,
     next: u64,
     /// The event before `next`, as this reader got it: every read checks it
@@ -287,7 +64,7 @@ impl Drop for Subscription {
 impl Subscription {
     /// A reader of the topic at `key` starting at index `from`, or at the
     /// oldest retained event when `from` is `None`.
-    pub fn new(store: Store, key: String, from: Option<u64>) -> Self {
+    pub fn new(store: Arc<dyn TopicLog>, key: String, from: Option<u64>) -> Self {
         let signal = store.signals().get(&key);
         let seen = signal.subscribe();
         Subscription {
@@ -307,7 +84,7 @@ impl Subscription {
     /// A reader resuming right after the event at `index` whose `id` member
     /// is `id`: its first read checks that this event is still in the topic
     /// ([`CacheError::TopicRewritten`] if not).
-    pub fn after_event(store: Store, key: String, index: u64, id: String) -> Self {
+    pub fn after_event(store: Arc<dyn TopicLog>, key: String, index: u64, id: String) -> Self {
         let mut sub = Subscription::new(store, key, Some(index.saturating_add(1)));
         sub.received = Some(Received {
             index,
@@ -362,7 +139,7 @@ impl Subscription {
 
     /// After a full page from Redis more is likely stored: start reading it.
     fn read_ahead(&mut self, page: &Page, max: usize) {
-        if page.count < max || !matches!(self.store, Store::Redis(_)) {
+        if page.count < max || self.store.synchronous() {
             return;
         }
         let (store, key, from, after) = (self.store.clone(), self.key.clone(), page.next, last_received(page));
@@ -396,6 +173,21 @@ impl Subscription {
         self.earliest = false;
     }
 
+    /// Waits for a wake-up of this topic; false when none came for
+    /// [`LOOK_AGAIN`] on a store that is not synchronous. A wake-up is a hint
+    /// (the store is what the reader reads): this bounds what any wake-up lost
+    /// on its way (a tailer reconnecting after a stall, a message dropped by a
+    /// failover) can delay an event, at the cost of one small read per idle
+    /// reader and period.
+    async fn woken(&mut self) -> bool {
+        if self.store.synchronous() {
+            // The sender lives in `signal`, so this only ends by a change.
+            let _ = self.seen.changed().await;
+            return true;
+        }
+        tokio::time::timeout(LOOK_AGAIN, self.seen.changed()).await.is_ok()
+    }
+
     /// The index of the next event this reader will get.
     pub fn position(&self) -> u64 {
         self.next
@@ -405,7 +197,7 @@ impl Subscription {
     /// Redis a page read ahead that has arrived), `None` otherwise: then
     /// call [`Self::next`].
     pub fn try_next(&mut self, max: usize) -> Result<Option<Page>, CacheError> {
-        if let Store::Redis(_) = self.store {
+        if !self.store.synchronous() {
             return Ok(self.arrived(max).inspect(|page| self.took(page)));
         }
         loop {
@@ -448,8 +240,10 @@ impl Subscription {
                         return Ok(page);
                     }
                     Take::Wait => {
-                        // The sender lives in `signal`, so this only ends by a change.
-                        let _ = self.seen.changed().await;
+                        if !self.woken().await {
+                            // Looked again without a wake-up: read the store.
+                            self.caught_up = None;
+                        }
                         continue;
                     }
                     Take::Read => self.caught_up = None,
@@ -464,15 +258,17 @@ impl Subscription {
                 None if moved && !self.earliest => continue,
                 None => {}
             }
-            if let Store::Redis(cache) = &self.store {
+            if !self.store.synchronous() {
                 if !self.following {
-                    cache.follow(&self.key, self.next);
+                    self.store.follow(&self.key, self.next);
                     self.following = true;
                 }
                 // In memory a read costs less than a look at the offers.
                 self.caught_up = Some(floor);
             }
-            let _ = self.seen.changed().await;
+            if !self.woken().await {
+                self.caught_up = None;
+            }
         }
     }
 }

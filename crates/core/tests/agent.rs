@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 mod common;
+use common::shared;
 use tokio::sync::{watch, Barrier};
 use tokio::task::JoinHandle;
 
@@ -55,7 +56,7 @@ struct Env {
 impl Env {
     fn memory() -> Env {
         Env {
-            store: Store::Memory(MemoryCache::new(MemoryCacheConfig::default())),
+            store: shared(MemoryCache::new(MemoryCacheConfig::default())),
             redis: None,
             cluster: None,
         }
@@ -65,7 +66,7 @@ impl Env {
         let prefix = unique_prefix(test);
         let cache = redis_cache(RedisTarget::Url(redis_url()), &prefix);
         Env {
-            store: Store::Redis(cache.clone()),
+            store: shared(cache.clone()),
             redis: Some((cache, prefix)),
             cluster: None,
         }
@@ -75,7 +76,7 @@ impl Env {
     fn redis_cluster(test: &str) -> Env {
         let cache = redis_cache(common::cluster(), &unique_prefix(test));
         Env {
-            store: Store::Redis(cache.clone()),
+            store: shared(cache.clone()),
             redis: None,
             cluster: Some(cache),
         }
@@ -1198,7 +1199,7 @@ async fn a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_laps
     fake.set_control(control);
     let first = tokio::spawn(driver.with_lease(LEASE).drive());
     fake.wait_calls(|&(models, _)| models == 2).await;
-    assert!(run.store.lease_held(&run.lease_key).await.unwrap());
+    assert!(run.store.lease_holder(&run.lease_key).await.unwrap().is_some());
 
     // While the first driver lives (and renews), nobody else may drive.
     let stored = agent::load_owned(&run, "leased", AGENT).await.unwrap();
@@ -1210,7 +1211,7 @@ async fn a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_laps
     first.abort();
     assert!(first.await.unwrap_err().is_cancelled());
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while run.store.lease_held(&run.lease_key).await.unwrap() {
+    while run.store.lease_holder(&run.lease_key).await.unwrap().is_some() {
         assert!(tokio::time::Instant::now() < deadline, "the lease lapses");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -1228,7 +1229,7 @@ async fn a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_laps
     check_stored(&run, &state, Status::Finished).await;
     assert_eq!((fake.model_calls(), fake.tool_calls()), (3, 1));
     assert!(
-        !run.store.lease_held(&run.lease_key).await.unwrap(),
+        run.store.lease_holder(&run.lease_key).await.unwrap().is_none(),
         "given up at the end"
     );
     let events = events(&run).await;
@@ -1266,7 +1267,7 @@ async fn a_lapsed_lease_nobody_took_is_taken_back_and_the_run_goes_on(store: Sto
     // The lease lapses while the tool runs (as if the store had been away).
     run.store.delete_run(&[&run.lease_key]).await.unwrap();
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !run.store.lease_held(&run.lease_key).await.unwrap() {
+    while run.store.lease_holder(&run.lease_key).await.unwrap().is_none() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the driver takes its lease back"
@@ -1278,7 +1279,7 @@ async fn a_lapsed_lease_nobody_took_is_taken_back_and_the_run_goes_on(store: Sto
     check_stored(&run, &state, Status::Finished).await;
     assert_eq!((fake.model_calls(), fake.tool_calls()), (2, 1), "the tool ran once");
     assert!(
-        !run.store.lease_held(&run.lease_key).await.unwrap(),
+        run.store.lease_holder(&run.lease_key).await.unwrap().is_none(),
         "given up at the end"
     );
 }
@@ -1343,7 +1344,7 @@ async fn a_run_created_with_its_lease_hands_it_to_its_driver(store: Store) {
     .await
     .unwrap();
     assert!(
-        run.store.lease_held(&run.lease_key).await.unwrap(),
+        run.store.lease_holder(&run.lease_key).await.unwrap().is_some(),
         "taken with the run"
     );
     let fake = Fake::model_only(|_, _| text_reply("Hi."));
@@ -1361,7 +1362,7 @@ async fn a_run_created_with_its_lease_hands_it_to_its_driver(store: Store) {
         .unwrap();
     check_stored(&run, &state, Status::Finished).await;
     assert!(
-        !run.store.lease_held(&run.lease_key).await.unwrap(),
+        run.store.lease_holder(&run.lease_key).await.unwrap().is_none(),
         "given up with the last checkpoint"
     );
 }
@@ -2245,7 +2246,7 @@ fn a_driver_without_its_control_waits_for_the_model_without_spinning() {
             .build()
             .unwrap();
         let state = runtime.block_on(async {
-            let store = Store::Memory(MemoryCache::new(MemoryCacheConfig::default()));
+            let store = shared(MemoryCache::new(MemoryCacheConfig::default()));
             let (run, created) = create(&store, "no-control", 5).await;
             let fake = Fake::model_only(|_, _| ModelStep {
                 parts: Vec::new(),

@@ -9,6 +9,7 @@ use durable_agent_core::{
 };
 
 mod common;
+use common::shared;
 
 fn redis_url() -> RedisTarget {
     RedisTarget::Url(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()))
@@ -34,7 +35,7 @@ fn unique_prefix() -> String {
 }
 
 fn memory() -> Store {
-    Store::Memory(MemoryCache::new(MemoryCacheConfig::default()))
+    shared(MemoryCache::new(MemoryCacheConfig::default()))
 }
 
 /// Reads `count` events from `from` and returns their `n` fields, checking
@@ -127,7 +128,7 @@ async fn readers_on_another_client(target: RedisTarget) {
     let prefix = unique_prefix();
     let publisher = redis_on(target.clone(), &prefix);
     let reader = redis_on(target, &prefix);
-    concurrent_publishers_and_readers(Store::Redis(publisher.clone()), Store::Redis(reader.clone())).await;
+    concurrent_publishers_and_readers(shared(publisher.clone()), shared(reader.clone())).await;
     publisher.clear().await.unwrap();
     publisher.close();
     reader.close();
@@ -137,7 +138,7 @@ async fn readers_on_another_client(target: RedisTarget) {
 /// appends themselves.
 async fn readers_on_the_publishing_client(target: RedisTarget) {
     let cache = redis_on(target, &unique_prefix());
-    concurrent_publishers_and_readers(Store::Redis(cache.clone()), Store::Redis(cache.clone())).await;
+    concurrent_publishers_and_readers(shared(cache.clone()), shared(cache.clone())).await;
     cache.clear().await.unwrap();
     cache.close();
 }
@@ -167,8 +168,9 @@ async fn cluster_readers_of_topics_on_every_node_hear_each_live_event() {
     // Topics hash to slots on different primaries; a reader waiting on each
     // one (caught up, so only a wake-up brings its events) gets them all.
     let prefix = unique_prefix();
-    let publisher = Store::Redis(redis_cluster(&prefix));
-    let reader = Store::Redis(redis_cluster(&prefix));
+    let cache = redis_cluster(&prefix);
+    let publisher = shared(cache.clone());
+    let reader = shared(redis_cluster(&prefix));
     let topics: Vec<String> = (0..12).map(|t| format!("pubsub:run.{t}")).collect();
     let readers: Vec<_> = topics
         .iter()
@@ -185,7 +187,6 @@ async fn cluster_readers_of_topics_on_every_node_hear_each_live_event() {
     for reader in readers {
         assert_eq!(reader.await.unwrap(), (0..20).collect::<Vec<_>>());
     }
-    let Store::Redis(cache) = publisher else { unreachable!() };
     cache.clear().await.unwrap();
     cache.close();
 }
@@ -230,7 +231,7 @@ async fn a_topic_deleted_and_written_again_elsewhere_is_read_as_it_now_is() {
     for _ in 0..5 {
         append(&here, 1).await;
     }
-    let mut first_life = Subscription::new(Store::Redis(here.clone()), key.to_owned(), Some(0));
+    let mut first_life = Subscription::new(shared(here.clone()), key.to_owned(), Some(0));
     assert_eq!(read_gens(&mut first_life, 5).await, vec![1; 5]);
     let waiting = tokio::spawn(async move {
         let gens = read_gens(&mut first_life, 5).await;
@@ -246,7 +247,7 @@ async fn a_topic_deleted_and_written_again_elsewhere_is_read_as_it_now_is() {
     for _ in 0..7 {
         append(&elsewhere, 2).await;
     }
-    let mut second_life = Subscription::new(Store::Redis(here.clone()), key.to_owned(), Some(0));
+    let mut second_life = Subscription::new(shared(here.clone()), key.to_owned(), Some(0));
     assert_eq!(read_gens(&mut second_life, 7).await, vec![2; 7]);
     let more = tokio::spawn(async move { read_gens(&mut second_life, 3).await });
     for _ in 0..3 {
@@ -266,7 +267,7 @@ async fn an_entry_another_program_wrote_is_delivered_as_a_value_and_the_stream_g
     let key = "pubsub:mixed";
     let retention = Retention::default();
     publisher.log_append(key, r#"{"n":0}"#, &retention).await.unwrap();
-    let mut sub = Subscription::new(Store::Redis(reader.clone()), key.to_owned(), Some(0));
+    let mut sub = Subscription::new(shared(reader.clone()), key.to_owned(), Some(0));
     let first = sub.next(64).await.unwrap();
     assert_eq!(first.count, 1);
     // Caught up and waiting: what arrives now comes through the tailer.
@@ -348,7 +349,7 @@ async fn memory_retention_reports_expired_offsets() {
 #[tokio::test]
 async fn redis_retention_reports_expired_offsets() {
     let cache = redis(&unique_prefix());
-    retention_reports_expired_offsets(Store::Redis(cache.clone())).await;
+    retention_reports_expired_offsets(shared(cache.clone())).await;
     cache.clear().await.unwrap();
 }
 
@@ -356,7 +357,7 @@ async fn redis_retention_reports_expired_offsets() {
 /// that cannot be stored (not an object, or a topic key holding another type)
 /// fails alone, and a waiting reader gets each topic's events.
 async fn batched_appends(cache: RedisCache) {
-    let store = Store::Redis(cache.clone());
+    let store = shared(cache.clone());
     cache.set("pubsub:taken", "\"a string\"", None).await.unwrap();
     let waiting = tokio::spawn(read_all(
         Subscription::new(store.clone(), "pubsub:a".into(), Some(0)),
@@ -441,7 +442,7 @@ async fn cluster_batched_appends_keep_each_topics_order_and_fail_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_pages_read_ahead_are_taken_without_waiting() {
     let cache = redis(&unique_prefix());
-    let store = Store::Redis(cache.clone());
+    let store = shared(cache.clone());
     let events: Vec<String> = (0..100).map(|n| format!(r#"{{"n":{n}}}"#)).collect();
     store
         .append_many("pubsub:t", &events, &Retention::default())

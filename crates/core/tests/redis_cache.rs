@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use durable_agent_core::{RedisCache, RedisCacheConfig, RedisTarget};
+use durable_agent_core::{RedisCache, RedisCacheConfig, RedisTarget, RunRecords as _};
 
 mod common;
 

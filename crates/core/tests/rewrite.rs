@@ -151,7 +151,7 @@ async fn cleared_and_written_again(writer: Store, reader: Store) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_a_topic_cleared_and_written_again_under_a_reader_is_an_error() {
-    let store = Store::Memory(MemoryCache::new(MemoryCacheConfig::default()));
+    let store = shared(MemoryCache::new(MemoryCacheConfig::default()));
     cleared_and_written_again(store.clone(), store).await;
 }
 
@@ -161,15 +161,15 @@ async fn redis_a_topic_cleared_and_written_again_under_a_reader_is_an_error() {
     let prefix = unique_prefix();
     let (here, elsewhere) = (redis(&server, &prefix), redis(&server, &prefix));
     // Written by the reader's own client (its offers), then by another (its tailer).
-    cleared_and_written_again(Store::Redis(here.clone()), Store::Redis(here.clone())).await;
+    cleared_and_written_again(shared(here.clone()), shared(here.clone())).await;
     here.clear().await.unwrap();
-    cleared_and_written_again(Store::Redis(elsewhere.clone()), Store::Redis(here.clone())).await;
+    cleared_and_written_again(shared(elsewhere.clone()), shared(here.clone())).await;
     here.clear().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_trimming_behind_a_reader_is_no_rewrite() {
-    let store = Store::Memory(MemoryCache::new(MemoryCacheConfig::default()));
+    let store = shared(MemoryCache::new(MemoryCacheConfig::default()));
     let retention = Retention {
         max_events: Some(3),
         ..Retention::default()
@@ -223,22 +223,22 @@ async fn redis_events_lost_in_a_failover_and_reused_are_an_error_for_readers_who
         redis(&server, &prefix),
     );
     let retention = Retention::default();
-    append(&Store::Redis(writer.clone()), 0..5, &retention).await;
+    append(&shared(writer.clone()), 0..5, &retention).await;
 
     // Readers on the writing client and on another: one got all five (the
     // lost 3 and 4 included), one only 0..3 (nothing lost for it).
-    let mut got_all = Subscription::new(Store::Redis(writer.clone()), KEY.to_owned(), Some(0));
+    let mut got_all = Subscription::new(shared(writer.clone()), KEY.to_owned(), Some(0));
     assert_eq!(read(&mut got_all, 5).await, vec![0, 1, 2, 3, 4]);
-    let mut got_all_elsewhere = Subscription::new(Store::Redis(elsewhere.clone()), KEY.to_owned(), Some(0));
+    let mut got_all_elsewhere = Subscription::new(shared(elsewhere.clone()), KEY.to_owned(), Some(0));
     assert_eq!(read(&mut got_all_elsewhere, 5).await, vec![0, 1, 2, 3, 4]);
-    let mut got_three = Subscription::new(Store::Redis(here.clone()), KEY.to_owned(), Some(0));
+    let mut got_three = Subscription::new(shared(here.clone()), KEY.to_owned(), Some(0));
     assert_eq!(read(&mut got_three, 3).await, vec![0, 1, 2]);
     let waiting = tokio::spawn(next_error(got_all));
     let waiting_elsewhere = tokio::spawn(next_error(got_all_elsewhere));
 
     lose_the_last_two_in_a_failover(&server, &writer).await;
     // After the failover, new events take indices 3, 4, 5, ...
-    let after = Store::Redis(writer.clone());
+    let after = shared(writer.clone());
     for n in 10..14 {
         // The first call may meet the killed connection; the next reconnects.
         let mut tries = 0;
@@ -292,11 +292,16 @@ async fn read_checks(store: Store) {
 
 #[tokio::test]
 async fn memory_a_read_checks_the_event_received_before_it() {
-    read_checks(Store::Memory(MemoryCache::new(MemoryCacheConfig::default()))).await;
+    read_checks(shared(MemoryCache::new(MemoryCacheConfig::default()))).await;
 }
 
 #[tokio::test]
 async fn redis_a_read_checks_the_event_received_before_it() {
     let server = PrivateRedis::start();
-    read_checks(Store::Redis(redis(&server, &unique_prefix()))).await;
+    read_checks(shared(redis(&server, &unique_prefix()))).await;
+}
+
+/// A cache as the store that pubsub takes.
+fn shared(cache: impl durable_agent_core::RunRecords) -> durable_agent_core::Store {
+    std::sync::Arc::new(cache)
 }

@@ -12,8 +12,8 @@ use super::outage::{Outage, CALL_RIDE_OUT};
 use super::parts::{iso_now, EventWriter};
 use super::state::{Decision, Phase, RunState, Status, Usage};
 use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
+use crate::cache::store::Store;
 use crate::log::Retention;
-use crate::pubsub::Store;
 
 /// The topic a run's events go to (Mastra's `AGENT_STREAM_TOPIC`).
 pub fn stream_topic(run_id: &str) -> String {

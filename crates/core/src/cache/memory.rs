@@ -14,6 +14,7 @@ use moka::sync::Cache;
 
 use super::range::lrange;
 use super::runs::{version_of, Commit, CommitOutcome, LeaseAction, LeaseChange};
+use super::store::{RunRecords, StoreFuture, TopicLog};
 use crate::error::CacheError;
 use crate::json;
 use crate::log::{EventLog, Page, Received, Retention};
@@ -496,7 +497,7 @@ impl MemoryCache {
     }
 
     /// Takes the lease at `key` for `owner` if nobody holds it.
-    pub fn lease_acquire(&self, key: &str, owner: &str, ttl: Duration) -> bool {
+    fn take_lease(&self, key: &str, owner: &str, ttl: Duration) -> bool {
         let _serialised = lock(&self.commits);
         if self.entries.contains_key(key) {
             return false;
@@ -506,7 +507,7 @@ impl MemoryCache {
     }
 
     /// Extends the lease at `key` if `owner` still holds it.
-    pub fn lease_renew(&self, key: &str, owner: &str, ttl: Duration) -> bool {
+    fn renew_lease(&self, key: &str, owner: &str, ttl: Duration) -> bool {
         let _serialised = lock(&self.commits);
         let owner = quoted(owner);
         if self.get(key).as_deref() != Some(owner.as_str()) {
@@ -518,7 +519,7 @@ impl MemoryCache {
 
     /// Takes the lease at `key` back for `owner` after it lapsed, if nobody
     /// else holds it and the state at `state_key` still has `version`.
-    pub fn lease_reclaim(&self, key: &str, state_key: &str, owner: &str, ttl: Duration, version: u64) -> bool {
+    fn reclaim_lease(&self, key: &str, state_key: &str, owner: &str, ttl: Duration, version: u64) -> bool {
         let _serialised = lock(&self.commits);
         let owner = quoted(owner);
         let free = self.get(key).is_none_or(|holder| holder == owner);
@@ -530,7 +531,7 @@ impl MemoryCache {
     }
 
     /// Gives the lease at `key` up if `owner` holds it.
-    pub fn lease_release(&self, key: &str, owner: &str) {
+    fn release_lease(&self, key: &str, owner: &str) {
         let _serialised = lock(&self.commits);
         if self.get(key) == Some(quoted(owner)) {
             self.delete(key);
@@ -538,7 +539,7 @@ impl MemoryCache {
     }
 
     /// Every key that starts with `prefix` and ends with `suffix`.
-    pub fn keys_matching(&self, prefix: &str, suffix: &str) -> Vec<String> {
+    fn scan_keys(&self, prefix: &str, suffix: &str) -> Vec<String> {
         self.entries
             .iter()
             .map(|(key, _)| key)
@@ -567,11 +568,6 @@ impl MemoryCache {
         }
     }
 
-    /// Wake-ups for the readers of this cache's topic logs.
-    pub fn signals(&self) -> &Arc<Signals> {
-        &self.signals
-    }
-
     /// Looks `key` up for an in-place write, refreshing its TTL if it is a list
     /// or a counter (see [`WriteRefreshesTtl`]).
     fn get_for_write(&self, key: &str) -> Option<Data> {
@@ -597,6 +593,137 @@ impl MemoryCache {
     pub fn key_count(&self) -> u64 {
         self.entries.run_pending_tasks();
         self.entries.entry_count()
+    }
+}
+
+/// The in-memory store answers at once: each operation's future is ready.
+fn now<'a, T: Send + 'a>(result: Result<T, CacheError>) -> StoreFuture<'a, T> {
+    Box::pin(futures::future::ready(result))
+}
+
+impl TopicLog for MemoryCache {
+    fn signals(&self) -> &Arc<Signals> {
+        &self.signals
+    }
+
+    fn append(&self, key: &str, object_json: &str, retention: &Retention) -> StoreFuture<'static, u64> {
+        now(self.log_append(key, object_json, retention))
+    }
+
+    fn append_many<'a>(
+        &'a self,
+        key: &'a str,
+        objects: &'a [String],
+        retention: &'a Retention,
+    ) -> StoreFuture<'a, Option<u64>> {
+        now(self.log_append_many(key, objects, retention))
+    }
+
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        from: u64,
+        max: usize,
+        received: Option<&'a Received>,
+    ) -> StoreFuture<'a, Page> {
+        now(self.log_read(key, from, max, received))
+    }
+
+    fn read_now(
+        &self,
+        key: &str,
+        from: u64,
+        max: usize,
+        received: Option<&Received>,
+    ) -> Option<Result<Page, CacheError>> {
+        Some(self.log_read(key, from, max, received))
+    }
+
+    fn next_index<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
+        now(self.log_next_index(key))
+    }
+
+    fn delete(&self, key: &str) -> StoreFuture<'static, ()> {
+        MemoryCache::delete(self, key);
+        now(Ok(()))
+    }
+
+    fn synchronous(&self) -> bool {
+        true
+    }
+}
+
+impl RunRecords for MemoryCache {
+    fn commit<'a>(&'a self, commit: &'a Commit<'a>) -> StoreFuture<'a, CommitOutcome> {
+        now(self.run_commit(commit))
+    }
+
+    fn load_run<'a>(&'a self, state_key: &'a str) -> StoreFuture<'a, Option<String>> {
+        now(Ok(self.get(state_key)))
+    }
+
+    fn delete_run<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, ()> {
+        for key in keys {
+            MemoryCache::delete(self, key);
+        }
+        now(Ok(()))
+    }
+
+    fn request_abort<'a>(
+        &'a self,
+        state_key: &'a str,
+        abort_key: &'a str,
+        reason_json: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        now(Ok(self.run_request_abort(state_key, abort_key, reason_json)))
+    }
+
+    fn abort_requested<'a>(&'a self, abort_key: &'a str) -> StoreFuture<'a, Option<String>> {
+        now(Ok(self.get(abort_key)))
+    }
+
+    fn append_many_leased<'a>(
+        &'a self,
+        key: &'a str,
+        objects: &'a [String],
+        retention: &'a Retention,
+        lease_key: &'a str,
+        owner: &'a str,
+    ) -> StoreFuture<'a, Option<Option<u64>>> {
+        now(self.log_append_many_leased(key, objects, retention, lease_key, owner))
+    }
+
+    fn lease_acquire<'a>(&'a self, key: &'a str, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        now(Ok(self.take_lease(key, owner, ttl)))
+    }
+
+    fn lease_renew<'a>(&'a self, key: &'a str, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        now(Ok(self.renew_lease(key, owner, ttl)))
+    }
+
+    fn lease_reclaim<'a>(
+        &'a self,
+        key: &'a str,
+        state_key: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+        version: u64,
+    ) -> StoreFuture<'a, bool> {
+        now(Ok(self.reclaim_lease(key, state_key, owner, ttl, version)))
+    }
+
+    fn lease_release<'a>(&'a self, key: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
+        self.release_lease(key, owner);
+        now(Ok(()))
+    }
+
+    fn lease_holder<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        // Held as the JSON string of the owner (see `quoted`).
+        now(Ok(self.get(key).and_then(|held| serde_json::from_str(&held).ok())))
+    }
+
+    fn keys_matching<'a>(&'a self, prefix: &'a str, suffix: &'a str) -> StoreFuture<'a, Vec<String>> {
+        now(Ok(self.scan_keys(prefix, suffix)))
     }
 }
 

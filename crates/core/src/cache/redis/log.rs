@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 
 use super::queue::{Append, Lane, Op};
 use super::{Inner, RedisCache};
+use crate::cache::store::{StoreFuture, TopicLog};
 use crate::error::CacheError;
 use crate::json;
 use crate::log::{check_received, fingerprint, Page, Received, Retention};
@@ -208,18 +209,6 @@ impl RedisCache {
         match last {
             redis::Value::Array(entries) if !entries.is_empty() => Ok(stream_entry(&entries[0])?.0 + 1),
             _ => Ok(0),
-        }
-    }
-
-    /// Makes sure this process hears of appends to `key` made elsewhere, from
-    /// index `from` on: a reader that found nothing at `from` calls this before
-    /// it waits (see `pubsub::Subscription`). The tailer follows every key that
-    /// has a reader here.
-    pub fn follow(&self, key: &str, from: u64) {
-        if self.is_cluster() {
-            self.inner.cluster_tailer.follow(key, self.key(key));
-        } else {
-            self.inner.tailer.follow(&self.inner, key, from);
         }
     }
 }
@@ -580,6 +569,57 @@ async fn connect(cache: &RedisCache) -> Result<(MultiplexedConnection, i64), red
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TopicLog for RedisCache {
+    fn signals(&self) -> &Arc<Signals> {
+        &self.inner.signals
+    }
+
+    fn append(&self, key: &str, object_json: &str, retention: &Retention) -> StoreFuture<'static, u64> {
+        Box::pin(self.log_append(key, object_json, retention))
+    }
+
+    fn append_many<'a>(
+        &'a self,
+        key: &'a str,
+        objects: &'a [String],
+        retention: &'a Retention,
+    ) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(self.log_append_many(key, objects, retention))
+    }
+
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        from: u64,
+        max: usize,
+        received: Option<&'a Received>,
+    ) -> StoreFuture<'a, Page> {
+        Box::pin(self.log_read(key, from, max, received))
+    }
+
+    fn next_index<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(self.log_next_index(key))
+    }
+
+    fn delete(&self, key: &str) -> StoreFuture<'static, ()> {
+        Box::pin(RedisCache::delete(self, key))
+    }
+
+    /// The tailer (one Redis) or the sharded channels (a Cluster) follow
+    /// every key that has a reader here.
+    fn follow(&self, key: &str, from: u64) {
+        if self.is_cluster() {
+            self.inner.cluster_tailer.follow(key, self.key(key));
+        } else {
+            self.inner.tailer.follow(&self.inner, key, from);
+        }
+    }
+
+    fn synchronous(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

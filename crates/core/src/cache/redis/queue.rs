@@ -266,11 +266,15 @@ impl Queue {
         }
     }
 
-    /// Resolves once every call queued before it (in `lane`) has its outcome.
+    /// Resolves once every call queued before it (in `lane`) has its
+    /// outcome, or fails as a call would once a call's time has passed.
     pub(super) async fn fence(&self, lane: Lane) -> Result<(), QueueError> {
         let (done, rx) = oneshot::channel();
         self.enqueue(lane, EntryKind::Fence(done));
-        rx.await.map_err(|_| QueueError::Closed)
+        match tokio::time::timeout(self.limit(), rx).await {
+            Ok(done) => done.map_err(|_| QueueError::Closed),
+            Err(_) => Err(QueueError::Timeout { sent: false }),
+        }
     }
 
     /// Runs `body` alone: after every call queued before it has its outcome,

@@ -3,8 +3,11 @@
 //! checkpoint and the events it covers land atomically (and in one Cluster
 //! slot: both keys share the run topic's hash tag).
 
+use std::time::Duration;
+
 use super::{eval, RedisCache};
 use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
+use crate::cache::store::{RunRecords, StoreFuture};
 use crate::error::CacheError;
 use crate::json;
 use crate::log::Retention;
@@ -119,7 +122,7 @@ return last
 impl RedisCache {
     /// [`Self::log_append_many`] if `owner` holds the lease at `lease_key`, in
     /// one script; `None` (nothing appended) if not.
-    pub async fn log_append_many_leased(
+    async fn log_append_many_leased(
         &self,
         key: &str,
         objects: &[String],
@@ -156,7 +159,7 @@ impl RedisCache {
     }
 
     /// Takes the lease at `key` for `owner` if nobody holds it (`SET NX PX`).
-    pub async fn lease_acquire(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, CacheError> {
+    async fn take_lease(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, CacheError> {
         let k = self.key(key);
         let set: Option<String> = self
             .send(
@@ -175,7 +178,7 @@ impl RedisCache {
     }
 
     /// Extends the lease at `key` if `owner` still holds it.
-    pub async fn lease_renew(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, CacheError> {
+    async fn renew_lease(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, CacheError> {
         let k = self.key(key);
         let mut invocation = eval(LEASE_RENEW_SCRIPT, &[&k]);
         invocation.arg(owner).arg(ttl_ms.max(1));
@@ -184,7 +187,7 @@ impl RedisCache {
     }
 
     /// Takes the lease at `key` back for `owner`: see [`LEASE_RECLAIM_SCRIPT`].
-    pub async fn lease_reclaim(
+    async fn reclaim_lease(
         &self,
         key: &str,
         state_key: &str,
@@ -200,7 +203,7 @@ impl RedisCache {
     }
 
     /// Gives the lease at `key` up if `owner` holds it.
-    pub async fn lease_release(&self, key: &str, owner: &str) -> Result<(), CacheError> {
+    async fn release_lease(&self, key: &str, owner: &str) -> Result<(), CacheError> {
         let k = self.key(key);
         let mut invocation = eval(LEASE_RELEASE_SCRIPT, &[&k]);
         invocation.arg(owner);
@@ -209,14 +212,14 @@ impl RedisCache {
     }
 
     /// The holder of the lease at `key`, if any.
-    pub async fn lease_holder(&self, key: &str) -> Result<Option<String>, CacheError> {
+    async fn lease_owner(&self, key: &str) -> Result<Option<String>, CacheError> {
         let k = self.key(key);
         self.send(key, &k, redis::cmd("GET").arg(&k).clone()).await
     }
 
     /// Every cache key (as given to this cache, without its prefix) that
     /// starts with `prefix` and ends with `suffix` (SCAN, never KEYS).
-    pub async fn keys_matching(&self, prefix: &str, suffix: &str) -> Result<Vec<String>, CacheError> {
+    async fn scan_keys(&self, prefix: &str, suffix: &str) -> Result<Vec<String>, CacheError> {
         let physical_prefix = self.key(prefix);
         let pattern = format!(
             "{}*{}",
@@ -242,7 +245,7 @@ impl RedisCache {
     }
 
     /// A run's atomic write (see [`Commit`]): one script, one round trip.
-    pub async fn run_commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, CacheError> {
+    async fn run_commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, CacheError> {
         let state_key = self.key(commit.state_key);
         let mut invocation = eval(
             RUN_COMMIT_SCRIPT,
@@ -299,26 +302,21 @@ impl RedisCache {
     }
 
     /// The stored state of a run, `None` when absent.
-    pub async fn run_load(&self, state_key: &str) -> Result<Option<String>, CacheError> {
+    async fn run_load(&self, state_key: &str) -> Result<Option<String>, CacheError> {
         let k = self.key(state_key);
         self.send(state_key, &k, redis::cmd("HGET").arg(&k).arg("s").clone())
             .await
     }
 
     /// Deletes a run: its state, its topic, and an abort request.
-    pub async fn run_delete(&self, keys: &[&str]) -> Result<(), CacheError> {
+    async fn run_delete(&self, keys: &[&str]) -> Result<(), CacheError> {
         let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         let first = keys.first().cloned().unwrap_or_default();
         self.send(&first, &first, redis::cmd("DEL").arg(&keys).clone()).await
     }
 
     /// Records an abort request for a run, if its state exists; false if not.
-    pub async fn run_request_abort(
-        &self,
-        state_key: &str,
-        abort_key: &str,
-        reason_json: &str,
-    ) -> Result<bool, CacheError> {
+    async fn run_request_abort(&self, state_key: &str, abort_key: &str, reason_json: &str) -> Result<bool, CacheError> {
         let k = self.key(state_key);
         let mut invocation = eval(RUN_REQUEST_ABORT_SCRIPT, &[&k, &self.key(abort_key)]);
         invocation.arg(reason_json);
@@ -329,7 +327,7 @@ impl RedisCache {
     /// Appends events in order; returns the last index. An object that is
     /// not a JSON object fails the call before anything is stored; a failed
     /// append fails it too.
-    pub async fn log_append_many(
+    pub(super) async fn log_append_many(
         &self,
         key: &str,
         objects: &[String],
@@ -346,4 +344,78 @@ impl RedisCache {
         }
         Ok(last)
     }
+}
+
+impl RunRecords for RedisCache {
+    fn commit<'a>(&'a self, commit: &'a Commit<'a>) -> StoreFuture<'a, CommitOutcome> {
+        Box::pin(self.run_commit(commit))
+    }
+
+    fn load_run<'a>(&'a self, state_key: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(self.run_load(state_key))
+    }
+
+    fn delete_run<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, ()> {
+        Box::pin(self.run_delete(keys))
+    }
+
+    fn request_abort<'a>(
+        &'a self,
+        state_key: &'a str,
+        abort_key: &'a str,
+        reason_json: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.run_request_abort(state_key, abort_key, reason_json))
+    }
+
+    fn abort_requested<'a>(&'a self, abort_key: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(self.get(abort_key))
+    }
+
+    fn append_many_leased<'a>(
+        &'a self,
+        key: &'a str,
+        objects: &'a [String],
+        retention: &'a Retention,
+        lease_key: &'a str,
+        owner: &'a str,
+    ) -> StoreFuture<'a, Option<Option<u64>>> {
+        Box::pin(self.log_append_many_leased(key, objects, retention, lease_key, owner))
+    }
+
+    fn lease_acquire<'a>(&'a self, key: &'a str, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(self.take_lease(key, owner, millis(ttl)))
+    }
+
+    fn lease_renew<'a>(&'a self, key: &'a str, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(self.renew_lease(key, owner, millis(ttl)))
+    }
+
+    fn lease_reclaim<'a>(
+        &'a self,
+        key: &'a str,
+        state_key: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+        version: u64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.reclaim_lease(key, state_key, owner, millis(ttl), version))
+    }
+
+    fn lease_release<'a>(&'a self, key: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(self.release_lease(key, owner))
+    }
+
+    fn lease_holder<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(self.lease_owner(key))
+    }
+
+    fn keys_matching<'a>(&'a self, prefix: &'a str, suffix: &'a str) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(self.scan_keys(prefix, suffix))
+    }
+}
+
+/// A lease's TTL as Redis takes it: whole milliseconds, at least one.
+fn millis(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
 }
