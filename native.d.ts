@@ -10,57 +10,52 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 export declare class NativeAgent {
-  constructor(pubsub: NativePubSub, agentId: string, leaseMs: number, outageMs: number, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>)
+  /**
+   * `keepEndedMs`: how long an ended run is kept before its keys expire
+   * (0: as the topic retention says).
+   */
+  constructor(pubsub: NativePubSub, agentId: string, leaseMs: number, outageMs: number, keepEndedMs: number, callModel: (request: string) => Promise<string>, callTool: (request: string) => Promise<string>)
   /** The bridge this object reports through (the pubsub's). */
   get bridge(): NativeBridge
   /**
-   * Creates a run (it must not exist) and publishes its `start` part.
+   * `Agent::start`: creates a run and publishes its `start` part.
    * `messages`: the prompt (a JSON array of language-model messages);
-   * `options`: JSON handed back to every callback. Reports the run summary.
+   * `options`: JSON handed back to every callback. Reports its summary.
    */
   create(id: number, runId: string, messages: string, maxSteps: number, options: string): string | null
-  /**
-   * Drives a created or resumed run until it finishes, fails, aborts or
-   * suspends; reports its summary then. Nothing else may drive it meanwhile.
-   */
+  /** `Agent::drive`: reports the summary once the run ends or suspends. */
   drive(id: number, runId: string): void
   /**
-   * Stream parts of the model step in progress (a JSON array of parts, in
-   * order); false when the run is not being driven here.
+   * `Agent::emit`: stream parts (a JSON array, in order) of the model step
+   * in progress; false when the run is not driven here.
    */
   emit(runId: string, parts: string): boolean
-  /** Stops a run driven here; false when it is not driven here. */
-  abort(runId: string, reason?: string | undefined | null): boolean
   /**
-   * Stops driving every run this process drives, without ending them (see
-   * `RunControl::release`): each drive ends with `ERR_CACHE_CLOSED` once
-   * it has given its lease up. Returns how many there were.
+   * `Agent::abort`: reports `null` when the run is driven here (its
+   * driver ends it), its summary otherwise.
+   */
+  abort(id: number, runId: string, reason?: string | undefined | null): string | null
+  /**
+   * `Agent::release_all`: stops driving every run driven here without
+   * ending them; returns how many there were.
    */
   releaseAll(): number
   /**
-   * Aborts a run no driver here holds: a suspended one at once, a running
-   * one by asking its driver in another process; a run that ended is left
-   * as it is. Reports its summary.
-   */
-  abortElsewhere(id: number, runId: string, reason?: string | undefined | null): string | null
-  /**
-   * Records an approval decision for a suspended run (`toolCallId` absent:
+   * `Agent::resume`: records an approval decision (`toolCallId` absent:
    * every waiting call). Reports the summary; when its status is
    * `running`, call `drive` next.
    */
   resume(id: number, runId: string, toolCallId: string | undefined | null, approved: boolean, reason?: string | undefined | null): string | null
   /**
-   * Reports the summary of a stored run of this agent, with `leased`:
-   * whether a process holds its lease (drives it now).
+   * `Agent::recover`: the summary; when its status is `running`, this
+   * process took the run's lease: call `drive` next.
    */
+  recover(id: number, runId: string): string | null
+  /** `Agent::inspect`: the summary, with `leased`. */
   inspect(id: number, runId: string): string | null
-  /**
-   * Reports the summaries (with `leased`) of this agent's running runs in
-   * the store: those without a lease lost their driver and can be
-   * recovered.
-   */
+  /** `Agent::running_runs`: their summaries (a JSON array), with `leased`. */
   runningRuns(id: number): string | null
-  /** Deletes a run's state and events. */
+  /** `Agent::cleanup`: deletes a run's state and events. */
   cleanup(id: number, runId: string): string | null
   /** How many runs this process drives now. */
   get activeRuns(): number
@@ -242,3 +237,23 @@ export interface NativeRedisTarget {
  * compatibility mode uses it so both modes share one key layout.
  */
 export declare function redisKey(prefix: string, key: string): string
+
+export declare function wireConstants(): WireConstants
+
+/** What JS needs to know of the contracts the core writes (see `core::wire`). */
+export interface WireConstants {
+  /** A run's topic is this prefix and its id. */
+  runTopicPrefix: string
+  /** The members of a stored event, in the order they are written. */
+  eventFields: Array<string>
+  /** The members of a run summary. */
+  runSummaryFields: Array<string>
+  /** The members of the loop's callback requests. */
+  modelRequestFields: Array<string>
+  toolRequestFields: Array<string>
+  /** Codes of errors that mean the store is briefly away: retry. */
+  transientCodes: Array<string>
+  /** The first wait before a retry, doubled after each up to `retryMaxDelayMs`. */
+  retryFirstDelayMs: number
+  retryMaxDelayMs: number
+}

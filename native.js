@@ -846,3 +846,4 @@ module.exports.debugPanicAsync = nativeBinding.debugPanicAsync
 module.exports.debugPanicSync = nativeBinding.debugPanicSync
 module.exports.listPushIndexedScript = nativeBinding.listPushIndexedScript
 module.exports.redisKey = nativeBinding.redisKey
+module.exports.wireConstants = nativeBinding.wireConstants

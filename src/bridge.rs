@@ -119,7 +119,7 @@ impl Bridge {
             vec![(
                 id,
                 match outcome {
-                    Ok(outcome) => outcome.map_err(|e| coded_message(&e)),
+                    Ok(outcome) => outcome.map_err(|e| e.batched()),
                     Err(panic) => Err(panic_outcome(&panic)),
                 },
             )]
@@ -288,10 +288,6 @@ pub fn queued_now<T>(call: impl FnOnce() -> T) -> T {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn coded_message<E: Coded>(error: &E) -> String {
-    format!("[{}] {error}", error.code())
 }
 
 fn panic_outcome(panic: &Box<dyn std::any::Any + Send>) -> String {

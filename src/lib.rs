@@ -1,9 +1,9 @@
 //! napi binding of `durable-agent-core`.
 //!
 //! Each module adapts one core type; none holds logic of its own. Values cross
-//! as JSON text (the TS facade stringifies and parses), and errors cross with
-//! their stable code in the message (see `error.rs`), which the facade moves to
-//! `err.code`.
+//! as JSON text (the TS facade stringifies and parses), errors with their
+//! stable code as `err.code` (see `error.rs`), and the contracts both sides
+//! read (topic names, retry policy) from `wire.rs`.
 
 #![deny(clippy::all)]
 
@@ -13,12 +13,14 @@ mod error;
 mod memory_cache;
 mod pubsub;
 mod redis_cache;
+mod wire;
 
 pub use agent::NativeAgent;
 pub use bridge::NativeBridge;
 pub use memory_cache::NativeMemoryCache;
 pub use pubsub::{NativePubSub, NativeSubscription};
 pub use redis_cache::{list_push_indexed_script, redis_key, NativeRedisCache};
+pub use wire::{wire_constants, WireConstants};
 
 /// mimalloc instead of glibc's malloc: the addon allocates and frees a value
 /// per element of every Redis reply and a buffer per page of events, where

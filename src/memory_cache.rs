@@ -1,9 +1,9 @@
 //! `NativeMemoryCache`: the in-memory cache, called synchronously on the JS
 //! thread (no thread hop: the work is far cheaper than one).
 
+use crate::error::Result;
 use durable_agent_core::cache::memory::ttl_from_ms;
 use durable_agent_core::{MemoryCache, MemoryCacheConfig};
-use napi::Result;
 use napi_derive::napi;
 
 use crate::error::IntoNapi;

@@ -6,16 +6,16 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::error::Result;
 use durable_agent_core::cache::memory::ttl_from_ms;
 use durable_agent_core::{CacheError, Page, Retention, Store, Subscription};
 use futures::FutureExt as _;
 use napi::bindgen_prelude::ClassInstance;
-use napi::Result;
 use napi_derive::napi;
 use tokio::sync::Notify;
 
 use crate::bridge::{queued_now, Bridge, NativeBridge, OnReady, Reply};
-use crate::error::{to_napi, IntoNapi};
+use crate::error::{Coded, IntoNapi};
 use crate::memory_cache::NativeMemoryCache;
 use crate::redis_cache::NativeRedisCache;
 
@@ -132,9 +132,7 @@ impl NativePubSub {
             .now_or_never()
         {
             Some(appended) => appended.map(|i| i as i64).into_napi(),
-            None => Err(napi::Error::from_reason(
-                "[ERR_INTERNAL] publishNow needs a synchronous store",
-            )),
+            None => Err(napi::Error::new("ERR_INTERNAL", "publishNow needs a synchronous store")),
         }
     }
 
@@ -195,7 +193,7 @@ impl NativePubSub {
         let sub = match (start(offset)?, after_id) {
             (Some(from), Some(id)) if from > 0 => Subscription::after_event(store, key, from - 1, id),
             (_, Some(_)) => {
-                return Err(to_napi(CacheError::InvalidValue(
+                return Err(Coded::thrown(&CacheError::InvalidValue(
                     "a reader resuming after an event needs the offset after it".into(),
                 )))
             }
@@ -213,7 +211,8 @@ impl NativePubSub {
 fn start(offset: Option<i64>) -> Result<Option<u64>> {
     offset
         .map(|o| {
-            u64::try_from(o).map_err(|_| to_napi(CacheError::InvalidValue(format!("offset must be >= 0, got {o}"))))
+            u64::try_from(o)
+                .map_err(|_| Coded::thrown(&CacheError::InvalidValue(format!("offset must be >= 0, got {o}"))))
         })
         .transpose()
 }

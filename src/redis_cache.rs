@@ -1,10 +1,10 @@
 //! `NativeRedisCache`: the Redis cache. Calls run on tokio and share one
 //! pipelined connection; results return through the completion bridge.
 
+use crate::error::Result;
 use durable_agent_core::cache::memory::ttl_from_ms;
 use durable_agent_core::cache::redis::{physical_key, LIST_PUSH_INDEXED_SCRIPT};
 use durable_agent_core::{CacheError, RedisCache, RedisCacheConfig, RedisTarget, ReplyError, TlsConfig};
-use napi::Result;
 use napi_derive::napi;
 
 use crate::bridge::{queued_now, Bridge, NativeBridge, OnReady, Reply};
@@ -71,7 +71,7 @@ impl NativeRedisCache {
             (None, None) => RedisTarget::Parts {
                 host: target.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
                 port: u16::try_from(target.port.unwrap_or(6379)).map_err(|_| {
-                    crate::error::to_napi(durable_agent_core::CacheError::InvalidOption {
+                    crate::error::Coded::thrown(&durable_agent_core::CacheError::InvalidOption {
                         option: "port",
                         reason: "must be at most 65535".into(),
                     })

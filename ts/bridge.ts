@@ -1,5 +1,5 @@
 import type { NativeBridge } from '../native.js'
-import { coded, ErrorCodes, fromNative } from './errors.js'
+import { coded, ErrorCodes, fromBatchError, fromNative } from './errors.js'
 
 /**
  * The JS half of the completion bridge (see `src/bridge.rs`): JS creates the
@@ -105,7 +105,7 @@ export class Bridge {
       if (!pending) continue
       this.#pending.delete(id)
       if (pending.keepAlive && --this.#holding === 0) native.release()
-      if (kind === 'e') pending.reject(fromNative(new Error(value as string)))
+      if (kind === 'e') pending.reject(fromBatchError(value as string))
       else if (kind === 'v' || kind === 'n') pending.resolve(value)
       else pending.resolve(undefined)
     }

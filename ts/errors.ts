@@ -88,22 +88,28 @@ export function coded<E extends Error>(error: E, code: ErrorCode): CodedError<E>
   return Object.assign(error, { code })
 }
 
-const CODE_PREFIX = /^\[(ERR_[A-Z_]+)\] /
-
 /**
- * The native layer sends its code as a `[ERR_X] ` message prefix (napi-rs can
- * only put a napi `Status` in `err.code`); move it to `err.code`. A native
- * error without one (a caught Rust panic) becomes `ERR_INTERNAL`.
+ * A native call's error as this package hands it out. A synchronous call's
+ * error has our code as `err.code` already (napi-rs sets it); anything else
+ * from native code (a caught Rust panic, a value napi could not convert) is
+ * `ERR_INTERNAL`.
  */
 export function fromNative(error: unknown): unknown {
   if (!(error instanceof Error)) return error
-  if (hasCode(error)) return error // ours already (argument checks, client mode)
-  const match = CODE_PREFIX.exec(error.message)
-  if (match) {
-    error.message = error.message.slice(match[0].length)
-    return coded(error, match[1] as ErrorCode)
-  }
+  if (hasCode(error)) return error
   return coded(error, ErrorCodes.INTERNAL)
+}
+
+const BATCHED = /^\[(ERR_[A-Z_]+)\] /
+
+/**
+ * The error of an async native call, from its bridge batch entry: the text
+ * `[ERR_X] message` (see `src/error.rs`, `Coded::batched`).
+ */
+export function fromBatchError(text: string): CodedError {
+  const match = BATCHED.exec(text)
+  if (!match) return coded(new Error(text), ErrorCodes.INTERNAL)
+  return coded(new Error(text.slice(match[0].length)), match[1] as ErrorCode)
 }
 
 /** Whether `error` carries one of our codes. */

@@ -41,7 +41,7 @@ export type { MastraChunk } from './agent/mastra-chunks.js'
 export { createAgentHandler, type AgentHandler, type AgentHandlerOptions } from './http/handler.js'
 export { toNodeHandler, type NodeHandler } from './http/node-adapter.js'
 export { CachingTransformStream, type CachingTransformStreamOptions } from './http/caching-transform-stream.js'
-export { runTopic } from './http/stream-sources.js'
+export { runTopic } from './wire.js'
 export { toUIMessageChunk, type UIMessageChunk } from './http/ui-message-stream.js'
 // The Node-side clients; the chat transport (typed against the AI SDK, a peer
 // dependency) and the protocol's names are in `durable-agent/client`, which

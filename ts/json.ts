@@ -10,7 +10,7 @@ export function toJson(value: unknown, what: string): string {
 
 /**
  * {@link toJson} without its pass over top-level `Date`s, for a value built
- * without one (CachingPubSub's event, whose `createdAt` is already text).
+ * without one (CachingPubSub's event, whose `createdAt` is epoch milliseconds).
  */
 export function stringify(value: unknown, what: string): string {
   let text: string | undefined

@@ -9,7 +9,8 @@ import { checkMember, stringify } from './json.js'
 import type { InMemoryServerCache } from './memory-cache.js'
 import type { RedisServerCache } from './redis-cache.js'
 import { TopicIterator } from './topic-iterator.js'
-import { hydrate, TopicReader, type PubSubEvent } from './topic-reader.js'
+import { withCreatedAtDate, TopicReader, type PubSubEvent } from './topic-reader.js'
+import { isTransient, retryPause } from './wire.js'
 
 export type { PubSubEvent } from './topic-reader.js'
 
@@ -211,7 +212,7 @@ export class CachingPubSub {
     const events = await this.#bridge.call<PubSubEvent[]>((id) => this.#native.history(id, topic, offset)).catch(async (error: unknown) => {
       throw await this.#explain(error, topic)
     })
-    return events.map(hydrate)
+    return events.map(withCreatedAtDate)
   }
 
   /**
@@ -410,8 +411,6 @@ function checkOffset(offset: number, name = 'offset'): void {
   }
 }
 
-/** Codes after which a subscription keeps reading (after a pause). */
-const TRANSIENT = new Set<string>([ErrorCodes.REDIS_UNAVAILABLE, ErrorCodes.REDIS_TIMEOUT])
 
 /** A callback subscriber: pulls pages and calls `cb` for each event, in order. */
 class CallbackSubscription {
@@ -447,7 +446,7 @@ class CallbackSubscription {
     for (const event of page) {
       if (this.#stopped) return
       try {
-        const result = this.cb(hydrate(event))
+        const result = this.cb(withCreatedAtDate(event))
         if (result instanceof Promise) result.catch((error: unknown) => this.report(asError(error), this.topic))
       } catch (error) {
         this.report(asError(error), this.topic)
@@ -456,7 +455,7 @@ class CallbackSubscription {
   }
 
   async #follow(): Promise<void> {
-    let pause = 50
+    let attempt = 0
     while (!this.#stopped) {
       let page: PubSubEvent[] | undefined
       try {
@@ -468,12 +467,12 @@ class CallbackSubscription {
         // The cache was closed: an orderly shutdown ends the subscription, quietly.
         if (code === ErrorCodes.CACHE_CLOSED) return this.stop()
         this.report(failure, this.topic)
-        if (!TRANSIENT.has(code)) return this.stop()
-        await new Promise((resolve) => setTimeout(resolve, pause))
-        pause = Math.min(pause * 2, 2_000)
+        // The store is briefly away: keep reading, after a pause.
+        if (!isTransient(failure)) return this.stop()
+        await retryPause(attempt++)
         continue
       }
-      pause = 50
+      attempt = 0
       if (page === undefined) return
       this.#deliverPage(page)
     }

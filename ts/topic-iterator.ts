@@ -1,4 +1,4 @@
-import { hydrate, type PubSubEvent, type RawPage, type TopicReader } from './topic-reader.js'
+import { withCreatedAtDate, type PubSubEvent, type RawPage, type TopicReader } from './topic-reader.js'
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined })
 
@@ -31,7 +31,7 @@ export class TopicIterator implements AsyncIterableIterator<PubSubEvent> {
   next(): Promise<IteratorResult<PubSubEvent, undefined>> {
     if (!this.#finished && this.#signal?.aborted) return this.#fail(abortError(this.#signal))
     if (this.#position < this.#page.length) {
-      return Promise.resolve({ done: false, value: hydrate(this.#page[this.#position++]!) })
+      return Promise.resolve({ done: false, value: withCreatedAtDate(this.#page[this.#position++]!) })
     }
     if (this.#waiting) return this.#waiting.then(() => this.next())
     if (this.#finished) return Promise.resolve(DONE)

@@ -14,14 +14,14 @@ export interface PubSubEvent {
   index: number
 }
 
-/** A page as it arrives: parsed JSON, `createdAt` still as stored (see `hydrate`). */
+/** A page as it arrives: parsed JSON, `createdAt` still as stored (see `withCreatedAtDate`). */
 export type RawPage = PubSubEvent[]
 
 /**
  * One reader's pages, whichever way they come: synchronously when the store
  * has them ready (in memory), else through the completion bridge. Pages are
  * one JSON text per up to `pageSize` events, parsed once; callers turn
- * `createdAt` into a `Date` per event as they hand it out (`hydrate`).
+ * `createdAt` into a `Date` per event as they hand it out (`withCreatedAtDate`).
  */
 export class TopicReader {
   constructor(
@@ -79,7 +79,7 @@ export class TopicReader {
  * Events are stored with `createdAt` as epoch ms (earlier builds stored ISO
  * text, which reads back too); subscribers get a `Date`.
  */
-export function hydrate(event: PubSubEvent): PubSubEvent {
+export function withCreatedAtDate(event: PubSubEvent): PubSubEvent {
   event.createdAt = new Date(event.createdAt as unknown as number | string)
   return event
 }

@@ -3,13 +3,13 @@
  * Rust calls them with a JSON request and awaits a JSON reply; they never
  * reject, a failure is the reply `{ error: { name, message } }`.
  *
- * - model: `{ runId, step, messages, options }` → the step streamed through
- *   the AI SDK model (its parts handed to the run as they come, see
- *   `emit`), then `{ content, toolCalls, finishReason, usage, response }`.
- * - tool: `{ runId, step, toolCallId, toolName, input, idempotencyKey,
- *   messages, options }` → `{ output }`.
+ * - model: a `ModelRequest` (`../wire.ts`) → the step streamed through the
+ *   AI SDK model (its parts handed to the run as they come, see `emit`),
+ *   then `{ content, toolCalls, finishReason, usage, response }`.
+ * - tool: a `ToolRequest` → `{ output }`.
  */
-import type { LanguageModel, ModelSettings, PromptMessage, ToolChoice } from './types.js'
+import type { ModelRequest, ToolRequest } from '../wire.js'
+import type { LanguageModel } from './types.js'
 import { streamStep } from './model.js'
 import { executeTool, type ResolvedTool } from './tools.js'
 import { errorInfo } from './util.js'
@@ -19,17 +19,6 @@ export interface Resolved {
   model: LanguageModel
   tools: Map<string, ResolvedTool>
   instructions: string | undefined
-}
-
-/** A run's options as stored with it (JSON), handed back with every callback. */
-export interface RunOptions {
-  threadId?: string
-  resourceId?: string
-  requireToolApproval?: boolean
-  modelSettings?: ModelSettings
-  toolChoice?: ToolChoice
-  activeTools?: string[]
-  toolCallConcurrency?: number
 }
 
 export interface LoopDependencies {
@@ -45,12 +34,7 @@ type JsonCallback = (request: string) => Promise<string>
 export function loopCallbacks(deps: LoopDependencies): { callModel: JsonCallback; callTool: JsonCallback } {
   const callModel = async (requestText: string): Promise<string> => {
     try {
-      const request = JSON.parse(requestText) as {
-        runId: string
-        step: number
-        messages: PromptMessage[]
-        options: RunOptions
-      }
+      const request = JSON.parse(requestText) as ModelRequest
       const { model, tools } = await deps.resolve()
       // Parts go to the run in batches, one per event-loop turn (a model's
       // network chunk, or all of an instant model's parts): one native call
@@ -92,15 +76,7 @@ export function loopCallbacks(deps: LoopDependencies): { callModel: JsonCallback
 
   const callTool = async (requestText: string): Promise<string> => {
     try {
-      const request = JSON.parse(requestText) as {
-        runId: string
-        step: number
-        toolCallId: string
-        toolName: string
-        input: unknown
-        idempotencyKey: string
-        messages: PromptMessage[]
-      }
+      const request = JSON.parse(requestText) as ToolRequest
       const { tools } = await deps.resolve()
       const output = await executeTool(tools, request.toolName, request.input, {
         toolCallId: request.toolCallId,

@@ -16,7 +16,8 @@ import { InMemoryServerCache } from '../memory-cache.js'
 import { CachingPubSub, type InnerPubSub } from '../pubsub.js'
 import type { RedisServerCache } from '../redis-cache.js'
 import { instructionsText, toPrompt } from './messages.js'
-import { loopCallbacks, type Resolved, type RunOptions } from './callbacks.js'
+import { runTopic, type RunOptions, type RunSummary } from '../wire.js'
+import { loopCallbacks, type Resolved } from './callbacks.js'
 import { toMastraChunk } from './mastra-chunks.js'
 import { DurableOutput } from './output.js'
 import { resolveTools } from './tools.js'
@@ -82,9 +83,10 @@ export interface CreateDurableAgentOptions<
    */
   outageMs?: number
   /**
-   * Delete a run's state and events this long after it ends (finished,
-   * failed, aborted), once this process's readers of it are done. Default
-   * 30 s; 0 turns auto-cleanup off (as in Mastra: call `cleanup()`).
+   * Keep a run's state and events this long after it ends (finished,
+   * failed, aborted): the checkpoint that ends it gives its keys this TTL,
+   * in whichever process drives it. Default 30 s; 0 turns auto-cleanup off
+   * (as in Mastra: call `cleanup()`; the topic's retention still applies).
    */
   cleanupTimeoutMs?: number
   /**
@@ -147,20 +149,6 @@ export interface DurableAgentRun {
   drivenHere: boolean
 }
 
-interface RunSummary {
-  runId: string
-  agentId: string
-  status: 'running' | 'suspended' | 'finished' | 'failed' | 'aborted'
-  step: number
-  nextEvent: number
-  pending: { toolCallId: string; toolName: string; args: unknown; needsApproval: boolean; decision?: unknown }[]
-  createdAt: string
-  updatedAt: string
-  /** Whether a process holds the run's lease (drives it now); from `inspect` and `runningRuns`. */
-  leased?: boolean
-  options: RunOptions
-}
-
 const BRAND = Symbol.for('durable-agent.DurableAgent')
 
 /** `maxSize` of the in-memory cache a durable agent makes when given none. */
@@ -203,7 +191,6 @@ export class DurableAgent<
   readonly #outputs = new Map<string, Set<DurableOutput<ChunkOf<F>>>>()
   /** A stored part as this agent's format hands it out. */
   readonly #toChunk: (part: StreamPart, runId: string) => ChunkOf<F>
-  readonly #timers = new Map<string, NodeJS.Timeout>()
   #resolved: Promise<Resolved> | undefined
 
   constructor(options: CreateDurableAgentOptions<A, F>) {
@@ -280,7 +267,7 @@ export class DurableAgent<
       signalOf: (runId) => this.#controllers.get(runId)?.signal ?? new AbortController().signal,
       emit: (runId, parts) => this.#native.emit(runId, parts),
     })
-    this.#native = native(() => new NativeAgent(this.#pubsub.native, this.id, leaseMs, outageMs, callModel, callTool))
+    this.#native = native(() => new NativeAgent(this.#pubsub.native, this.id, leaseMs, outageMs, keepEndedMs(cleanupTimeoutMs), callModel, callTool))
     let hooks = beforeClose.get(this.cache)
     if (!hooks) beforeClose.set(this.cache, (hooks = new Set()))
     hooks.add(() => this.#releaseAll())
@@ -406,20 +393,15 @@ export class DurableAgent<
    */
   async abort(runId: string, reason?: string): Promise<void> {
     checkKey(runId, 'runId')
-    const drivenHere = native(() => this.#native.abort(runId, reason))
-    // Model and tool calls in flight see the abort through their signal.
+    const aborted = this.#pubsub.bridge.callNowOrLater<RunSummary | null>((id) => this.#native.abort(id, runId, reason))
+    // Model and tool calls in flight here see the abort through their signal.
     this.#controllers.get(runId)?.abort(reason)
-    if (drivenHere) return
-    const summary = await this.#pubsub.bridge.callNowOrLater<RunSummary>((id) => this.#native.abortElsewhere(id, runId, reason))
-    // Aborted here (it was suspended): nobody drives it, so clean up here.
-    if (summary.status === 'suspended') this.#scheduleCleanup(runId)
+    await aborted
   }
 
   /** Deletes a run's state and events now; this process's outputs still reading it end with `ERR_RUN_NOT_FOUND`. */
   async cleanup(runId: string): Promise<void> {
     checkKey(runId, 'runId')
-    clearTimeout(this.#timers.get(runId))
-    this.#timers.delete(runId)
     await this.#pubsub.bridge.callNowOrLater((id) => this.#native.cleanup(id, runId))
     for (const output of this.#outputs.get(runId) ?? []) {
       output.fail(coded(new Error(`run \`${runId}\` was cleaned up while this output read it`), ErrorCodes.RUN_NOT_FOUND))
@@ -437,11 +419,10 @@ export class DurableAgent<
   async recover(runId: string, options: ResumeOptions<ChunkOf<F>> = {}): Promise<DurableAgentStreamResult<ChunkOf<F>>> {
     checkKey(runId, 'runId')
     await this.#resolve()
-    const summary = await this.#inspect(runId)
+    // The core decides: a run that is not running is only observed; one a
+    // process drives is ERR_RUN_ACTIVE; otherwise its lease is ours now.
+    const summary = await this.#pubsub.bridge.callNowOrLater<RunSummary>((id) => this.#native.recover(id, runId))
     if (summary.status !== 'running') return this.observe(runId, { ...pickCallbacks(options), offset: summary.nextEvent })
-    if (summary.leased) {
-      throw coded(new Error(`run \`${runId}\` is being driven by another process (it holds the run's lease)`), ErrorCodes.RUN_ACTIVE)
-    }
     this.#drive(runId, undefined)
     const output = this.#output(runId, summary.nextEvent, options, () => true)
     return this.#result(runId, output, summary.options)
@@ -492,7 +473,7 @@ export class DurableAgent<
    * there is none.
    */
   async getRun(runId: string): Promise<DurableAgentRun> {
-    const topic = `agent.stream.${runId}`
+    const topic = runTopic(runId)
     const [summary, next] = await Promise.all([
       this.#inspect(runId),
       this.#pubsub.bridge.call<number>((id) => this.#pubsub.native.nextIndex(id, topic)),
@@ -594,7 +575,7 @@ export class DurableAgent<
     callbacks: StreamCallbacks<ChunkOf<F>>,
     endAtSuspension: () => boolean | Promise<boolean>,
   ): DurableOutput<ChunkOf<F>> {
-    const reader = this.#pubsub.reader(`agent.stream.${runId}`, offset)
+    const reader = this.#pubsub.reader(runTopic(runId), offset)
     const output = new DurableOutput(reader, {
       ...pickCallbacks(callbacks),
       runId,
@@ -643,7 +624,6 @@ export class DurableAgent<
         (summary) => {
           // Aborted from elsewhere: calls still in flight here learn it now.
           if (summary.status === 'aborted' && !controller.signal.aborted) controller.abort(abortedElsewhere())
-          if (summary.status !== 'suspended') this.#scheduleCleanup(runId)
         },
         (error: Error) => {
           // The run could not be checkpointed (store down, or taken over): it
@@ -670,24 +650,6 @@ export class DurableAgent<
     for (const controller of this.#controllers.values()) controller.abort(cacheClosing())
     this.#native.releaseAll()
     await Promise.allSettled(this.#drives.values())
-  }
-
-  #scheduleCleanup(runId: string): void {
-    if (this.cleanupTimeoutMs === 0) return
-    clearTimeout(this.#timers.get(runId))
-    const timer = setTimeout(() => {
-      this.#timers.delete(runId)
-      // Readers here that have not reached the end yet finish first.
-      const reading = [...(this.#outputs.get(runId) ?? [])].map((output) => output.getFullOutput())
-      Promise.all(reading)
-        .then(() => this.cleanup(runId))
-        .catch((error: Error) =>
-          process.emitWarning(`durable-agent: cleaning up run ${runId} failed: ${error.message}`, 'DurableAgentCleanupWarning'),
-        )
-    }, this.cleanupTimeoutMs)
-    // A pending cleanup must not keep Node alive.
-    timer.unref()
-    this.#timers.set(runId, timer)
   }
 }
 
@@ -721,6 +683,11 @@ function runOptionsOf<C>(options: StreamOptions<C>): RunOptions {
     throw coded(new TypeError(`stream options must be JSON (they are stored with the run): ${(error as Error).message}`), ErrorCodes.INVALID_OPTION)
   }
   return stored
+}
+
+/** `cleanupTimeoutMs` as the native agent takes it (whole ms; 0: keep). */
+function keepEndedMs(cleanupTimeoutMs: number): number {
+  return Math.min(Math.ceil(cleanupTimeoutMs), 2 ** 32 - 1)
 }
 
 function cacheClosing(): Error {

@@ -8,10 +8,10 @@
  * replays them from the start, and the output ends at a terminal part
  * (`finish`, `error`, `abort`), or where the run suspends.
  */
-import { ErrorCodes } from '../errors.js'
 import type { PubSubEvent, TopicReader } from '../topic-reader.js'
+import { isTransient, retryDelay, retryPause } from '../wire.js'
 import type { FinishReason, FullOutput, RunOutcome, StepResult, StreamCallbacks, StreamPart, SuspendedData, TextBlock, ToolCallPart, ToolResultPart, Usage } from './types.js'
-import { errorFrom } from './util.js'
+import { withErrorObjects } from './util.js'
 
 export interface OutputOptions<C = StreamPart> extends StreamCallbacks<C> {
   runId: string
@@ -32,7 +32,6 @@ const IDLE_CHECK_MS = 2_000
 const IDLE = Symbol('idle')
 /** How long an output keeps retrying reads from a store that is briefly away. */
 const RETRY_FOR_MS = 30_000
-const TRANSIENT = new Set<string>([ErrorCodes.REDIS_TIMEOUT, ErrorCodes.REDIS_UNAVAILABLE])
 
 interface Deferred<T> {
   promise: Promise<T>
@@ -212,7 +211,7 @@ export class DurableOutput<C = StreamPart> {
         for (let i = 0; i < page.length; i++) {
           const event = page[i]!
           if (event.type === 'chunk') {
-            const accepted = this.#accept(hydrate(event.data as StreamPart))
+            const accepted = this.#accept(withErrorObjects(event.data as StreamPart))
             if (accepted) await accepted
           } else if (event.type === 'suspended') await this.#atSuspension(event, i === page.length - 1)
           if (this.#ended) return
@@ -234,15 +233,13 @@ export class DurableOutput<C = StreamPart> {
    * for up to `RETRY_FOR_MS`.
    */
   async #next(reader: TopicReader): Promise<PubSubEvent[] | undefined> {
-    let delay = 50
     const giveUpAt = Date.now() + RETRY_FOR_MS
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
       try {
         return await this.#wait(reader)
       } catch (error) {
-        if (!TRANSIENT.has((error as { code?: string }).code ?? '') || Date.now() + delay > giveUpAt) throw error
-        await new Promise((resolve) => setTimeout(resolve, delay))
-        delay = Math.min(delay * 2, 1_000)
+        if (!isTransient(error) || Date.now() + retryDelay(attempt) > giveUpAt) throw error
+        await retryPause(attempt)
       }
     }
   }
@@ -419,10 +416,4 @@ export class DurableOutput<C = StreamPart> {
 
 function warnCallback(error: unknown): void {
   process.emitWarning(`durable-agent: a stream callback threw: ${(error as Error)?.message ?? String(error)}`, 'DurableAgentCallbackWarning')
-}
-
-/** Errors are stored as `{ name, message }`; readers get `Error`s back. */
-function hydrate(part: StreamPart): StreamPart {
-  if (part.type === 'error' || part.type === 'tool-error' || (part.type === 'tool-call' && part.error)) part.error = errorFrom(part.error)
-  return part
 }

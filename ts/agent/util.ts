@@ -15,3 +15,13 @@ export function errorFrom(info: unknown): Error {
   error.name = name
   return error
 }
+
+/**
+ * A stored stream part as readers get it: its errors, stored as `{ name,
+ * message }`, rebuilt as `Error`s (an `error` or `tool-error` part, an
+ * invalid `tool-call`).
+ */
+export function withErrorObjects<P extends { type?: unknown; error?: unknown }>(part: P): P {
+  if (part?.error !== undefined && (part.type === 'error' || part.type === 'tool-error' || part.type === 'tool-call')) part.error = errorFrom(part.error)
+  return part
+}

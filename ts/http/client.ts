@@ -6,7 +6,7 @@
  * (`AgentHttpError` with the server's `code`), or the signal.
  */
 import type { StreamPart } from '../agent/types.js'
-import { errorFrom } from '../agent/util.js'
+import { withErrorObjects } from '../agent/util.js'
 import { AgentHttpError } from './client-error.js'
 import { END_EVENT, ERROR_EVENT, type ErrorBody, type StreamEnd } from './protocol.js'
 import { SseConnection, type ReconnectOptions } from './sse-client.js'
@@ -55,13 +55,7 @@ class PartsStream<T> implements RunStream<T> {
         return
       }
       if (message.event === ERROR_EVENT) throw new AgentHttpError(200, JSON.parse(message.data) as ErrorBody)
-      if (message.event === undefined || message.event === 'message') yield hydrate(JSON.parse(message.data)) as T
+      if (message.event === undefined || message.event === 'message') yield withErrorObjects(JSON.parse(message.data) as { type?: unknown }) as T
     }
   }
-}
-
-/** Errors travel as `{ name, message }`; readers get `Error`s, as from the agent's own stream. */
-function hydrate(part: { type?: unknown; error?: unknown }): unknown {
-  if ((part?.type === 'error' || part?.type === 'tool-error') && part.error !== undefined) part.error = errorFrom(part.error)
-  return part
 }

@@ -8,15 +8,12 @@
  */
 import type { DurableAgentRun } from '../agent/durable-agent.js'
 import { coded, ErrorCodes } from '../errors.js'
+import { runTopic } from '../wire.js'
 import type { PubSubInternals } from '../internal.js'
 import type { RunStatus } from './protocol.js'
 import { TERMINAL_TYPES } from './protocol.js'
 import { nextIndexOf, SEND, SKIP, type StreamSource, type Verdict } from './topic-stream.js'
 
-/** A run's topic (the agent's naming); a direct stream served under the same route uses it too. */
-export function runTopic(runId: string): string {
-  return `agent.stream.${runId}`
-}
 
 const STATUS_OF: Record<string, Exclude<RunStatus, 'running' | 'suspended'>> = { finish: 'finished', error: 'failed', abort: 'aborted' }
 

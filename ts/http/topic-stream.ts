@@ -11,6 +11,7 @@
 import { coded, ErrorCodes } from '../errors.js'
 import type { PubSubInternals } from '../internal.js'
 import type { PubSubEvent, TopicReader } from '../topic-reader.js'
+import { isTransient } from '../wire.js'
 import type { ErrorBody, StreamEnd } from './protocol.js'
 import { SSE_HEARTBEAT, sseRetry } from './sse.js'
 import type { Frames } from './wire-format.js'
@@ -47,8 +48,6 @@ export interface ServeOptions {
   headers?: Record<string, string>
 }
 
-/** Read errors after which the client should simply reconnect: the store is briefly away. */
-const TRANSIENT = new Set<string>([ErrorCodes.REDIS_UNAVAILABLE, ErrorCodes.REDIS_TIMEOUT])
 
 const HEARTBEAT = Symbol('heartbeat')
 
@@ -227,7 +226,8 @@ class TopicStream {
   #fail(controller: ReadableStreamDefaultController<Uint8Array>, error: unknown): void {
     const { code, message } = error as { code?: string; message?: string }
     // The store is briefly away: end without an end message, and the client reconnects from where it is.
-    if (!(code !== undefined && TRANSIENT.has(code))) {
+    // The store is briefly away: the client should simply reconnect.
+    if (!isTransient(error)) {
       const body: ErrorBody = { code: code ?? ErrorCodes.INTERNAL, message: message ?? String(error) }
       const extra = withEarliest(error) as { earliestIndex?: number }
       if (extra.earliestIndex !== undefined) body.earliestIndex = extra.earliestIndex

@@ -12,6 +12,7 @@ pub mod json;
 pub mod log;
 pub mod pubsub;
 pub mod signal;
+pub mod wire;
 
 pub use cache::memory::{MemoryCache, MemoryCacheConfig};
 pub use cache::redis::{RedisCache, RedisCacheConfig, RedisTarget, ReplyError, TlsConfig};

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use durable_agent_core::agent::state::Phase;
 use durable_agent_core::agent::{
-    self, AgentError, Callbacks, Decision, Driver, NewRun, RunControl, RunState, RunStore, Status,
+    self, Agent, AgentConfig, AgentError, Callbacks, Decision, Driver, NewRun, RunControl, RunState, RunStore,
+    StartRun, Status,
 };
 use durable_agent_core::{
     MemoryCache, MemoryCacheConfig, RedisCache, RedisCacheConfig, RedisTarget, Retention, Store, Subscription,
@@ -204,6 +205,9 @@ on_both_stores!(
     invalid_run_ids_are_rejected,
     a_lapsed_lease_nobody_took_is_taken_back_and_the_run_goes_on,
     a_lapsed_lease_another_process_took_stops_the_driver,
+    the_agent_decides_recovery_and_keeps_its_registry,
+    an_ended_run_expires_after_keep_ended,
+    a_run_summary_has_the_wire_members,
 );
 
 // ---------------------------------------------------------------------------
@@ -442,6 +446,7 @@ async fn create_with(store: &Store, run_id: &str, max_steps: u32, options: Value
             max_steps,
             options: raw(options),
         },
+        None,
     )
     .await
     .unwrap();
@@ -882,7 +887,7 @@ async fn invalid_tool_calls_are_never_run_nor_put_to_approval(store: Store) {
     assert_eq!(requests[0]["toolCall"]["toolCallId"], "good");
     assert_eq!(first.last().unwrap()["data"]["toolCalls"].as_array().unwrap().len(), 1);
 
-    let resumed = agent::resume(&run, "invalid-calls", AGENT, None, Decision::Approved)
+    let resumed = agent::resume(&run, "invalid-calls", AGENT, None, Decision::Approved, None)
         .await
         .unwrap();
     let state = drive(&run, &fake, resumed).await;
@@ -1330,7 +1335,7 @@ async fn a_run_created_with_its_lease_hands_it_to_its_driver(store: Store) {
     const LEASE: Duration = Duration::from_secs(30);
     let run = run_store(&store, "leased-at-create");
     let owner = agent::new_lease_owner();
-    let created = agent::create_leasing(
+    let created = agent::create(
         &run,
         NewRun {
             run_id: "leased-at-create".into(),
@@ -1435,6 +1440,7 @@ async fn a_new_run_needs_an_empty_topic(store: Store) {
             max_steps: 5,
             options: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
         },
+        None,
     )
     .await;
     assert_eq!(code(refused), "ERR_RUN_EXISTS");
@@ -1538,7 +1544,7 @@ async fn approval_suspends_and_an_approved_resume_runs_the_tool_once(store: Stor
     assert_eq!((again.status, again.version), (Status::Suspended, suspended.version));
     assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 0));
 
-    let resumed = agent::resume(&run, "approve", AGENT, Some("pay-1"), Decision::Approved)
+    let resumed = agent::resume(&run, "approve", AGENT, Some("pay-1"), Decision::Approved, None)
         .await
         .unwrap();
     assert_eq!(resumed.status, Status::Running);
@@ -1546,7 +1552,7 @@ async fn approval_suspends_and_an_approved_resume_runs_the_tool_once(store: Stor
     assert_eq!(resumed.phase, Phase::Tools);
     // Resumed once: it is not waiting any more.
     assert_eq!(
-        code(agent::resume(&run, "approve", AGENT, Some("pay-1"), Decision::Approved).await),
+        code(agent::resume(&run, "approve", AGENT, Some("pay-1"), Decision::Approved, None).await),
         "ERR_RUN_NOT_SUSPENDED"
     );
     assert_eq!(
@@ -1583,7 +1589,7 @@ async fn approval_suspends_and_an_approved_resume_runs_the_tool_once(store: Stor
     );
 
     assert_eq!(
-        code(agent::resume(&run, "approve", AGENT, None, Decision::Approved).await),
+        code(agent::resume(&run, "approve", AGENT, None, Decision::Approved, None).await),
         "ERR_RUN_NOT_SUSPENDED"
     );
     assert_eq!(
@@ -1612,6 +1618,7 @@ async fn declined_tool_call_is_denied_and_the_model_sees_it(store: Store) {
         Decision::Declined {
             reason: Some("too risky".to_owned()),
         },
+        None,
     )
     .await
     .unwrap();
@@ -1654,7 +1661,7 @@ async fn resume_and_create_errors(store: Store) {
     let log_len = events(&run).await.len();
 
     assert_eq!(
-        code(agent::resume(&run, "errors", "another-agent", None, Decision::Approved).await),
+        code(agent::resume(&run, "errors", "another-agent", None, Decision::Approved, None).await),
         "ERR_RUN_OWNED_ELSEWHERE"
     );
     assert_eq!(
@@ -1662,12 +1669,12 @@ async fn resume_and_create_errors(store: Store) {
         "ERR_RUN_OWNED_ELSEWHERE"
     );
     assert_eq!(
-        code(agent::resume(&run, "errors", AGENT, Some("no-such-call"), Decision::Approved).await),
+        code(agent::resume(&run, "errors", AGENT, Some("no-such-call"), Decision::Approved, None).await),
         "ERR_UNKNOWN_TOOL_CALL"
     );
     let ghost = run_store(&store, "ghost");
     assert_eq!(
-        code(agent::resume(&ghost, "ghost", AGENT, None, Decision::Approved).await),
+        code(agent::resume(&ghost, "ghost", AGENT, None, Decision::Approved, None).await),
         "ERR_RUN_NOT_FOUND"
     );
     assert_eq!(
@@ -1685,6 +1692,7 @@ async fn resume_and_create_errors(store: Store) {
             max_steps: 5,
             options: raw(json!({})),
         },
+        None,
     )
     .await;
     assert_eq!(code(duplicate), "ERR_RUN_EXISTS");
@@ -1701,13 +1709,24 @@ async fn resume_and_create_errors(store: Store) {
                     max_steps: 1,
                     options: raw(json!({})),
                 },
+                None
             )
             .await
         ),
         "ERR_RUN_EXISTS"
     );
     assert_eq!(
-        code(agent::resume(&run_store(&store, "fresh"), "fresh", AGENT, None, Decision::Approved).await),
+        code(
+            agent::resume(
+                &run_store(&store, "fresh"),
+                "fresh",
+                AGENT,
+                None,
+                Decision::Approved,
+                None
+            )
+            .await
+        ),
         "ERR_RUN_NOT_SUSPENDED",
         "a running run is not waiting for approval"
     );
@@ -1722,6 +1741,7 @@ async fn resume_and_create_errors(store: Store) {
                     max_steps: 0,
                     options: raw(json!({})),
                 },
+                None
             )
             .await
         ),
@@ -1744,7 +1764,7 @@ async fn resume_and_create_errors(store: Store) {
         json!({ "type": "abort", "reason": "user left" })
     );
     assert_eq!(
-        code(agent::resume(&run, "errors", AGENT, None, Decision::Approved).await),
+        code(agent::resume(&run, "errors", AGENT, None, Decision::Approved, None).await),
         "ERR_RUN_NOT_SUSPENDED"
     );
     assert_eq!((fake.model_calls(), fake.tool_calls()), (1, 0));
@@ -1756,7 +1776,7 @@ async fn concurrent_resumes_exactly_one_wins(store: Store) {
         let fake = transfer_fake();
         let (run, suspended) = suspended_run(&store, &run_id, &fake).await;
         let (a, b) = tokio::join!(
-            agent::resume(&run, &run_id, AGENT, None, Decision::Approved),
+            agent::resume(&run, &run_id, AGENT, None, Decision::Approved, None),
             agent::resume(
                 &run,
                 &run_id,
@@ -1764,7 +1784,8 @@ async fn concurrent_resumes_exactly_one_wins(store: Store) {
                 None,
                 Decision::Declined {
                     reason: Some("no".to_owned())
-                }
+                },
+                None
             ),
         );
         let (won, lost) = match (a, b) {
@@ -1836,12 +1857,12 @@ async fn require_tool_approval_option_suspends_every_call(store: Store) {
     assert_eq!(first.last().unwrap()["data"]["toolCalls"].as_array().unwrap().len(), 2);
 
     // Deciding one call keeps the run waiting for the other.
-    let half = agent::resume(&run, "require-all", AGENT, Some("a"), Decision::Approved)
+    let half = agent::resume(&run, "require-all", AGENT, Some("a"), Decision::Approved, None)
         .await
         .unwrap();
     assert_eq!(half.status, Status::Suspended);
     check_stored(&run, &half, Status::Suspended).await;
-    let resumed = agent::resume(&run, "require-all", AGENT, Some("b"), Decision::Approved)
+    let resumed = agent::resume(&run, "require-all", AGENT, Some("b"), Decision::Approved, None)
         .await
         .unwrap();
     assert_eq!(resumed.status, Status::Running);
@@ -1935,7 +1956,7 @@ async fn resume_after_suspension_never_reruns_completed_tool_calls(store: Store)
     // Driving the suspended checkpoint again runs nothing.
     assert_inert(&run, &fake, "mixed").await;
 
-    agent::resume(&run, "mixed", AGENT, Some("pay"), Decision::Approved)
+    agent::resume(&run, "mixed", AGENT, Some("pay"), Decision::Approved, None)
         .await
         .unwrap();
     // From the stored checkpoint, as another process would.
@@ -2115,6 +2136,7 @@ async fn invalid_run_ids_are_rejected(store: Store) {
                 max_steps: 1,
                 options: raw(json!({})),
             },
+            None,
         )
         .await
         .unwrap();
@@ -2176,7 +2198,7 @@ async fn redis_run_keys_share_a_hash_tag_and_unended_runs_never_expire() {
     assert_eq!(pttl(&mut conn, &state_key).await, -1);
     assert_eq!(pttl(&mut conn, &log_key).await, -1);
 
-    let resumed = agent::resume(&run, "keys-1", AGENT, None, Decision::Approved)
+    let resumed = agent::resume(&run, "keys-1", AGENT, None, Decision::Approved, None)
         .await
         .unwrap();
     let state = drive(&run, &fake, resumed).await;
@@ -2266,4 +2288,125 @@ fn a_driver_without_its_control_waits_for_the_model_without_spinning() {
         .recv_timeout(DEADLINE)
         .expect("the driver waits for the model instead of spinning");
     assert_eq!((status, model_calls, events), (Status::Finished, 1, 4));
+}
+
+// ---------------------------------------------------------------------------
+// The agent: one home for a run's lifecycle
+
+fn agent_on(store: &Store, fake: &Arc<Fake>, keep_ended: Option<Duration>) -> Agent {
+    let config = AgentConfig {
+        agent_id: AGENT.to_owned(),
+        prefix: PREFIX.to_owned(),
+        retention: Retention::default(),
+        lease: Duration::from_secs(30),
+        outage: Duration::from_secs(30),
+        keep_ended,
+    };
+    Agent::new(store.clone(), config, fake.clone())
+}
+
+/// A model step that replies at once, streaming nothing.
+fn quiet_text_reply(text: &str) -> ModelStep {
+    ModelStep {
+        parts: Vec::new(),
+        reply: text_reply(text).reply,
+    }
+}
+
+fn start_run(run_id: &str) -> StartRun {
+    StartRun {
+        run_id: run_id.to_owned(),
+        messages: vec![raw(user_message())],
+        max_steps: 3,
+        options: raw(json!({})),
+    }
+}
+
+async fn the_agent_decides_recovery_and_keeps_its_registry(store: Store) {
+    let fake = Fake::model_only(|_, _| quiet_text_reply("Recovered."));
+    let (here, elsewhere) = (agent_on(&store, &fake, None), agent_on(&store, &fake, None));
+
+    // Started here: leased by this agent, so recovering it elsewhere is refused.
+    let started = here.start(start_run("started")).await.unwrap();
+    assert_eq!(started.status, "running");
+    assert_eq!(here.inspect("started").await.unwrap().leased, Some(true));
+    assert_eq!(code(elsewhere.recover("started").await), "ERR_RUN_ACTIVE");
+
+    // A run whose driver died (running, no lease): the first recoverer takes
+    // it, atomically; a second one is refused.
+    let (_run, _) = create(&store, "orphan", 3).await;
+    let listed: Vec<_> = here
+        .running_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.run_id, r.leased))
+        .collect();
+    assert!(listed.contains(&("orphan".to_owned(), Some(false))), "{listed:?}");
+    assert_eq!(elsewhere.recover("orphan").await.unwrap().leased, Some(true));
+    assert_eq!(code(here.recover("orphan").await), "ERR_RUN_ACTIVE");
+
+    // Driving registers the run at once, and unregisters it when it ends.
+    let drive = elsewhere.drive("orphan").unwrap();
+    assert_eq!(elsewhere.active_runs(), 1);
+    let ended = tokio::time::timeout(DEADLINE, drive).await.unwrap().unwrap();
+    assert_eq!((ended.status, elsewhere.active_runs()), ("finished", 0));
+    assert_eq!(fake.model_calls(), 1);
+
+    // An ended run is only to be read: recover reports it, drives nothing.
+    let again = here.recover("orphan").await.unwrap();
+    assert_eq!((again.status, again.next_event), ("finished", ended.next_event));
+    assert_eq!(here.active_runs(), 0);
+
+    // Another agent's run is not this one's to recover.
+    let other = Agent::new(
+        store.clone(),
+        AgentConfig {
+            agent_id: "another-agent".to_owned(),
+            ..here.config().clone()
+        },
+        fake.clone(),
+    );
+    assert_eq!(code(other.recover("orphan").await), "ERR_RUN_OWNED_ELSEWHERE");
+
+    for run_id in ["started", "orphan"] {
+        here.cleanup(run_id).await.unwrap();
+        assert_eq!(code(here.inspect(run_id).await), "ERR_RUN_NOT_FOUND");
+    }
+}
+
+async fn an_ended_run_expires_after_keep_ended(store: Store) {
+    let fake = Fake::model_only(|_, _| quiet_text_reply("Done."));
+    let agent = agent_on(&store, &fake, Some(Duration::from_millis(300)));
+    agent.start(start_run("kept-then-gone")).await.unwrap();
+    let ended = tokio::time::timeout(DEADLINE, agent.drive("kept-then-gone").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.status, "finished");
+    // Readable right after it ended; gone (state and events) once the TTL passed.
+    assert_eq!(agent.inspect("kept-then-gone").await.unwrap().status, "finished");
+    let run = run_store(&store, "kept-then-gone");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let state_gone = matches!(agent.inspect("kept-then-gone").await, Err(AgentError::RunNotFound(_)));
+        if state_gone && store.next_index(&run.log_key).await.unwrap() == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the ended run expires");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_run_summary_has_the_wire_members(store: Store) {
+    let fake = Fake::model_only(|_, _| quiet_text_reply("x"));
+    let agent = agent_on(&store, &fake, None);
+    agent.start(start_run("summary")).await.unwrap();
+    let summary: Value = serde_json::from_str(&agent.inspect("summary").await.unwrap().text()).unwrap();
+    let mut members: Vec<&str> = summary.as_object().unwrap().keys().map(String::as_str).collect();
+    members.sort();
+    let mut expected = durable_agent_core::wire::RUN_SUMMARY_FIELDS.to_vec();
+    expected.sort();
+    assert_eq!(members, expected);
+    agent.cleanup("summary").await.unwrap();
 }

@@ -14,12 +14,14 @@ use serde_json::{json, Value};
 use super::control::{new_lease_owner, stop_requested, Inbox, Lease, RunControl, Stop};
 use super::error::AgentError;
 use super::outage::{transient, Outage, CALL_RIDE_OUT};
-use super::parts::{error_part, iso_now, EventWriter, SUSPENDED};
-use super::replies::{join, raw, raw_text, ErrorInfo, LoopOptions, ModelReply, ToolReply};
+use super::parts::{error_part, iso_now, EventWriter};
 use super::run::{abort_part, RunStore};
 use super::state::{Decision, Phase, RunState, Status, ToolCall};
 use crate::cache::runs::LeaseAction;
 use crate::error::CacheError;
+use crate::wire::{
+    join, raw, raw_text, ErrorInfo, LoopOptions, ModelReply, ModelRequest, ToolReply, ToolRequest, CHUNK, SUSPENDED,
+};
 
 /// The model and the tools, as the embedder provides them (the binding: JS
 /// async functions). Requests and replies are JSON text.
@@ -407,13 +409,13 @@ impl Driver {
         // Published with the step's first parts (or its reply): a write, and a
         // wake-up of every reader, less per step.
         let mut start = true;
-        let request = format!(
-            r#"{{"runId":{},"step":{},"messages":{},"options":{}}}"#,
-            serde_json::to_string(&self.state.run_id).expect("strings serialise"),
-            self.state.step,
-            join(&self.state.messages),
-            self.state.options.get()
-        );
+        let request = ModelRequest {
+            run_id: &self.state.run_id,
+            step: self.state.step,
+            messages: &self.state.messages,
+            options: &self.state.options,
+        }
+        .text();
         let call = self.callbacks.model(request);
         tokio::pin!(call);
         // One watcher for the whole step: made anew per pass of the loop, its
@@ -449,7 +451,7 @@ impl Driver {
                 Next::Cancelled(Stop::Release) => return Err(AgentError::Released(self.state.run_id.clone())),
                 Next::Parts => {
                     let mut events: Vec<String> = self.step_start(&mut start, &mut parts).into_iter().collect();
-                    events.extend(parts.drain(..).map(|p| self.writer.event(super::parts::CHUNK, &p)));
+                    events.extend(parts.drain(..).map(|p| self.writer.event(CHUNK, &p)));
                     self.append(events).await?;
                 }
                 Next::Done(reply) => match self.aborted_here() {
@@ -466,7 +468,7 @@ impl Driver {
             parts.push(part);
         }
         let mut events: Vec<String> = self.step_start(&mut start, &mut parts).into_iter().collect();
-        events.extend(parts.drain(..).map(|p| self.writer.event(super::parts::CHUNK, &p)));
+        events.extend(parts.drain(..).map(|p| self.writer.event(CHUNK, &p)));
         self.append(events).await?;
 
         let reply = match reply {
@@ -578,23 +580,21 @@ impl Driver {
             .filter(|c| !c.needs_approval || c.decision == Some(Decision::Approved))
             .cloned()
             .collect();
-        // The conversation up to these calls (AI SDK tools get it as `messages`).
-        let messages = join(&self.state.messages);
         let calls: Vec<_> = runnable
             .into_iter()
             .map(|call| {
-                let request = format!(
-                    r#"{{"runId":{run},"step":{step},"toolCallId":{id},"toolName":{name},"input":{input},"idempotencyKey":{key},"messages":{messages},"options":{options}}}"#,
-                    run = serde_json::to_string(&self.state.run_id).expect("strings serialise"),
-                    step = self.state.step,
-                    id = serde_json::to_string(&call.tool_call_id).expect("strings serialise"),
-                    name = serde_json::to_string(&call.tool_name).expect("strings serialise"),
-                    input = call.input.get(),
-                    key = serde_json::to_string(&format!("{}:{}:{}", self.state.run_id, self.state.step, call.tool_call_id))
-                        .expect("strings serialise"),
-                    messages = messages,
-                    options = self.state.options.get(),
-                );
+                let request = ToolRequest {
+                    run_id: &self.state.run_id,
+                    step: self.state.step,
+                    tool_call_id: &call.tool_call_id,
+                    tool_name: &call.tool_name,
+                    input: &call.input,
+                    idempotency_key: format!("{}:{}:{}", self.state.run_id, self.state.step, call.tool_call_id),
+                    // The conversation up to these calls (AI SDK tools get it as `messages`).
+                    messages: &self.state.messages,
+                    options: &self.state.options,
+                }
+                .text();
                 // The callback is called when the call starts (see below).
                 let callbacks = self.callbacks.clone();
                 async move { (call, callbacks.tool(request).await) }
@@ -717,7 +717,7 @@ impl Driver {
             .push(raw_text(format!(r#"{{"role":"tool","content":{results}}}"#)));
         self.state.tool_results.clear();
         if let Some(step_finish) = self.state.step_finish.take() {
-            events.push(self.writer.event(super::parts::CHUNK, step_finish.get()));
+            events.push(self.writer.event(CHUNK, step_finish.get()));
         }
         self.state.step += 1;
         if self.state.step >= self.state.max_steps {

@@ -2,18 +2,16 @@
 
 pub mod control;
 pub mod driver;
+pub mod durable;
 pub mod error;
 pub mod outage;
 pub mod parts;
-mod replies;
 pub mod run;
 pub mod state;
 
 pub use control::{new_lease_owner, Inbox, RunControl};
 pub use driver::{Callbacks, Driver};
+pub use durable::{Agent, AgentConfig, StartRun};
 pub use error::AgentError;
-pub use run::{
-    abort, abort_suspended, create, create_leasing, list_run_ids, load_owned, resume, resume_leasing, stream_topic,
-    NewRun, RunStore,
-};
+pub use run::{abort, abort_suspended, create, load_owned, resume, NewRun, RunStore};
 pub use state::{Decision, RunState, Status};

@@ -3,7 +3,8 @@
 //! runs.
 //!
 //! A write that failed because the store did not answer is tried again,
-//! after 50, 100 and 200 ms and then every 250 ms, for as long as the
+//! after 50, 100 and 200 ms and then every 250 ms (`wire::RETRY_*`: readers
+//! in JS wait the same way), for as long as the
 //! outage's budget lasts, counted from the first failure. A driver's budget
 //! is its lease: no other process can take the run over before the lease
 //! lapses, so until then waiting is always right, and after it the driver
@@ -15,10 +16,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::CacheError;
+use crate::wire;
 
-/// The longest wait between two attempts.
-const MAX_DELAY: Duration = Duration::from_millis(250);
-const FIRST_DELAY: Duration = Duration::from_millis(50);
+const MAX_DELAY: Duration = Duration::from_millis(wire::RETRY_MAX_DELAY_MS);
+const FIRST_DELAY: Duration = Duration::from_millis(wire::RETRY_FIRST_DELAY_MS);
 
 /// What a one-shot write outside a driver (creating or resuming a run) rides
 /// out: about what the store's own reconnect takes.
@@ -71,9 +72,9 @@ impl Outage {
     }
 }
 
-/// A store that is briefly away (a Redis stall, failover or reconnect).
+/// A store that is briefly away (see `wire::TRANSIENT_CODES`).
 pub fn transient(error: &CacheError) -> bool {
-    matches!(error, CacheError::Unavailable { .. } | CacheError::Timeout { .. })
+    wire::TRANSIENT_CODES.contains(&error.code())
 }
 
 #[cfg(test)]

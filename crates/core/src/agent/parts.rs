@@ -1,15 +1,11 @@
-//! The run's events: AI SDK full-stream parts wrapped in Mastra's event shape
-//! (`{id, type, runId, data, createdAt}`, `createdAt` in epoch ms, as
-//! CachingPubSub stores it; the log adds `index`).
+//! The run's events: AI SDK full-stream parts wrapped in Mastra's event
+//! shape (see `wire::EVENT_FIELDS`, as CachingPubSub stores it too).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-/// Event type of a stream part (`data` is the part).
-pub const CHUNK: &str = "chunk";
-/// Event type marking that the run waits for tool approval (`data`: the calls).
-pub const SUSPENDED: &str = "suspended";
+use crate::wire::{event_text, CHUNK};
 
 /// Builds event texts for one run, with ids unique across its attempts.
 pub struct EventWriter {
@@ -32,13 +28,9 @@ impl EventWriter {
     /// An event whose `data` is `data_json` (trusted JSON text).
     pub fn event(&mut self, kind: &str, data_json: &str) -> String {
         self.seq += 1;
-        format!(
-            r#"{{"id":"{}{}","type":"{kind}","runId":{},"data":{data_json},"createdAt":{}}}"#,
-            self.id_prefix,
-            self.seq,
-            self.run_id_json,
-            now_ms()
-        )
+        let id = serde_json::to_string(&format!("{}{}", self.id_prefix, self.seq)).expect("strings serialise");
+        let kind = serde_json::to_string(kind).expect("strings serialise");
+        event_text(&id, &kind, &self.run_id_json, data_json, now_ms())
     }
 
     pub fn chunk(&mut self, part: &Value) -> String {
@@ -103,7 +95,7 @@ mod tests {
     fn events_have_unique_ids_and_the_mastra_shape() {
         let mut w = EventWriter::new("run-1", 3);
         let a: Value = serde_json::from_str(&w.chunk(&json!({"type": "start"}))).unwrap();
-        let b: Value = serde_json::from_str(&w.event(SUSPENDED, "{}")).unwrap();
+        let b: Value = serde_json::from_str(&w.event(crate::wire::SUSPENDED, "{}")).unwrap();
         assert_eq!(a["id"], "run-1:3:1");
         assert_eq!(b["id"], "run-1:3:2");
         assert_eq!(a["type"], "chunk");

@@ -14,11 +14,7 @@ use super::state::{Decision, Phase, RunState, Status, Usage};
 use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
 use crate::cache::store::Store;
 use crate::log::Retention;
-
-/// The topic a run's events go to (Mastra's `AGENT_STREAM_TOPIC`).
-pub fn stream_topic(run_id: &str) -> String {
-    format!("agent.stream.{run_id}")
-}
+use crate::wire::run_topic;
 
 /// A run's place in a store: its topic log and, beside it, its state. On Redis
 /// the state key carries the topic key as its hash tag, so one script can
@@ -41,7 +37,7 @@ impl RunStore {
     /// `prefix`: the pubsub key prefix (the binding's default: `durable-agent:`).
     pub fn new(store: Store, prefix: &str, run_id: &str, retention: Retention) -> Result<Self, AgentError> {
         validate_run_id(run_id)?;
-        let log_key = format!("{prefix}{}", stream_topic(run_id));
+        let log_key = format!("{prefix}{}", run_topic(run_id));
         Ok(RunStore {
             run_id: run_id.to_owned(),
             state_key: format!("{{{log_key}}}:run"),
@@ -209,17 +205,6 @@ impl RunStore {
     }
 }
 
-/// The runs stored under a pubsub `prefix` (their ids), of every agent and
-/// status: what recovery looks through.
-pub async fn list_run_ids(store: &Store, prefix: &str) -> Result<Vec<String>, AgentError> {
-    let start = format!("{{{prefix}agent.stream.");
-    let keys = store.keys_matching(&start, "}:run").await?;
-    Ok(keys
-        .into_iter()
-        .filter_map(|key| Some(key.strip_prefix(&start)?.strip_suffix("}:run")?.to_owned()))
-        .collect())
-}
-
 /// An abort request's reason: a JSON string, or null.
 fn reason_of(json: &str) -> Option<String> {
     serde_json::from_str::<Option<String>>(json).ok().flatten()
@@ -252,18 +237,10 @@ pub struct NewRun {
     pub options: Box<RawValue>,
 }
 
-/// Creates the run (it must not exist) and publishes its `start` part.
-pub async fn create(run: &RunStore, new: NewRun) -> Result<RunState, AgentError> {
-    create_leasing(run, new, None).await
-}
-
-/// [`create`], taking the run's lease for `owner` (who drives it next) in the
+/// Creates the run (it must not exist) and publishes its `start` part;
+/// `lease`: takes the run's lease for its owner (who drives it next) in the
 /// same step.
-pub async fn create_leasing(
-    run: &RunStore,
-    new: NewRun,
-    lease: Option<(&str, Duration)>,
-) -> Result<RunState, AgentError> {
+pub async fn create(run: &RunStore, new: NewRun, lease: Option<(&str, Duration)>) -> Result<RunState, AgentError> {
     if new.max_steps == 0 {
         return Err(AgentError::InvalidArg("maxSteps must be at least 1".into()));
     }
@@ -324,20 +301,10 @@ async fn load_suspended(run: &RunStore, run_id: &str, agent_id: &str) -> Result<
 
 /// Records approval decisions for a suspended run. `tool_call_id: None`
 /// decides every call still waiting. Once no call waits, the run is running
-/// again (and must be driven); until then it stays suspended.
+/// again (and must be driven); until then it stays suspended. `lease`: takes
+/// the run's lease for its owner in the same step when the run is running
+/// again (who drives it next).
 pub async fn resume(
-    run: &RunStore,
-    run_id: &str,
-    agent_id: &str,
-    tool_call_id: Option<&str>,
-    decision: Decision,
-) -> Result<RunState, AgentError> {
-    resume_leasing(run, run_id, agent_id, tool_call_id, decision, None).await
-}
-
-/// [`resume`], taking the run's lease for `owner` in the same step when the
-/// run is running again (who drives it next).
-pub async fn resume_leasing(
     run: &RunStore,
     run_id: &str,
     agent_id: &str,

@@ -36,6 +36,7 @@ mod connection;
 mod log;
 mod queue;
 mod runs;
+mod tailer;
 
 use bulk_reader::{BulkReader, RawArray};
 use connection::{Backend, Conn};
@@ -306,7 +307,7 @@ struct Inner {
     bulk: Option<BulkReader>,
     /// Wake-ups for this process's readers of topic logs (see `log.rs`).
     signals: Arc<Signals>,
-    tailer: log::TailerSlot,
+    tailer: tailer::TailerSlot,
     /// Live wake-ups on a cluster (sharded pub/sub; see `cluster_tailer.rs`).
     cluster_tailer: cluster_tailer::ClusterTailer,
     /// `host:port` for error messages; never the credentials.
@@ -400,7 +401,7 @@ impl RedisCache {
                 queue,
                 bulk,
                 signals,
-                tailer: log::TailerSlot::default(),
+                tailer: tailer::TailerSlot::default(),
                 cluster_tailer,
                 addr,
                 key_prefix: config.key_prefix,

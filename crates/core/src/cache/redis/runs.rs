@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::log::append_lua;
 use super::{eval, RedisCache};
 use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
 use crate::cache::store::{RunRecords, StoreFuture};
@@ -20,24 +21,19 @@ use crate::log::Retention;
 /// channel (Cluster; see `cluster_tailer.rs`; checked against the ACL before
 /// anything is written) else '', then the event bodies. Returns `{1, last id,
 /// abort request}` or `{0, found version}`.
-pub const RUN_COMMIT_SCRIPT: &str = r#"
-if ARGV[9] == '1' and not redis.acl_check_cmd('SPUBLISH', KEYS[2], '') then
-  return redis.error_reply('NOPERM this user may not publish to the channel ' .. KEYS[2])
+pub const RUN_COMMIT_SCRIPT: &str = concat!(
+    append_lua!(),
+    r#"
+local announce = ARGV[9] == '1'
+if announce then
+  local denied = announce_allowed(KEYS[2])
+  if denied then return denied end
 end
 local found = redis.call('HGET', KEYS[1], 'v')
 if found == false then found = '' end
 if found ~= ARGV[1] then return {0, found, ''} end
 if found == '' and redis.call('EXISTS', KEYS[2]) == 1 then return {0, '', ''} end
-local last = ''
-local maxlen = tonumber(ARGV[5])
-for i = 10, #ARGV do
-  if maxlen > 0 then
-    last = redis.call('XADD', KEYS[2], 'MAXLEN', '=', maxlen, '0-*', 'e', ARGV[i])
-  else
-    last = redis.call('XADD', KEYS[2], '0-*', 'e', ARGV[i])
-  end
-end
-if ARGV[9] == '1' and last ~= '' then redis.call('SPUBLISH', KEYS[2], last) end
+local last = append(KEYS[2], tonumber(ARGV[5]), 10, 0, announce)
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3])
 local ttl = tonumber(ARGV[4])
 for i = 1, 2 do
@@ -50,7 +46,8 @@ elseif ARGV[6] == 'release' and redis.call('GET', KEYS[4]) == ARGV[7] then
   redis.call('DEL', KEYS[4])
 end
 return {1, last, redis.call('GET', KEYS[3]) or ''}
-"#;
+"#
+);
 
 /// KEYS: state hash, abort request. ARGV: the reason (JSON). The request
 /// lives as long as the state. Returns 1, or 0 when there is no state.
@@ -99,25 +96,18 @@ return 0
 /// checked against the ACL before anything is written) else '', then the
 /// event bodies. Appends only while the owner holds the
 /// lease; returns the last id, or 0 (nothing appended) when it does not.
-pub const APPEND_LEASED_SCRIPT: &str = r#"
-if ARGV[4] == '1' and not redis.acl_check_cmd('SPUBLISH', KEYS[1], '') then
-  return redis.error_reply('NOPERM this user may not publish to the channel ' .. KEYS[1])
+pub const APPEND_LEASED_SCRIPT: &str = concat!(
+    append_lua!(),
+    r#"
+local announce = ARGV[4] == '1'
+if announce then
+  local denied = announce_allowed(KEYS[1])
+  if denied then return denied end
 end
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-local last = ''
-local maxlen = tonumber(ARGV[2])
-for i = 5, #ARGV do
-  if maxlen > 0 then
-    last = redis.call('XADD', KEYS[1], 'MAXLEN', '=', maxlen, '0-*', 'e', ARGV[i])
-  else
-    last = redis.call('XADD', KEYS[1], '0-*', 'e', ARGV[i])
-  end
-end
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-if ARGV[4] == '1' and last ~= '' then redis.call('SPUBLISH', KEYS[1], last) end
-return last
-"#;
+return append(KEYS[1], tonumber(ARGV[2]), 5, tonumber(ARGV[3]), announce)
+"#
+);
 
 impl RedisCache {
     /// [`Self::log_append_many`] if `owner` holds the lease at `lease_key`, in
