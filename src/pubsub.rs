@@ -10,7 +10,7 @@ use crate::error::Result;
 use durable_agent_core::cache::memory::ttl_from_ms;
 use durable_agent_core::{CacheError, Page, Retention, Store, Subscription};
 use futures::FutureExt as _;
-use napi::bindgen_prelude::ClassInstance;
+use napi::bindgen_prelude::{ClassInstance, Either};
 use napi_derive::napi;
 use tokio::sync::Notify;
 
@@ -65,33 +65,22 @@ impl NativePubSub {
     pub fn bridge(&self) -> NativeBridge {
         NativeBridge::from(&self.bridge)
     }
+
+    /// Topic logs in `cache`, either kind.
     #[napi(
-        factory,
+        constructor,
         catch_unwind,
-        ts_args_type = "cache: NativeMemoryCache, options: NativePubSubOptions, onReady: () => void"
+        ts_args_type = "cache: NativeMemoryCache | NativeRedisCache, options: NativePubSubOptions, onReady: () => void"
     )]
-    pub fn in_memory(
-        cache: ClassInstance<NativeMemoryCache>,
+    pub fn new(
+        cache: Either<ClassInstance<NativeMemoryCache>, ClassInstance<NativeRedisCache>>,
         options: NativePubSubOptions,
         on_ready: OnReady,
     ) -> Result<Self> {
-        Self::create(Arc::new(cache.cache().clone()), options, on_ready)
-    }
-
-    #[napi(
-        factory,
-        catch_unwind,
-        ts_args_type = "cache: NativeRedisCache, options: NativePubSubOptions, onReady: () => void"
-    )]
-    pub fn on_redis(
-        cache: ClassInstance<NativeRedisCache>,
-        options: NativePubSubOptions,
-        on_ready: OnReady,
-    ) -> Result<Self> {
-        Self::create(Arc::new(cache.cache().clone()), options, on_ready)
-    }
-
-    fn create(store: Store, options: NativePubSubOptions, on_ready: OnReady) -> Result<Self> {
+        let store: Store = match cache {
+            Either::A(memory) => Arc::new(memory.cache().clone()),
+            Either::B(redis) => Arc::new(redis.cache().clone()),
+        };
         // In memory nothing waits on I/O: work runs on the JS thread.
         let bridge = if store.synchronous() {
             Bridge::new_local(on_ready)

@@ -4,7 +4,9 @@
 use crate::error::Result;
 use durable_agent_core::cache::memory::ttl_from_ms;
 use durable_agent_core::cache::redis::{physical_key, LIST_PUSH_INDEXED_SCRIPT};
-use durable_agent_core::{CacheError, RedisCache, RedisCacheConfig, RedisTarget, ReplyError, TlsConfig};
+use durable_agent_core::{
+    CacheError, RedisCache, RedisCacheConfig, RedisCacheOptions, RedisTarget, ReplyError, TlsConfig,
+};
 use napi_derive::napi;
 
 use crate::bridge::{queued_now, Bridge, NativeBridge, OnReady, Reply};
@@ -84,11 +86,13 @@ impl NativeRedisCache {
         };
         let config = RedisCacheConfig::from_options(
             target,
-            tls,
-            options.key_prefix,
-            options.ttl_seconds,
-            options.connect_timeout_ms,
-            options.command_timeout_ms,
+            RedisCacheOptions {
+                tls,
+                key_prefix: options.key_prefix,
+                ttl_seconds: options.ttl_seconds,
+                connect_timeout_ms: options.connect_timeout_ms,
+                command_timeout_ms: options.command_timeout_ms,
+            },
         )
         .into_napi()?;
         Ok(NativeRedisCache {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 
-import { NativeMemoryCache, NativePubSub } from '../native.js'
+import { NativePubSub } from '../native.js'
 import { checkInteger, checkKey, checkOptions } from './args.js'
 import { Bridge } from './bridge.js'
 import { coded, ErrorCodes, native } from './errors.js'
@@ -137,11 +137,7 @@ export class CachingPubSub {
       ttlMs: options.retention?.ttlMs,
       maxEvents: options.retention?.maxEvents,
     }
-    this.#native = native(() =>
-      store instanceof NativeMemoryCache
-        ? NativePubSub.inMemory(store, nativeOptions, this.#bridge.onReady)
-        : NativePubSub.onRedis(store, nativeOptions, this.#bridge.onReady),
-    )
+    this.#native = native(() => new NativePubSub(store, nativeOptions, this.#bridge.onReady))
     this.#bridge.attach(this.#native.bridge)
     pubsubInternals.set(this, {
       native: this.#native,

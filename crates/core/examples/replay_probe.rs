@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use durable_agent_core::{RedisCache, RedisCacheConfig, RedisTarget, Retention, Subscription};
+use durable_agent_core::{RedisCache, RedisCacheConfig, RedisCacheOptions, RedisTarget, Retention, Subscription};
 
 const EVENT: &str = r#"{"id":"9c324501-296b-40b1-bc34-2e877dbc7453","type":"chunk","runId":"efca66fd-b01f-4143-9d05-2545fc801aa4","data":{"text":"reply and data"},"createdAt":"2026-11-28T08:28:42.462Z"}"#;
 
@@ -17,7 +17,14 @@ const EVENT: &str = r#"{"id":"9c324501-296b-40b1-bc34-2e877dbc7453","type":"chun
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = format!("probe:{}:", std::process::id());
-    let config = RedisCacheConfig::from_options(RedisTarget::Url(url), None, Some(prefix), Some(60.0), None, None)?;
+    let config = RedisCacheConfig::from_options(
+        RedisTarget::Url(url),
+        RedisCacheOptions {
+            key_prefix: Some(prefix),
+            ttl_seconds: Some(60.0),
+            ..Default::default()
+        },
+    )?;
     let store = shared(RedisCache::new(config)?);
     let batch: Vec<String> = (0..500).map(|_| EVENT.to_owned()).collect();
     for _ in 0..40 {

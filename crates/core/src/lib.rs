@@ -15,8 +15,8 @@ pub mod signal;
 pub mod wire;
 
 pub use cache::memory::{MemoryCache, MemoryCacheConfig};
-pub use cache::redis::{RedisCache, RedisCacheConfig, RedisTarget, ReplyError, TlsConfig};
+pub use cache::redis::{RedisCache, RedisCacheConfig, RedisCacheOptions, RedisTarget, ReplyError, TlsConfig};
 pub use cache::store::{RunRecords, Store, StoreFuture, TopicLog};
 pub use error::{CacheError, ErrorCode};
-pub use log::{Page, Retention};
+pub use log::{Page, PageRequest, Retention};
 pub use pubsub::Subscription;

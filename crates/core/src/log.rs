@@ -45,6 +45,29 @@ impl Page {
     }
 }
 
+/// What a reader asks of a topic log: up to `max` events of the topic at
+/// `key` from index `from`; `received`, the event before `from` that the
+/// reader got, checked to be still there.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest<'a> {
+    pub key: &'a str,
+    pub from: u64,
+    pub max: usize,
+    pub received: Option<&'a Received>,
+}
+
+impl<'a> PageRequest<'a> {
+    /// A read that checks nothing before `from` (a reader's first).
+    pub fn new(key: &'a str, from: u64, max: usize) -> Self {
+        PageRequest {
+            key,
+            from,
+            max,
+            received: None,
+        }
+    }
+}
+
 /// What a reader received last: the index and identity of the event before
 /// the one it reads from. A read checks that this event is still in the
 /// topic as it was, so that a topic written again under the reader (see

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::cache::store::TopicLog;
 use crate::error::CacheError;
-use crate::log::{Identity, Page, Received};
+use crate::log::{Identity, Page, PageRequest, Received};
 use crate::signal::{Signal, Take};
 
 /// How long a reader caught up on a remote store waits for a wake-up before
@@ -110,7 +110,7 @@ impl Subscription {
                 ahead.task.abort();
             }
         }
-        let read = self.store.read(&self.key, self.next, max, self.received.as_ref()).await;
+        let read = self.store.read(self.request(max)).await;
         if let Ok(page) = &read {
             self.read_ahead(page, max);
         }
@@ -137,6 +137,16 @@ impl Subscription {
         }
     }
 
+    /// The read of a page from where this subscription is.
+    fn request(&self, max: usize) -> PageRequest<'_> {
+        PageRequest {
+            key: &self.key,
+            from: self.next,
+            max,
+            received: self.received.as_ref(),
+        }
+    }
+
     /// After a full page from Redis more is likely stored: start reading it.
     fn read_ahead(&mut self, page: &Page, max: usize) {
         if page.count < max || self.store.synchronous() {
@@ -144,7 +154,15 @@ impl Subscription {
         }
         let (store, key, from, after) = (self.store.clone(), self.key.clone(), page.next, last_received(page));
         let checked = after.clone();
-        let task = tokio::spawn(async move { store.read(&key, from, max, checked.as_ref()).await });
+        let task = tokio::spawn(async move {
+            let request = PageRequest {
+                key: &key,
+                from,
+                max,
+                received: checked.as_ref(),
+            };
+            store.read(request).await
+        });
         self.ahead = Some(ReadAhead { after, from, max, task });
     }
 
@@ -202,7 +220,7 @@ impl Subscription {
         }
         loop {
             self.seen.borrow_and_update();
-            let Some(read) = self.store.read_now(&self.key, self.next, max, self.received.as_ref()) else {
+            let Some(read) = self.store.read_now(self.request(max)) else {
                 return Ok(None);
             };
             let moved = self.earliest;

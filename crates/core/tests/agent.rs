@@ -5,15 +5,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use durable_agent_core::agent::state::Phase;
 use durable_agent_core::agent::{
     self, Agent, AgentConfig, AgentError, Callbacks, Decision, Driver, NewRun, RunControl, RunState, RunStore,
     StartRun, Status,
 };
+use durable_agent_core::cache::runs::LeaseClaim;
 use durable_agent_core::{
-    MemoryCache, MemoryCacheConfig, RedisCache, RedisCacheConfig, RedisTarget, Retention, Store, Subscription,
+    MemoryCache, MemoryCacheConfig, PageRequest, RedisCache, RedisTarget, Retention, Store, Subscription, TopicLog,
 };
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
@@ -36,15 +37,6 @@ const REDIS_TTL_SECONDS: f64 = 60.0;
 // ---------------------------------------------------------------------------
 // Stores
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn unique_prefix(test: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("test:agent:{test}:{}:{nanos}:", std::process::id())
-}
-
 /// A store for one test; a Redis one lives under a key prefix of its own and
 /// deletes its keys when dropped (also when the test fails).
 struct Env {
@@ -64,8 +56,8 @@ impl Env {
     }
 
     fn redis(test: &str) -> Env {
-        let prefix = unique_prefix(test);
-        let cache = redis_cache(RedisTarget::Url(redis_url()), &prefix);
+        let prefix = common::unique_prefix(&format!("agent:{test}"));
+        let cache = redis_cache(RedisTarget::Url(common::redis_url()), &prefix);
         Env {
             store: shared(cache.clone()),
             redis: Some((cache, prefix)),
@@ -75,7 +67,7 @@ impl Env {
 
     /// On the test Redis Cluster.
     fn redis_cluster(test: &str) -> Env {
-        let cache = redis_cache(common::cluster(), &unique_prefix(test));
+        let cache = redis_cache(common::cluster(), &common::unique_prefix(&format!("agent:{test}")));
         Env {
             store: shared(cache.clone()),
             redis: None,
@@ -85,16 +77,7 @@ impl Env {
 }
 
 fn redis_cache(target: RedisTarget, prefix: &str) -> RedisCache {
-    let config = RedisCacheConfig::from_options(
-        target,
-        None,
-        Some(prefix.to_owned()),
-        Some(REDIS_TTL_SECONDS),
-        Some(2000.0),
-        Some(2000.0),
-    )
-    .unwrap();
-    RedisCache::new(config).unwrap()
+    common::redis_cache(target, prefix, REDIS_TTL_SECONDS, Some(2000.0))
 }
 
 impl Drop for Env {
@@ -114,7 +97,7 @@ impl Drop for Env {
         }
         let Some((_, prefix)) = &self.redis else { return };
         let deleted = (|| -> redis::RedisResult<()> {
-            let mut conn = redis::Client::open(redis_url())?.get_connection()?;
+            let mut conn = redis::Client::open(common::redis_url())?.get_connection()?;
             let mut cursor = 0u64;
             loop {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -357,6 +340,17 @@ impl Callbacks for Fake {
     }
 }
 
+/// A model that calls the tool `slow` once, and a tool that never returns.
+fn stuck_in_a_tool_call() -> Arc<Fake> {
+    Fake::new(
+        |n, _| {
+            assert_eq!(n, 0, "one model call");
+            tool_calls_reply(&[call("slow", "slow", json!({}))])
+        },
+        |_, _| never(),
+    )
+}
+
 fn now(reply: Result<String, String>) -> BoxFuture<'static, Result<String, String>> {
     futures::future::ready(reply).boxed()
 }
@@ -477,6 +471,46 @@ async fn drive(run: &RunStore, fake: &Arc<Fake>, state: RunState) -> RunState {
     finish(start(run, fake, state).0).await
 }
 
+/// Starts driving `state` under a lease of `ttl`, in a task; the fake gets
+/// the run's control.
+fn start_leased(
+    run: &RunStore,
+    fake: &Arc<Fake>,
+    state: RunState,
+    ttl: Duration,
+) -> JoinHandle<Result<RunState, AgentError>> {
+    let (driver, control) = Driver::new(run.clone(), fake.clone(), state);
+    fake.set_control(control);
+    tokio::spawn(driver.with_lease(ttl).drive())
+}
+
+/// Whether a process holds the run's lease.
+async fn lease_held(run: &RunStore) -> bool {
+    run.store.lease_holder(&run.lease_key).await.unwrap().is_some()
+}
+
+/// Waits until the run's lease is held (`held`) or not.
+async fn wait_for_lease(run: &RunStore, held: bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while lease_held(run).await != held {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Model calls so far, and tool calls of each of `tool_call_ids`.
+fn calls(fake: &Fake, tool_call_ids: &[&str]) -> (usize, Vec<usize>) {
+    let tools = tool_call_ids.iter().map(|id| fake.tool_calls_of(id)).collect();
+    (fake.model_calls(), tools)
+}
+
+/// Checks that the run finished as stored, and returns the tool results
+/// the model saw in its second call, by tool call id.
+async fn finished_with_results(run: &RunStore, fake: &Fake, state: &RunState) -> HashMap<String, Value> {
+    check_stored(run, state, Status::Finished).await;
+    tool_message_results(&fake.model_request(1)["messages"][2])
+}
+
 /// A stream part's type, or the event's type for other events.
 fn kind(event: &Value) -> String {
     match event["type"].as_str() {
@@ -493,7 +527,7 @@ fn kinds(events: &[Value]) -> Vec<String> {
 /// Every event of the run, checked: gap-free indices from 0, Mastra's shape,
 /// ids unique across the run's drivers.
 async fn events(run: &RunStore) -> Vec<Value> {
-    let page = run.store.read(&run.log_key, 0, 10_000, None).await.unwrap();
+    let page = run.store.read(PageRequest::new(&run.log_key, 0, 10_000)).await.unwrap();
     let events: Vec<Value> = serde_json::from_str(&page.events).unwrap();
     assert_eq!(page.count, events.len());
     assert_eq!(page.next, events.len() as u64);
@@ -1014,13 +1048,7 @@ async fn abort_during_a_model_call(store: Store) {
 
 async fn abort_during_tool_calls(store: Store) {
     let (run, created) = create(&store, "abort-tools", 5).await;
-    let fake = Fake::new(
-        |n, _| {
-            assert_eq!(n, 0);
-            tool_calls_reply(&[call("slow", "slow", json!({}))])
-        },
-        |_, _| never(),
-    );
+    let fake = stuck_in_a_tool_call();
     let (task, control) = start(&run, &fake, created);
     fake.wait_calls(|&(_, tools)| tools == 1).await;
     control.abort(None);
@@ -1131,13 +1159,7 @@ async fn abort_requested_elsewhere_stops_a_model_call(store: Store) {
 
 async fn abort_requested_elsewhere_stops_tool_calls(store: Store) {
     let (run, created) = create(&store, "abort-remote-tools", 5).await;
-    let fake = Fake::new(
-        |n, _| {
-            assert_eq!(n, 0);
-            tool_calls_reply(&[call("slow", "slow", json!({}))])
-        },
-        |_, _| never(),
-    );
+    let fake = stuck_in_a_tool_call();
     let (task, _control) = start(&run, &fake, created);
     fake.wait_calls(|&(_, tools)| tools == 1).await;
     agent::abort(&run, "abort-remote-tools", AGENT, None).await.unwrap();
@@ -1200,11 +1222,9 @@ async fn a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_laps
             now(output(json!("looked up")))
         },
     );
-    let (driver, control) = Driver::new(run.clone(), fake.clone(), created);
-    fake.set_control(control);
-    let first = tokio::spawn(driver.with_lease(LEASE).drive());
+    let first = start_leased(&run, &fake, created, LEASE);
     fake.wait_calls(|&(models, _)| models == 2).await;
-    assert!(run.store.lease_holder(&run.lease_key).await.unwrap().is_some());
+    assert!(lease_held(&run).await);
 
     // While the first driver lives (and renews), nobody else may drive.
     let stored = agent::load_owned(&run, "leased", AGENT).await.unwrap();
@@ -1215,11 +1235,7 @@ async fn a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_laps
     // The first driver dies without giving the lease up.
     first.abort();
     assert!(first.await.unwrap_err().is_cancelled());
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while run.store.lease_holder(&run.lease_key).await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "the lease lapses");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_lease(&run, false, "the lease lapses").await;
     let stored = agent::load_owned(&run, "leased", AGENT).await.unwrap();
     assert_eq!(
         (stored.status, stored.phase, stored.step),
@@ -1233,10 +1249,7 @@ async fn a_leased_run_is_driven_by_one_process_and_recovered_once_the_lease_laps
         .unwrap();
     check_stored(&run, &state, Status::Finished).await;
     assert_eq!((fake.model_calls(), fake.tool_calls()), (3, 1));
-    assert!(
-        run.store.lease_holder(&run.lease_key).await.unwrap().is_none(),
-        "given up at the end"
-    );
+    assert!(!lease_held(&run).await, "given up at the end");
     let events = events(&run).await;
     assert_eq!(parts_of(&events, "tool-result").len(), 1);
     assert_eq!(parts_of(&events, "finish").len(), 1);
@@ -1265,28 +1278,16 @@ async fn a_lapsed_lease_nobody_took_is_taken_back_and_the_run_goes_on(store: Sto
             .boxed()
         },
     );
-    let (driver, control) = Driver::new(run.clone(), fake.clone(), created);
-    fake.set_control(control);
-    let task = tokio::spawn(driver.with_lease(LEASE).drive());
+    let task = start_leased(&run, &fake, created, LEASE);
     fake.wait_calls(|&(_, tools)| tools == 1).await;
     // The lease lapses while the tool runs (as if the store had been away).
-    run.store.delete_run(&[&run.lease_key]).await.unwrap();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while run.store.lease_holder(&run.lease_key).await.unwrap().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the driver takes its lease back"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    TopicLog::delete(&*run.store, &run.lease_key).await.unwrap();
+    wait_for_lease(&run, true, "the driver takes its lease back").await;
     release.notify_one();
     let state = finish(task).await;
     check_stored(&run, &state, Status::Finished).await;
     assert_eq!((fake.model_calls(), fake.tool_calls()), (2, 1), "the tool ran once");
-    assert!(
-        run.store.lease_holder(&run.lease_key).await.unwrap().is_none(),
-        "given up at the end"
-    );
+    assert!(!lease_held(&run).await, "given up at the end");
 }
 
 /// A driver whose lease lapsed and was taken by another process stops, with
@@ -1301,15 +1302,17 @@ async fn a_lapsed_lease_another_process_took_stops_the_driver(store: Store) {
         },
         |_, _| never(),
     );
-    let (driver, control) = Driver::new(run.clone(), fake.clone(), created);
-    fake.set_control(control);
-    let task = tokio::spawn(driver.with_lease(LEASE).drive());
+    let task = start_leased(&run, &fake, created, LEASE);
     fake.wait_calls(|&(_, tools)| tools == 1).await;
     let before = events(&run).await.len();
-    run.store.delete_run(&[&run.lease_key]).await.unwrap();
+    TopicLog::delete(&*run.store, &run.lease_key).await.unwrap();
     assert!(run
         .store
-        .lease_acquire(&run.lease_key, "another", LEASE * 100)
+        .lease_acquire(LeaseClaim {
+            key: &run.lease_key,
+            owner: "another",
+            ttl: LEASE * 100,
+        })
         .await
         .unwrap());
     let error = tokio::time::timeout(DEADLINE, task)
@@ -1348,10 +1351,7 @@ async fn a_run_created_with_its_lease_hands_it_to_its_driver(store: Store) {
     )
     .await
     .unwrap();
-    assert!(
-        run.store.lease_holder(&run.lease_key).await.unwrap().is_some(),
-        "taken with the run"
-    );
+    assert!(lease_held(&run).await, "taken with the run");
     let fake = Fake::model_only(|_, _| text_reply("Hi."));
     // Nobody else may drive it meanwhile.
     let (other, _control) = Driver::new(run.clone(), fake.clone(), created.clone());
@@ -1366,10 +1366,7 @@ async fn a_run_created_with_its_lease_hands_it_to_its_driver(store: Store) {
         .await
         .unwrap();
     check_stored(&run, &state, Status::Finished).await;
-    assert!(
-        run.store.lease_holder(&run.lease_key).await.unwrap().is_none(),
-        "given up with the last checkpoint"
-    );
+    assert!(!lease_held(&run).await, "given up with the last checkpoint");
 }
 
 /// `toolCallConcurrency: 2`: of five calls of one step, two run at a time;
@@ -1454,7 +1451,11 @@ async fn appends_are_fenced_by_the_lease(store: Store) {
     let (run, _created) = create(&store, "fenced", 5).await;
     assert!(run
         .store
-        .lease_acquire(&run.lease_key, "owner-a", Duration::from_secs(30))
+        .lease_acquire(LeaseClaim {
+            key: &run.lease_key,
+            owner: "owner-a",
+            ttl: Duration::from_secs(30),
+        })
         .await
         .unwrap());
     let before = events(&run).await.len() as u64;
@@ -1868,10 +1869,7 @@ async fn require_tool_approval_option_suspends_every_call(store: Store) {
     assert_eq!(resumed.status, Status::Running);
     let state = drive(&run, &fake, resumed).await;
     check_stored(&run, &state, Status::Finished).await;
-    assert_eq!(
-        (fake.model_calls(), fake.tool_calls_of("a"), fake.tool_calls_of("b")),
-        (2, 1, 1)
-    );
+    assert_eq!(calls(&fake, &["a", "b"]), (2, vec![1, 1]));
     // No second round of approval requests.
     let log = events(&run).await;
     assert_eq!(parts_of(&log, "tool-approval-request").len(), 2);
@@ -1962,19 +1960,11 @@ async fn resume_after_suspension_never_reruns_completed_tool_calls(store: Store)
     // From the stored checkpoint, as another process would.
     let resumed = agent::load_owned(&run, "mixed", AGENT).await.unwrap();
     let state = drive(&run, &fake, resumed).await;
-    check_stored(&run, &state, Status::Finished).await;
-    assert_eq!(
-        (
-            fake.model_calls(),
-            fake.tool_calls_of("look"),
-            fake.tool_calls_of("pay")
-        ),
-        (2, 1, 1)
-    );
+    let results = finished_with_results(&run, &fake, &state).await;
+    assert_eq!(calls(&fake, &["look", "pay"]), (2, vec![1, 1]));
     let events = events(&run).await;
     assert_eq!(parts_of(&events, "tool-result").len(), 2);
     assert_eq!(parts_of(&events, "finish-step").len(), 2, "step 0 ends once");
-    let results = tool_message_results(&fake.model_request(1)["messages"][2]);
     assert_eq!(results.len(), 2);
     assert_eq!(results["look"]["output"]["value"], json!({ "balance": 10 }));
     assert_eq!(results["pay"]["output"]["value"], json!({ "paid": 5 }));
@@ -2014,18 +2004,10 @@ async fn crash_in_tool_step_resumes_from_the_last_checkpoint(store: Store) {
     assert_eq!(stored.next_event, run.store.next_index(&run.log_key).await.unwrap());
 
     let state = drive(&run, &fake, stored).await;
-    check_stored(&run, &state, Status::Finished).await;
-    assert_eq!(
-        (
-            fake.model_calls(),
-            fake.tool_calls_of("fast"),
-            fake.tool_calls_of("slow")
-        ),
-        (2, 1, 2)
-    );
+    let results = finished_with_results(&run, &fake, &state).await;
+    assert_eq!(calls(&fake, &["fast", "slow"]), (2, vec![1, 2]));
     let events = events(&run).await;
     assert_eq!(parts_of(&events, "tool-result").len(), 2);
-    let results = tool_message_results(&fake.model_request(1)["messages"][2]);
     assert_eq!(results.len(), 2);
     assert_eq!(results["fast"]["output"]["value"], "fast result");
     assert_eq!(results["slow"]["output"]["value"], "slow result");
@@ -2168,7 +2150,7 @@ async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
 async fn redis_run_keys_share_a_hash_tag_and_unended_runs_never_expire() {
     let env = Env::redis("keys");
     let (cache, prefix) = env.redis.clone().unwrap();
-    let mut conn = redis::Client::open(redis_url())
+    let mut conn = redis::Client::open(common::redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await

@@ -2,17 +2,17 @@
 //! offset, with concurrent publishers, in memory and across Redis clients that
 //! share nothing but the server (as two processes would).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use durable_agent_core::{
-    MemoryCache, MemoryCacheConfig, RedisCache, RedisCacheConfig, RedisTarget, Retention, Store, Subscription,
+    MemoryCache, MemoryCacheConfig, PageRequest, RedisCache, RedisTarget, Retention, Store, Subscription,
 };
 
 mod common;
 use common::shared;
 
 fn redis_url() -> RedisTarget {
-    RedisTarget::Url(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()))
+    RedisTarget::Url(common::redis_url())
 }
 
 fn redis(prefix: &str) -> RedisCache {
@@ -25,13 +25,18 @@ fn redis_cluster(prefix: &str) -> RedisCache {
 }
 
 fn redis_on(target: RedisTarget, prefix: &str) -> RedisCache {
-    let config = RedisCacheConfig::from_options(target, None, Some(prefix.to_owned()), Some(60.0), None, None).unwrap();
-    RedisCache::new(config).unwrap()
+    common::redis_cache(target, prefix, 60.0, None)
+}
+
+/// Two clients of the test Redis (two processes, as far as either knows)
+/// under one prefix of their own.
+fn two_clients() -> (RedisCache, RedisCache) {
+    let prefix = unique_prefix();
+    (redis(&prefix), redis(&prefix))
 }
 
 fn unique_prefix() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("test:pubsub:{}:{nanos}:", std::process::id())
+    common::unique_prefix("pubsub")
 }
 
 fn memory() -> Store {
@@ -215,8 +220,7 @@ async fn a_topic_deleted_and_written_again_elsewhere_is_read_as_it_now_is() {
     // its reader); another process deletes the topic and writes it again. A
     // reader that starts now must get the second life only, never the
     // events this process still holds from the first.
-    let prefix = unique_prefix();
-    let (here, elsewhere) = (redis(&prefix), redis(&prefix));
+    let (here, elsewhere) = two_clients();
     let key = "pubsub:agent.stream.reborn";
     let retention = Retention::default();
     let append = |cache: &RedisCache, gen: u64| {
@@ -262,8 +266,7 @@ async fn a_topic_deleted_and_written_again_elsewhere_is_read_as_it_now_is() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_another_program_wrote_is_delivered_as_a_value_and_the_stream_goes_on() {
-    let prefix = unique_prefix();
-    let (publisher, reader) = (redis(&prefix), redis(&prefix));
+    let (publisher, reader) = two_clients();
     let key = "pubsub:mixed";
     let retention = Retention::default();
     publisher.log_append(key, r#"{"n":0}"#, &retention).await.unwrap();
@@ -327,9 +330,9 @@ async fn retention_reports_expired_offsets(store: Store) {
     for n in 0..10 {
         store.append(key, &format!(r#"{{"n":{n}}}"#), &retention).await.unwrap();
     }
-    let err = store.read(key, 2, 10, None).await.unwrap_err();
+    let err = store.read(PageRequest::new(key, 2, 10)).await.unwrap_err();
     assert_eq!(err.code(), "ERR_OFFSET_EXPIRED");
-    let page = store.read(key, 7, 10, None).await.unwrap();
+    let page = store.read(PageRequest::new(key, 7, 10)).await.unwrap();
     assert_eq!((page.count, page.next), (3, 10));
     assert_eq!(store.next_index(key).await.unwrap(), 10);
     // From the oldest retained event: no error, the 3 retained events.

@@ -1,13 +1,13 @@
 //! The Redis cache against a real server (`REDIS_URL`, else 127.0.0.1:6379).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use durable_agent_core::{RedisCache, RedisCacheConfig, RedisTarget, RunRecords as _};
+use durable_agent_core::{RedisCache, RedisCacheConfig, RedisCacheOptions, RedisTarget, RunRecords as _};
 
 mod common;
 
 fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    common::redis_url()
 }
 
 /// A cache under a prefix of its own, so tests never see each other's keys.
@@ -16,18 +16,7 @@ fn cache(ttl_seconds: f64) -> RedisCache {
 }
 
 fn cache_on(target: RedisTarget, ttl_seconds: f64) -> RedisCache {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    let prefix = format!("test:core:{}:{nanos}:", std::process::id());
-    let config = RedisCacheConfig::from_options(
-        target,
-        None,
-        Some(prefix),
-        Some(ttl_seconds),
-        Some(2000.0),
-        Some(2000.0),
-    )
-    .unwrap();
-    RedisCache::new(config).unwrap()
+    common::redis_cache(target, &common::unique_prefix("core"), ttl_seconds, Some(2000.0))
 }
 
 #[tokio::test]
@@ -104,11 +93,11 @@ async fn ttl_applies_to_every_write() {
 async fn unreachable_server_fails_fast_with_its_address() {
     let config = RedisCacheConfig::from_options(
         RedisTarget::Url("redis://127.0.0.1:1".into()),
-        None,
-        None,
-        None,
-        Some(1000.0),
-        Some(1000.0),
+        RedisCacheOptions {
+            connect_timeout_ms: Some(1000.0),
+            command_timeout_ms: Some(1000.0),
+            ..Default::default()
+        },
     )
     .unwrap();
     let c = RedisCache::new(config).unwrap();

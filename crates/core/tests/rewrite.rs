@@ -9,12 +9,13 @@
 //! shared server.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+mod common;
 
 use durable_agent_core::log::{Identity, Received};
 use durable_agent_core::{
-    CacheError, MemoryCache, MemoryCacheConfig, RedisCache, RedisCacheConfig, RedisTarget, Retention, Store,
-    Subscription,
+    CacheError, MemoryCache, MemoryCacheConfig, PageRequest, RedisCache, RedisTarget, Retention, Store, Subscription,
 };
 
 const KEY: &str = "pubsub:agent.stream.rewritten";
@@ -66,21 +67,11 @@ impl Drop for PrivateRedis {
 }
 
 fn redis(server: &PrivateRedis, prefix: &str) -> RedisCache {
-    let config = RedisCacheConfig::from_options(
-        RedisTarget::Url(server.url.clone()),
-        None,
-        Some(prefix.to_owned()),
-        Some(60.0),
-        None,
-        None,
-    )
-    .unwrap();
-    RedisCache::new(config).unwrap()
+    common::redis_cache(RedisTarget::Url(server.url.clone()), prefix, 60.0, None)
 }
 
 fn unique_prefix() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("test:rewrite:{}:{nanos}:", std::process::id())
+    common::unique_prefix("rewrite")
 }
 
 /// Appends events `{"n": n}` for each `n` (each text its own, as real events
@@ -189,28 +180,9 @@ async fn lose_the_last_two_in_a_failover(server: &PrivateRedis, cache: &RedisCac
     let client = redis::Client::open(server.url.as_str()).unwrap();
     let mut admin = client.get_multiplexed_async_connection().await.unwrap();
     let key = cache.key(KEY);
-    let _: i64 = redis::cmd("XDEL")
-        .arg(&key)
-        .arg("0-4")
-        .arg("0-5")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("XSETID")
-        .arg(&key)
-        .arg("0-3")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("normal")
-        .arg("SKIPME")
-        .arg("yes")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let _: i64 = common::command(&mut admin, &["XDEL", key.as_str(), "0-4", "0-5"]).await;
+    let _: () = common::command(&mut admin, &["XSETID", key.as_str(), "0-3"]).await;
+    let _: i64 = common::command(&mut admin, &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,28 +235,33 @@ async fn redis_events_lost_in_a_failover_and_reused_are_an_error_for_readers_who
 async fn read_checks(store: Store) {
     let retention = Retention::default();
     append(&store, 0..3, &retention).await;
-    let page = store.read(KEY, 0, 10, None).await.unwrap();
+    let page = store.read(PageRequest::new(KEY, 0, 10)).await.unwrap();
     let received = Received {
         index: 2,
         identity: Identity::Fingerprint(page.last.expect("a fingerprint of the last event")),
     };
+    // Each read from 3 checks that event 2 is still the one received.
+    let checked = |received| PageRequest {
+        received: Some(received),
+        ..PageRequest::new(KEY, 3, 10)
+    };
     assert_eq!(
-        store.read(KEY, 3, 10, Some(&received)).await.unwrap().count,
+        store.read(checked(&received)).await.unwrap().count,
         0,
         "intact: nothing new"
     );
     append(&store, [3], &retention).await;
-    let page = store.read(KEY, 3, 10, Some(&received)).await.unwrap();
+    let page = store.read(checked(&received)).await.unwrap();
     assert_eq!(
         (page.count, page.next),
         (1, 4),
         "intact: the new event, not the checked one"
     );
     store.delete(KEY).await.unwrap();
-    let page = store.read(KEY, 3, 10, Some(&received)).await.unwrap();
+    let page = store.read(checked(&received)).await.unwrap();
     assert_eq!((page.count, page.next), (0, 3), "cleared, not written again: wait");
     append(&store, [100], &retention).await;
-    match store.read(KEY, 3, 10, Some(&received)).await {
+    match store.read(checked(&received)).await {
         Err(error) => assert_rewritten(error, 2),
         Ok(page) => panic!("expected TopicRewritten, got {page:?}"),
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 use super::run::RunStore;
+use crate::cache::runs::LeaseClaim;
 use crate::error::CacheError;
 
 /// The handle the embedder keeps for a run being driven.
@@ -88,11 +89,13 @@ impl Lease {
         }
         // The lease runs from when the renewal left, at the latest.
         let asked = Instant::now();
-        let kept = run.store.lease_renew(&run.lease_key, &self.owner, self.ttl).await?
-            || run
-                .store
-                .lease_reclaim(&run.lease_key, &run.state_key, &self.owner, self.ttl, version)
-                .await?;
+        let claim = LeaseClaim {
+            key: &run.lease_key,
+            owner: &self.owner,
+            ttl: self.ttl,
+        };
+        let kept =
+            run.store.lease_renew(claim).await? || run.store.lease_reclaim(claim, &run.state_key, version).await?;
         if kept {
             *lock(&self.renewed) = asked;
         }

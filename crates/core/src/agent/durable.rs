@@ -24,6 +24,7 @@ use super::error::AgentError;
 use super::outage::Outage;
 use super::run::{self, NewRun, RunStore};
 use super::state::{Decision, RunState, Status};
+use crate::cache::runs::LeaseClaim;
 use crate::cache::store::Store;
 use crate::log::Retention;
 use crate::wire::{RunSummary, RUN_TOPIC_PREFIX};
@@ -207,7 +208,11 @@ impl Agent {
         let taken = loop {
             match run
                 .store
-                .lease_acquire(&run.lease_key, &owner, self.inner.config.lease)
+                .lease_acquire(LeaseClaim {
+                    key: &run.lease_key,
+                    owner: &owner,
+                    ttl: self.inner.config.lease,
+                })
                 .await
             {
                 Ok(taken) => break taken,

@@ -11,7 +11,7 @@ use super::error::AgentError;
 use super::outage::{Outage, CALL_RIDE_OUT};
 use super::parts::{iso_now, EventWriter};
 use super::state::{Decision, Phase, RunState, Status, Usage};
-use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
+use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange, LeasedAppend, RunKeys};
 use crate::cache::store::Store;
 use crate::log::Retention;
 use crate::wire::run_topic;
@@ -49,11 +49,21 @@ impl RunStore {
         })
     }
 
+    /// The run's keys, as the store takes them.
+    pub fn keys(&self) -> RunKeys<'_> {
+        RunKeys {
+            topic: &self.log_key,
+            state: &self.state_key,
+            abort: &self.abort_key,
+            lease: &self.lease_key,
+        }
+    }
+
     /// Reads the run's state.
     pub async fn load(&self, run_id: &str) -> Result<RunState, AgentError> {
         let text = self
             .store
-            .load_run(&self.state_key)
+            .load_run(self.keys())
             .await?
             .ok_or_else(|| AgentError::RunNotFound(run_id.to_owned()))?;
         serde_json::from_str(&text).map_err(|e| AgentError::CorruptState {
@@ -95,19 +105,13 @@ impl RunStore {
             self.kept()
         };
         let commit = Commit {
-            state_key: &self.state_key,
-            log_key: &self.log_key,
-            abort_key: &self.abort_key,
+            run: self.keys(),
             expected,
             version: state.version,
             state: &text,
             events,
             retention,
-            lease: lease.map(|(owner, action)| LeaseChange {
-                key: &self.lease_key,
-                owner,
-                action,
-            }),
+            lease: lease.map(|(owner, action)| LeaseChange { owner, action }),
         };
         loop {
             match self.store.commit(&commit).await {
@@ -142,7 +146,7 @@ impl RunStore {
     /// The stored state's text, riding the outage out.
     async fn load_text(&self, outage: &mut Outage) -> Result<Option<String>, AgentError> {
         loop {
-            match self.store.load_run(&self.state_key).await {
+            match self.store.load_run(self.keys()).await {
                 Ok(text) => return Ok(text),
                 Err(e) if outage.again(&e).await => continue,
                 Err(e) => return Err(e.into()),
@@ -160,7 +164,12 @@ impl RunStore {
             None => self.store.append_many(&self.log_key, events, &self.kept()).await?,
             Some(owner) => self
                 .store
-                .append_many_leased(&self.log_key, events, &self.kept(), &self.lease_key, owner)
+                .append_many_leased(LeasedAppend {
+                    run: self.keys(),
+                    events,
+                    retention: &self.kept(),
+                    owner,
+                })
                 .await?
                 .ok_or_else(|| AgentError::LeaseLost(self.run_id.clone()))?,
         };
@@ -179,29 +188,19 @@ impl RunStore {
 
     /// Deletes the run's state and events.
     pub async fn delete(&self) -> Result<(), AgentError> {
-        Ok(self
-            .store
-            .delete_run(&[&self.state_key, &self.log_key, &self.abort_key, &self.lease_key])
-            .await?)
+        Ok(self.store.delete_run(self.keys()).await?)
     }
 
     /// Asks whichever process drives the run to abort it; false when the run
     /// does not exist.
     pub async fn request_abort(&self, reason: Option<&str>) -> Result<bool, AgentError> {
         let reason = serde_json::to_string(&reason).expect("strings serialise");
-        Ok(self
-            .store
-            .request_abort(&self.state_key, &self.abort_key, &reason)
-            .await?)
+        Ok(self.store.request_abort(self.keys(), &reason).await?)
     }
 
     /// A requested abort: `Some(reason)`.
     pub async fn abort_requested(&self) -> Result<Option<Option<String>>, AgentError> {
-        Ok(self
-            .store
-            .abort_requested(&self.abort_key)
-            .await?
-            .map(|a| reason_of(&a)))
+        Ok(self.store.abort_requested(self.keys()).await?.map(|a| reason_of(&a)))
     }
 }
 

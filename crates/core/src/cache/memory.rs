@@ -13,11 +13,11 @@ use moka::policy::{EvictionPolicy, Expiry};
 use moka::sync::Cache;
 
 use super::range::lrange;
-use super::runs::{version_of, Commit, CommitOutcome, LeaseAction, LeaseChange};
+use super::runs::{version_of, Commit, CommitOutcome, LeaseAction, LeaseChange, LeaseClaim, LeasedAppend, RunKeys};
 use super::store::{RunRecords, StoreFuture, TopicLog};
 use crate::error::CacheError;
 use crate::json;
-use crate::log::{EventLog, Page, Received, Retention};
+use crate::log::{EventLog, Page, PageRequest, Retention};
 use crate::signal::Signals;
 
 /// Options of [`MemoryCache`], already validated.
@@ -95,36 +95,33 @@ impl Data {
 
 /// Data that writers change in place behind a mutex (lists and topic logs).
 trait Shared: Default + Send + 'static {
-    const KIND: &'static str;
     fn view(data: &Data) -> Option<&Arc<Mutex<Self>>>;
     fn wrap(shared: Arc<Mutex<Self>>) -> Data;
-}
 
-impl Shared for List {
-    const KIND: &'static str = "a list";
-    fn view(data: &Data) -> Option<&Arc<Mutex<Self>>> {
-        match data {
-            Data::List(list) => Some(list),
-            _ => None,
-        }
-    }
-    fn wrap(shared: Arc<Mutex<Self>>) -> Data {
-        Data::List(shared)
+    /// What this kind of data is called in errors.
+    fn kind() -> &'static str {
+        Self::wrap(Arc::default()).kind()
     }
 }
 
-impl Shared for EventLog {
-    const KIND: &'static str = "a topic log";
-    fn view(data: &Data) -> Option<&Arc<Mutex<Self>>> {
-        match data {
-            Data::Log(log) => Some(log),
-            _ => None,
+/// [`Shared`] for the type that the `Data` variant `$variant` holds.
+macro_rules! shared_as {
+    ($type:ty, $variant:ident) => {
+        impl Shared for $type {
+            fn view(data: &Data) -> Option<&Arc<Mutex<Self>>> {
+                match data {
+                    Data::$variant(shared) => Some(shared),
+                    _ => None,
+                }
+            }
+            fn wrap(shared: Arc<Mutex<Self>>) -> Data {
+                Data::$variant(shared)
+            }
         }
-    }
-    fn wrap(shared: Arc<Mutex<Self>>) -> Data {
-        Data::Log(shared)
-    }
+    };
 }
+shared_as!(List, List);
+shared_as!(EventLog, Log);
 
 /// What moka stores per key: the data and the TTL its last write asked for.
 #[derive(Clone)]
@@ -352,7 +349,7 @@ impl MemoryCache {
         if let Some(data) = self.get_for_write(key) {
             return match T::view(&data) {
                 Some(shared) => f(&mut lock(shared)),
-                None => Err(wrong_type(key, T::KIND, &data)),
+                None => Err(wrong_type(key, T::kind(), &data)),
             };
         }
         // Absent: create it under the key's lock, so concurrent first writers
@@ -369,7 +366,7 @@ impl MemoryCache {
                 Some(data) => match T::view(data) {
                     Some(shared) => shared.clone(),
                     None => {
-                        outcome = Some(Err(wrong_type(key, T::KIND, data)));
+                        outcome = Some(Err(wrong_type(key, T::kind(), data)));
                         return Op::Nop;
                     }
                 },
@@ -427,73 +424,64 @@ impl MemoryCache {
     /// one step; readers see the events before the state that covers them.
     pub fn run_commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, CacheError> {
         let _serialised = lock(&self.commits);
-        let found = match self.entries.get(commit.state_key).map(|slot| slot.data) {
+        let run = commit.run;
+        let found = match self.entries.get(run.state).map(|slot| slot.data) {
             None => None,
             Some(Data::Value(text)) => version_of(&text),
-            Some(other) => return Err(wrong_type(commit.state_key, "a run state", &other)),
+            Some(other) => return Err(wrong_type(run.state, "a run state", &other)),
         };
-        let topic_taken = found.is_none() && self.entries.contains_key(commit.log_key);
+        let topic_taken = found.is_none() && self.entries.contains_key(run.topic);
         if found != commit.expected || topic_taken {
             return Ok(CommitOutcome::Stale { found });
         }
-        let last_index = self.log_append_many(commit.log_key, commit.events, &commit.retention)?;
+        let last_index = self.log_append_many(run.topic, commit.events, &commit.retention)?;
         // A write refreshes a key's TTL but keeps its length; a commit may
         // change the length (a suspended run is kept until resumed).
         let ttl = commit.retention.ttl.unwrap_or(self.ttl);
-        if let Some(slot) = self.entries.get(commit.log_key).filter(|slot| slot.ttl != ttl) {
-            self.entries
-                .insert(commit.log_key.to_owned(), Slot { data: slot.data, ttl });
+        if let Some(slot) = self.entries.get(run.topic).filter(|slot| slot.ttl != ttl) {
+            self.entries.insert(run.topic.to_owned(), Slot { data: slot.data, ttl });
         }
-        self.set(commit.state_key, commit.state, Some(ttl));
+        self.set(run.state, commit.state, Some(ttl));
         // An abort request lives as long as the run it stops.
-        let abort = self.get(commit.abort_key);
+        let abort = self.get(run.abort);
         if let Some(abort) = &abort {
-            self.set(commit.abort_key, abort, Some(ttl));
+            self.set(run.abort, abort, Some(ttl));
         }
         // Owners are stored as JSON strings, as every value here.
         match commit.lease {
             Some(LeaseChange {
-                key,
                 owner,
                 action: LeaseAction::Take(lease_ttl),
-            }) => self.set(key, &quoted(owner), Some(Some(lease_ttl))),
+            }) => self.set(run.lease, &quoted(owner), Some(Some(lease_ttl))),
             Some(LeaseChange {
-                key,
                 owner,
                 action: LeaseAction::Release,
-            }) if self.get(key) == Some(quoted(owner)) => self.delete(key),
+            }) if self.get(run.lease) == Some(quoted(owner)) => self.delete(run.lease),
             _ => {}
         }
         Ok(CommitOutcome::Done { last_index, abort })
     }
 
-    /// Records an abort request for the run whose state is at `state_key`;
-    /// false when there is no such state. Under the commit lock, so a commit
-    /// either sees it or ran before it.
-    pub fn run_request_abort(&self, state_key: &str, abort_key: &str, reason_json: &str) -> bool {
+    /// Records an abort request for the run; false when it has no state.
+    /// Under the commit lock, so a commit either sees it or ran before it.
+    pub fn run_request_abort(&self, run: RunKeys<'_>, reason_json: &str) -> bool {
         let _serialised = lock(&self.commits);
-        if !self.entries.contains_key(state_key) {
+        if !self.entries.contains_key(run.state) {
             return false;
         }
-        self.set(abort_key, reason_json, None);
+        self.set(run.abort, reason_json, None);
         true
     }
 
-    /// [`Self::log_append_many`] if `owner` holds the lease at `lease_key`;
+    /// [`Self::log_append_many`] if the append's owner holds its lease;
     /// `None` if not. Under the lock leases change under.
-    pub fn log_append_many_leased(
-        &self,
-        key: &str,
-        objects: &[String],
-        retention: &Retention,
-        lease_key: &str,
-        owner: &str,
-    ) -> Result<Option<Option<u64>>, CacheError> {
+    pub fn log_append_many_leased(&self, append: LeasedAppend<'_>) -> Result<Option<Option<u64>>, CacheError> {
         let _serialised = lock(&self.commits);
-        if self.get(lease_key) != Some(quoted(owner)) {
+        if self.get(append.run.lease) != Some(quoted(append.owner)) {
             return Ok(None);
         }
-        self.log_append_many(key, objects, retention).map(Some)
+        self.log_append_many(append.run.topic, append.events, append.retention)
+            .map(Some)
     }
 
     /// Takes the lease at `key` for `owner` if nobody holds it.
@@ -519,14 +507,14 @@ impl MemoryCache {
 
     /// Takes the lease at `key` back for `owner` after it lapsed, if nobody
     /// else holds it and the state at `state_key` still has `version`.
-    fn reclaim_lease(&self, key: &str, state_key: &str, owner: &str, ttl: Duration, version: u64) -> bool {
+    fn reclaim_lease(&self, claim: LeaseClaim<'_>, state_key: &str, version: u64) -> bool {
         let _serialised = lock(&self.commits);
-        let owner = quoted(owner);
-        let free = self.get(key).is_none_or(|holder| holder == owner);
+        let owner = quoted(claim.owner);
+        let free = self.get(claim.key).is_none_or(|holder| holder == owner);
         if !free || self.get(state_key).as_deref().and_then(version_of) != Some(version) {
             return false;
         }
-        self.set(key, &owner, Some(Some(ttl)));
+        self.set(claim.key, &owner, Some(Some(claim.ttl)));
         true
     }
 
@@ -548,13 +536,13 @@ impl MemoryCache {
             .collect()
     }
 
-    /// Up to `max` events of the topic log at `key` from index `from`, after
-    /// checking the event the reader `received` before it.
-    pub fn log_read(&self, key: &str, from: u64, max: usize, received: Option<&Received>) -> Result<Page, CacheError> {
+    /// A page of the topic log (see [`PageRequest`]).
+    pub fn log_read(&self, request: PageRequest<'_>) -> Result<Page, CacheError> {
+        let key = request.key;
         match self.entries.get(key).map(|slot| slot.data) {
             // Cleared or expired, and not written again: nothing to check yet.
-            None => Ok(Page::empty(from)),
-            Some(Data::Log(log)) => lock(&log).read(key, from, max, received),
+            None => Ok(Page::empty(request.from)),
+            Some(Data::Log(log)) => lock(&log).read(key, request.from, request.max, request.received),
             Some(other) => Err(wrong_type(key, "a topic log", &other)),
         }
     }
@@ -619,24 +607,12 @@ impl TopicLog for MemoryCache {
         now(self.log_append_many(key, objects, retention))
     }
 
-    fn read<'a>(
-        &'a self,
-        key: &'a str,
-        from: u64,
-        max: usize,
-        received: Option<&'a Received>,
-    ) -> StoreFuture<'a, Page> {
-        now(self.log_read(key, from, max, received))
+    fn read<'a>(&'a self, request: PageRequest<'a>) -> StoreFuture<'a, Page> {
+        now(self.log_read(request))
     }
 
-    fn read_now(
-        &self,
-        key: &str,
-        from: u64,
-        max: usize,
-        received: Option<&Received>,
-    ) -> Option<Result<Page, CacheError>> {
-        Some(self.log_read(key, from, max, received))
+    fn read_now(&self, request: PageRequest<'_>) -> Option<Result<Page, CacheError>> {
+        Some(self.log_read(request))
     }
 
     fn next_index<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
@@ -658,58 +634,39 @@ impl RunRecords for MemoryCache {
         now(self.run_commit(commit))
     }
 
-    fn load_run<'a>(&'a self, state_key: &'a str) -> StoreFuture<'a, Option<String>> {
-        now(Ok(self.get(state_key)))
+    fn load_run<'a>(&'a self, run: RunKeys<'a>) -> StoreFuture<'a, Option<String>> {
+        now(Ok(self.get(run.state)))
     }
 
-    fn delete_run<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, ()> {
-        for key in keys {
+    fn delete_run<'a>(&'a self, run: RunKeys<'a>) -> StoreFuture<'a, ()> {
+        for key in [run.state, run.topic, run.abort, run.lease] {
             MemoryCache::delete(self, key);
         }
         now(Ok(()))
     }
 
-    fn request_abort<'a>(
-        &'a self,
-        state_key: &'a str,
-        abort_key: &'a str,
-        reason_json: &'a str,
-    ) -> StoreFuture<'a, bool> {
-        now(Ok(self.run_request_abort(state_key, abort_key, reason_json)))
+    fn request_abort<'a>(&'a self, run: RunKeys<'a>, reason_json: &'a str) -> StoreFuture<'a, bool> {
+        now(Ok(self.run_request_abort(run, reason_json)))
     }
 
-    fn abort_requested<'a>(&'a self, abort_key: &'a str) -> StoreFuture<'a, Option<String>> {
-        now(Ok(self.get(abort_key)))
+    fn abort_requested<'a>(&'a self, run: RunKeys<'a>) -> StoreFuture<'a, Option<String>> {
+        now(Ok(self.get(run.abort)))
     }
 
-    fn append_many_leased<'a>(
-        &'a self,
-        key: &'a str,
-        objects: &'a [String],
-        retention: &'a Retention,
-        lease_key: &'a str,
-        owner: &'a str,
-    ) -> StoreFuture<'a, Option<Option<u64>>> {
-        now(self.log_append_many_leased(key, objects, retention, lease_key, owner))
+    fn append_many_leased<'a>(&'a self, append: LeasedAppend<'a>) -> StoreFuture<'a, Option<Option<u64>>> {
+        now(self.log_append_many_leased(append))
     }
 
-    fn lease_acquire<'a>(&'a self, key: &'a str, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
-        now(Ok(self.take_lease(key, owner, ttl)))
+    fn lease_acquire<'a>(&'a self, claim: LeaseClaim<'a>) -> StoreFuture<'a, bool> {
+        now(Ok(self.take_lease(claim.key, claim.owner, claim.ttl)))
     }
 
-    fn lease_renew<'a>(&'a self, key: &'a str, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
-        now(Ok(self.renew_lease(key, owner, ttl)))
+    fn lease_renew<'a>(&'a self, claim: LeaseClaim<'a>) -> StoreFuture<'a, bool> {
+        now(Ok(self.renew_lease(claim.key, claim.owner, claim.ttl)))
     }
 
-    fn lease_reclaim<'a>(
-        &'a self,
-        key: &'a str,
-        state_key: &'a str,
-        owner: &'a str,
-        ttl: Duration,
-        version: u64,
-    ) -> StoreFuture<'a, bool> {
-        now(Ok(self.reclaim_lease(key, state_key, owner, ttl, version)))
+    fn lease_reclaim<'a>(&'a self, claim: LeaseClaim<'a>, state_key: &'a str, version: u64) -> StoreFuture<'a, bool> {
+        now(Ok(self.reclaim_lease(claim, state_key, version)))
     }
 
     fn lease_release<'a>(&'a self, key: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {

@@ -6,16 +6,27 @@ use std::time::Duration;
 
 use crate::log::Retention;
 
+/// Where a run lives in a store: the key of its topic log and the keys of
+/// the records beside it. A store may keep them as it likes; on Redis they
+/// share the topic key's hash tag, so one script writes them together (and a
+/// Cluster keeps them in one slot).
+#[derive(Debug, Clone, Copy)]
+pub struct RunKeys<'a> {
+    /// The run's topic log (its events).
+    pub topic: &'a str,
+    /// Its state, written with compare-and-set.
+    pub state: &'a str,
+    /// Where another process asks its driver to abort it.
+    pub abort: &'a str,
+    /// Held by the process that drives it.
+    pub lease: &'a str,
+}
+
 /// One atomic write of a run: append `events` to the run's topic log and
 /// replace its state, if and only if the stored state has version `expected`.
 #[derive(Debug)]
 pub struct Commit<'a> {
-    /// Cache key of the run state.
-    pub state_key: &'a str,
-    /// Cache key of the run's topic log.
-    pub log_key: &'a str,
-    /// Cache key of an abort request for the run (see [`CommitOutcome::Done`]).
-    pub abort_key: &'a str,
+    pub run: RunKeys<'a>,
     /// The version the stored state must have; `None`: there must be none,
     /// and no topic log either (a new run starts an empty topic).
     pub expected: Option<u64>,
@@ -32,10 +43,30 @@ pub struct Commit<'a> {
     pub lease: Option<LeaseChange<'a>>,
 }
 
+/// An append to a run's topic log that lands only while `owner` holds the
+/// run's lease (a driver that lost it must not add to the log of the one
+/// that took over), in one atomic step.
+#[derive(Debug, Clone, Copy)]
+pub struct LeasedAppend<'a> {
+    pub run: RunKeys<'a>,
+    /// Event objects (JSON text without `index`) to append, in order.
+    pub events: &'a [String],
+    pub retention: &'a Retention,
+    pub owner: &'a str,
+}
+
+/// A process's claim on a run's lease: the lease key, who holds it (or
+/// asks to), and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseClaim<'a> {
+    pub key: &'a str,
+    pub owner: &'a str,
+    pub ttl: Duration,
+}
+
 /// What a [`Commit`] does to the run's lease.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseChange<'a> {
-    pub key: &'a str,
     pub owner: &'a str,
     pub action: LeaseAction,
 }

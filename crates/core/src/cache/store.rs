@@ -20,13 +20,12 @@
 //! `docs/durable-agent-design.md`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::runs::{Commit, CommitOutcome};
+use super::runs::{Commit, CommitOutcome, LeaseClaim, LeasedAppend, RunKeys};
 use crate::error::CacheError;
-use crate::log::{Page, Received, Retention};
+use crate::log::{Page, PageRequest, Retention};
 use crate::signal::Signals;
 
 /// What a store's operations return.
@@ -54,19 +53,11 @@ pub trait TopicLog: Send + Sync + 'static {
         retention: &'a Retention,
     ) -> StoreFuture<'a, Option<u64>>;
 
-    /// Up to `max` events from index `from`; `received`: the event before
-    /// `from` that the reader got, checked to be still there.
-    fn read<'a>(&'a self, key: &'a str, from: u64, max: usize, received: Option<&'a Received>)
-        -> StoreFuture<'a, Page>;
+    /// A page of events (see [`PageRequest`]).
+    fn read<'a>(&'a self, request: PageRequest<'a>) -> StoreFuture<'a, Page>;
 
     /// [`Self::read`] when it can answer without waiting; `None` otherwise.
-    fn read_now(
-        &self,
-        _key: &str,
-        _from: u64,
-        _max: usize,
-        _received: Option<&Received>,
-    ) -> Option<Result<Page, CacheError>> {
+    fn read_now(&self, _request: PageRequest<'_>) -> Option<Result<Page, CacheError>> {
         None
     }
 
@@ -90,49 +81,30 @@ pub trait RunRecords: TopicLog {
     fn commit<'a>(&'a self, commit: &'a Commit<'a>) -> StoreFuture<'a, CommitOutcome>;
 
     /// A run's stored state, `None` when absent.
-    fn load_run<'a>(&'a self, state_key: &'a str) -> StoreFuture<'a, Option<String>>;
+    fn load_run<'a>(&'a self, run: RunKeys<'a>) -> StoreFuture<'a, Option<String>>;
 
-    /// Deletes a run's keys (state, topic, abort request, lease).
-    fn delete_run<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, ()>;
+    /// Deletes a run: its state, topic, abort request and lease.
+    fn delete_run<'a>(&'a self, run: RunKeys<'a>) -> StoreFuture<'a, ()>;
 
     /// Records a request to abort a run (`reason_json`), if its state exists.
-    fn request_abort<'a>(
-        &'a self,
-        state_key: &'a str,
-        abort_key: &'a str,
-        reason_json: &'a str,
-    ) -> StoreFuture<'a, bool>;
+    fn request_abort<'a>(&'a self, run: RunKeys<'a>, reason_json: &'a str) -> StoreFuture<'a, bool>;
 
-    /// The reason of a requested abort (JSON text), if any.
-    fn abort_requested<'a>(&'a self, abort_key: &'a str) -> StoreFuture<'a, Option<String>>;
+    /// The reason of a requested abort of a run (JSON text), if any.
+    fn abort_requested<'a>(&'a self, run: RunKeys<'a>) -> StoreFuture<'a, Option<String>>;
 
-    /// [`TopicLog::append_many`] if `owner` holds the lease at `lease_key`,
-    /// in one atomic step; `None` (nothing appended) if not.
-    fn append_many_leased<'a>(
-        &'a self,
-        key: &'a str,
-        objects: &'a [String],
-        retention: &'a Retention,
-        lease_key: &'a str,
-        owner: &'a str,
-    ) -> StoreFuture<'a, Option<Option<u64>>>;
+    /// [`TopicLog::append_many`] if the append's owner holds its lease, in
+    /// one atomic step; `None` (nothing appended) if not.
+    fn append_many_leased<'a>(&'a self, append: LeasedAppend<'a>) -> StoreFuture<'a, Option<Option<u64>>>;
 
-    /// Takes the lease at `key` for `owner` for `ttl`, if nobody holds it.
-    fn lease_acquire<'a>(&'a self, key: &'a str, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool>;
+    /// Takes the lease for the claim's owner, if nobody holds it.
+    fn lease_acquire<'a>(&'a self, claim: LeaseClaim<'a>) -> StoreFuture<'a, bool>;
 
-    /// Extends the lease at `key` if `owner` still holds it.
-    fn lease_renew<'a>(&'a self, key: &'a str, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool>;
+    /// Extends the lease if the claim's owner still holds it.
+    fn lease_renew<'a>(&'a self, claim: LeaseClaim<'a>) -> StoreFuture<'a, bool>;
 
-    /// Takes the lease at `key` back for `owner` after it lapsed, if nobody
+    /// Takes the lease back for the claim's owner after it lapsed, if nobody
     /// else holds it and the run state at `state_key` still has `version`.
-    fn lease_reclaim<'a>(
-        &'a self,
-        key: &'a str,
-        state_key: &'a str,
-        owner: &'a str,
-        ttl: Duration,
-        version: u64,
-    ) -> StoreFuture<'a, bool>;
+    fn lease_reclaim<'a>(&'a self, claim: LeaseClaim<'a>, state_key: &'a str, version: u64) -> StoreFuture<'a, bool>;
 
     /// Gives the lease at `key` up if `owner` holds it.
     fn lease_release<'a>(&'a self, key: &'a str, owner: &'a str) -> StoreFuture<'a, ()>;

@@ -427,6 +427,15 @@ mod tests {
         BulkReader::new(&info, Duration::from_secs(2), Duration::from_secs(5)).expect("a TCP address")
     }
 
+    /// Runs a command for a test's setup or teardown, which must succeed.
+    async fn command<T: redis::FromRedisValue>(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> T {
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command.query_async(conn).await.unwrap()
+    }
+
     async fn admin() -> redis::aio::MultiplexedConnection {
         redis::Client::open(url())
             .unwrap()
@@ -457,13 +466,8 @@ mod tests {
             .await
             .unwrap()
             .expect("served");
-        let expected: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg(&key)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let expected: Vec<(String, Vec<(String, String)>)> =
+            command(&mut conn, &["XRANGE", key.as_str(), "-", "+"]).await;
         assert_eq!(reply.len(), 3000);
         for (i, (id, fields)) in expected.iter().enumerate() {
             let (got_id, got_body) = reply.element(i).stream_entry(b"e").unwrap();
@@ -477,19 +481,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(empty.map(|r| r.len()), Some(0));
-        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
+        let _: () = command(&mut conn, &["DEL", key.as_str()]).await;
     }
 
     #[tokio::test]
     async fn an_error_reply_is_left_to_redis_rs_and_its_connection_dropped() {
         let mut conn = admin().await;
         let key = unique("string");
-        let _: () = redis::cmd("SET")
-            .arg(&key)
-            .arg("v")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let _: () = command(&mut conn, &["SET", key.as_str(), "v"]).await;
         let reader = reader_for(&url());
         // WRONGTYPE: not served, so the caller reads through redis-rs and gets its error.
         assert!(reader
@@ -499,7 +498,7 @@ mod tests {
             .is_none());
         assert!(reader.idle.lock().unwrap().is_empty());
         assert!(!reader.is_off(), "a reply error is not a connection failure");
-        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
+        let _: () = command(&mut conn, &["DEL", key.as_str()]).await;
     }
 
     #[tokio::test]
@@ -507,27 +506,25 @@ mod tests {
         let mut conn = admin().await;
         let user = unique("user").replace(':', "-");
         let key = unique("list");
-        let _: () = redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg(&user)
-            .arg("on")
-            .arg(">s3cret")
-            .arg("~bulk-reader-test:*")
-            .arg("+@all")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let _: () = command(
+            &mut conn,
+            &[
+                "ACL",
+                "SETUSER",
+                user.as_str(),
+                "on",
+                ">s3cret",
+                "~bulk-reader-test:*",
+                "+@all",
+            ],
+        )
+        .await;
         let mut db3 = redis::Client::open(format!("{}/3", url()))
             .unwrap()
             .get_multiplexed_async_connection()
             .await
             .unwrap();
-        let _: () = redis::cmd("RPUSH")
-            .arg(&key)
-            .arg("in-db-3")
-            .query_async(&mut db3)
-            .await
-            .unwrap();
+        let _: () = command(&mut db3, &["RPUSH", key.as_str(), "in-db-3"]).await;
         let base = url();
         let authed = base.replacen("redis://", &format!("redis://{user}:s3cret@"), 1);
         let reader = reader_for(&format!("{authed}/3"));
@@ -548,13 +545,8 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(refused.is_off());
-        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut db3).await.unwrap();
-        let _: () = redis::cmd("ACL")
-            .arg("DELUSER")
-            .arg(&user)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let _: () = command(&mut db3, &["DEL", key.as_str()]).await;
+        let _: () = command(&mut conn, &["ACL", "DELUSER", user.as_str()]).await;
     }
 
     #[tokio::test]

@@ -20,19 +20,19 @@ use super::RedisCache;
 use crate::cache::store::{StoreFuture, TopicLog};
 use crate::error::CacheError;
 use crate::json;
-use crate::log::{check_received, fingerprint, Page, Received, Retention};
+use crate::log::{check_received, fingerprint, Page, PageRequest, Received, Retention};
 use crate::signal::Signals;
 use redis::Value;
 
 /// The stream field holding the event's JSON text (without `index`).
 pub(super) const FIELD: &str = "e";
 
-/// The Lua that appends events to a topic stream, written once and
-/// prepended to every script that appends (this one and the run scripts of
-/// `runs.rs`):
+/// A script that appends events to a topic stream: the Lua that appends,
+/// written once, then the script's own `body` (this file's append and the
+/// run scripts of `runs.rs`). The body may call:
 ///
-/// - `announce_allowed(key)`: nil, or the error to return when the user may
-///   not `SPUBLISH` on the stream's channel. Checked before anything is
+/// - `announce_refused(key, announce)`: when `announce`, the error to return
+///   if the user may not `SPUBLISH` on the stream's channel; else nil. Checked before anything is
 ///   written, since a script is not undone when a command fails halfway: an
 ///   append that cannot be announced stores nothing.
 /// - `append(key, maxlen, first, ttl, announce)`: `XADD`s `ARGV[first..]`
@@ -41,11 +41,12 @@ pub(super) const FIELD: &str = "e";
 ///   stream's sharded channel (named like the stream, so in its slot): a
 ///   reader elsewhere never misses the wake-up of an acknowledged append.
 ///   Returns the last id ('' when there was nothing to append).
-macro_rules! append_lua {
-    () => {
-        r#"
-local function announce_allowed(key)
-  if not redis.acl_check_cmd('SPUBLISH', key, '') then
+macro_rules! appending_script {
+    ($body:literal) => {
+        concat!(
+            r#"
+local function announce_refused(key, announce)
+  if announce and not redis.acl_check_cmd('SPUBLISH', key, '') then
     return redis.error_reply('NOPERM this user may not publish to the channel ' .. key)
   end
 end
@@ -62,19 +63,20 @@ local function append(key, maxlen, first, ttl, announce)
   if announce and last ~= '' then redis.call('SPUBLISH', key, last) end
   return last
 end
-"#
+"#,
+            $body
+        )
     };
 }
-pub(super) use append_lua;
+pub(super) use appending_script;
 
-/// Appends events and announces the last id (see [`append_lua`]).
+/// Appends events and announces the last id (see [`appending_script`]).
 /// KEYS: stream. ARGV: MAXLEN (0 = none), TTL in ms (0 = none), then the
 /// event bodies. Returns the last id.
-pub(super) const APPEND_NOTIFY_SCRIPT: &str = concat!(
-    append_lua!(),
+pub(super) const APPEND_NOTIFY_SCRIPT: &str = appending_script!(
     r#"
-local denied = announce_allowed(KEYS[1])
-if denied then return denied end
+local refused = announce_refused(KEYS[1], true)
+if refused then return refused end
 return append(KEYS[1], tonumber(ARGV[1]), 3, tonumber(ARGV[2]), true)
 "#
 );
@@ -132,13 +134,13 @@ impl RedisCache {
     /// replay rates, an owned `String` per id, field and value cost more than
     /// Redis did. On a single Redis the reply is read by the bulk reader,
     /// which does not build redis-rs values at all.
-    pub async fn log_read(
-        &self,
-        key: &str,
-        from: u64,
-        max: usize,
-        received: Option<&Received>,
-    ) -> Result<Page, CacheError> {
+    pub async fn log_read(&self, request: PageRequest<'_>) -> Result<Page, CacheError> {
+        let PageRequest {
+            key,
+            from,
+            max,
+            received,
+        } = request;
         let k = self.key(key);
         // With a received event to check, the read starts one early, at it.
         let first = received.map_or(from, |r| r.index);
@@ -374,14 +376,8 @@ impl TopicLog for RedisCache {
         Box::pin(self.log_append_many(key, objects, retention))
     }
 
-    fn read<'a>(
-        &'a self,
-        key: &'a str,
-        from: u64,
-        max: usize,
-        received: Option<&'a Received>,
-    ) -> StoreFuture<'a, Page> {
-        Box::pin(self.log_read(key, from, max, received))
+    fn read<'a>(&'a self, request: PageRequest<'a>) -> StoreFuture<'a, Page> {
+        Box::pin(self.log_read(request))
     }
 
     fn next_index<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {

@@ -87,6 +87,17 @@ pub struct RedisCacheConfig {
     pub command_timeout: Duration,
 }
 
+/// The options of a Redis cache as JS gives them (`RedisServerCache`'s), each
+/// absent one taken from its default.
+#[derive(Debug, Clone, Default)]
+pub struct RedisCacheOptions {
+    pub tls: Option<TlsConfig>,
+    pub key_prefix: Option<String>,
+    pub ttl_seconds: Option<f64>,
+    pub connect_timeout_ms: Option<f64>,
+    pub command_timeout_ms: Option<f64>,
+}
+
 impl RedisCacheConfig {
     pub const DEFAULT_KEY_PREFIX: &'static str = "mastra:cache:";
     pub const DEFAULT_TTL_SECONDS: f64 = 300.0;
@@ -94,14 +105,14 @@ impl RedisCacheConfig {
     pub const DEFAULT_COMMAND_TIMEOUT_MS: f64 = 5_000.0;
 
     /// Builds a config from the JS option values, naming the option at fault.
-    pub fn from_options(
-        target: RedisTarget,
-        tls: Option<TlsConfig>,
-        key_prefix: Option<String>,
-        ttl_seconds: Option<f64>,
-        connect_timeout_ms: Option<f64>,
-        command_timeout_ms: Option<f64>,
-    ) -> Result<Self, CacheError> {
+    pub fn from_options(target: RedisTarget, options: RedisCacheOptions) -> Result<Self, CacheError> {
+        let RedisCacheOptions {
+            tls,
+            key_prefix,
+            ttl_seconds,
+            connect_timeout_ms,
+            command_timeout_ms,
+        } = options;
         let ttl = ttl_from_ms("ttlSeconds", ttl_seconds.unwrap_or(Self::DEFAULT_TTL_SECONDS) * 1000.0)?;
         let timeout = |option, ms: Option<f64>, default| -> Result<Duration, CacheError> {
             let ms = ms.unwrap_or(default);
@@ -950,11 +961,7 @@ mod tests {
     fn error_replies_get_the_same_code_in_both_modes() {
         let config = RedisCacheConfig::from_options(
             RedisTarget::Url("redis://127.0.0.1:1".into()),
-            None,
-            None,
-            None,
-            None,
-            None,
+            RedisCacheOptions::default(),
         )
         .unwrap();
         let cache = RedisCache::new(config).unwrap();
@@ -994,7 +1001,7 @@ mod tests {
 
     #[test]
     fn malformed_url_names_the_option() {
-        let err = RedisCacheConfig::from_options(RedisTarget::Url("http://x".into()), None, None, None, None, None)
+        let err = RedisCacheConfig::from_options(RedisTarget::Url("http://x".into()), RedisCacheOptions::default())
             .err()
             .unwrap();
         assert_eq!(err.code(), "ERR_INVALID_OPTION");
@@ -1006,13 +1013,12 @@ mod tests {
         let with_ca = |pem: &str| {
             let config = RedisCacheConfig::from_options(
                 RedisTarget::Url("rediss://127.0.0.1".into()),
-                Some(TlsConfig {
-                    ca_pem: Some(pem.as_bytes().to_vec()),
-                }),
-                None,
-                None,
-                None,
-                None,
+                RedisCacheOptions {
+                    tls: Some(TlsConfig {
+                        ca_pem: Some(pem.as_bytes().to_vec()),
+                    }),
+                    ..Default::default()
+                },
             )
             .unwrap();
             RedisCache::new(config).map(|_| ())
@@ -1032,11 +1038,10 @@ mod tests {
     fn negative_ttl_names_the_option() {
         let err = RedisCacheConfig::from_options(
             RedisTarget::Url("redis://127.0.0.1".into()),
-            None,
-            None,
-            Some(-1.0),
-            None,
-            None,
+            RedisCacheOptions {
+                ttl_seconds: Some(-1.0),
+                ..Default::default()
+            },
         )
         .err()
         .unwrap();

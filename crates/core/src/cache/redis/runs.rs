@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use super::log::append_lua;
+use super::log::appending_script;
 use super::{eval, RedisCache};
-use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange};
+use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange, LeaseClaim, LeasedAppend, RunKeys};
 use crate::cache::store::{RunRecords, StoreFuture};
 use crate::error::CacheError;
 use crate::json;
@@ -21,14 +21,11 @@ use crate::log::Retention;
 /// channel (Cluster; see `cluster_tailer.rs`; checked against the ACL before
 /// anything is written) else '', then the event bodies. Returns `{1, last id,
 /// abort request}` or `{0, found version}`.
-pub const RUN_COMMIT_SCRIPT: &str = concat!(
-    append_lua!(),
+pub const RUN_COMMIT_SCRIPT: &str = appending_script!(
     r#"
 local announce = ARGV[9] == '1'
-if announce then
-  local denied = announce_allowed(KEYS[2])
-  if denied then return denied end
-end
+local refused = announce_refused(KEYS[2], announce)
+if refused then return refused end
 local found = redis.call('HGET', KEYS[1], 'v')
 if found == false then found = '' end
 if found ~= ARGV[1] then return {0, found, ''} end
@@ -96,35 +93,32 @@ return 0
 /// checked against the ACL before anything is written) else '', then the
 /// event bodies. Appends only while the owner holds the
 /// lease; returns the last id, or 0 (nothing appended) when it does not.
-pub const APPEND_LEASED_SCRIPT: &str = concat!(
-    append_lua!(),
+pub const APPEND_LEASED_SCRIPT: &str = appending_script!(
     r#"
 local announce = ARGV[4] == '1'
-if announce then
-  local denied = announce_allowed(KEYS[1])
-  if denied then return denied end
-end
+local refused = announce_refused(KEYS[1], announce)
+if refused then return refused end
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 return append(KEYS[1], tonumber(ARGV[2]), 5, tonumber(ARGV[3]), announce)
 "#
 );
 
 impl RedisCache {
-    /// [`Self::log_append_many`] if `owner` holds the lease at `lease_key`, in
+    /// [`Self::log_append_many`] if the append's owner holds its lease, in
     /// one script; `None` (nothing appended) if not.
-    async fn log_append_many_leased(
-        &self,
-        key: &str,
-        objects: &[String],
-        retention: &Retention,
-        lease_key: &str,
-        owner: &str,
-    ) -> Result<Option<Option<u64>>, CacheError> {
+    async fn log_append_many_leased(&self, append: LeasedAppend<'_>) -> Result<Option<Option<u64>>, CacheError> {
+        let LeasedAppend {
+            run,
+            events: objects,
+            retention,
+            owner,
+        } = append;
+        let key = run.topic;
         if objects.is_empty() {
             return Ok(Some(None));
         }
         let k = self.key(key);
-        let mut invocation = eval(APPEND_LEASED_SCRIPT, &[&k, &self.key(lease_key)]);
+        let mut invocation = eval(APPEND_LEASED_SCRIPT, &[&k, &self.key(run.lease)]);
         invocation
             .arg(owner)
             .arg(retention.max_events.unwrap_or(0))
@@ -177,18 +171,11 @@ impl RedisCache {
     }
 
     /// Takes the lease at `key` back for `owner`: see [`LEASE_RECLAIM_SCRIPT`].
-    async fn reclaim_lease(
-        &self,
-        key: &str,
-        state_key: &str,
-        owner: &str,
-        ttl_ms: u64,
-        version: u64,
-    ) -> Result<bool, CacheError> {
-        let k = self.key(key);
+    async fn reclaim_lease(&self, claim: LeaseClaim<'_>, state_key: &str, version: u64) -> Result<bool, CacheError> {
+        let k = self.key(claim.key);
         let mut invocation = eval(LEASE_RECLAIM_SCRIPT, &[&k, &self.key(state_key)]);
-        invocation.arg(owner).arg(ttl_ms.max(1)).arg(version);
-        let reclaimed: i64 = self.send(key, &k, invocation).await?;
+        invocation.arg(claim.owner).arg(millis(claim.ttl).max(1)).arg(version);
+        let reclaimed: i64 = self.send(claim.key, &k, invocation).await?;
         Ok(reclaimed == 1)
     }
 
@@ -236,14 +223,15 @@ impl RedisCache {
 
     /// A run's atomic write (see [`Commit`]): one script, one round trip.
     async fn run_commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, CacheError> {
-        let state_key = self.key(commit.state_key);
+        let run = commit.run;
+        let state_key = self.key(run.state);
         let mut invocation = eval(
             RUN_COMMIT_SCRIPT,
             &[
                 &state_key,
-                &self.key(commit.log_key),
-                &self.key(commit.abort_key),
-                &self.key(commit.lease.map_or(commit.state_key, |l| l.key)),
+                &self.key(run.topic),
+                &self.key(run.abort),
+                &self.key(run.lease),
             ],
         );
         invocation
@@ -270,8 +258,7 @@ impl RedisCache {
         for body in &bodies {
             invocation.arg(&**body);
         }
-        let (done, value, abort): (i64, String, Option<String>) =
-            self.send(commit.log_key, &state_key, invocation).await?;
+        let (done, value, abort): (i64, String, Option<String>) = self.send(run.topic, &state_key, invocation).await?;
         if done == 0 {
             return Ok(CommitOutcome::Stale {
                 found: value.parse().ok(),
@@ -283,7 +270,7 @@ impl RedisCache {
             Some(super::log::index_of(&value)?)
         };
         if let Some(last) = last_index.filter(|_| !bodies.is_empty()) {
-            self.offer_through(commit.log_key, last, &bodies);
+            self.offer_through(run.topic, last, &bodies);
         }
         Ok(CommitOutcome::Done {
             last_index,
@@ -292,25 +279,25 @@ impl RedisCache {
     }
 
     /// The stored state of a run, `None` when absent.
-    async fn run_load(&self, state_key: &str) -> Result<Option<String>, CacheError> {
-        let k = self.key(state_key);
-        self.send(state_key, &k, redis::cmd("HGET").arg(&k).arg("s").clone())
+    async fn run_load(&self, run: RunKeys<'_>) -> Result<Option<String>, CacheError> {
+        let k = self.key(run.state);
+        self.send(run.state, &k, redis::cmd("HGET").arg(&k).arg("s").clone())
             .await
     }
 
-    /// Deletes a run: its state, its topic, and an abort request.
-    async fn run_delete(&self, keys: &[&str]) -> Result<(), CacheError> {
-        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        let first = keys.first().cloned().unwrap_or_default();
-        self.send(&first, &first, redis::cmd("DEL").arg(&keys).clone()).await
+    /// Deletes a run: its state, topic, abort request and lease (one slot).
+    async fn run_delete(&self, run: RunKeys<'_>) -> Result<(), CacheError> {
+        let keys = [run.state, run.topic, run.abort, run.lease].map(|k| self.key(k));
+        self.send(run.state, &keys[0], redis::cmd("DEL").arg(&keys).clone())
+            .await
     }
 
     /// Records an abort request for a run, if its state exists; false if not.
-    async fn run_request_abort(&self, state_key: &str, abort_key: &str, reason_json: &str) -> Result<bool, CacheError> {
-        let k = self.key(state_key);
-        let mut invocation = eval(RUN_REQUEST_ABORT_SCRIPT, &[&k, &self.key(abort_key)]);
+    async fn run_request_abort(&self, run: RunKeys<'_>, reason_json: &str) -> Result<bool, CacheError> {
+        let k = self.key(run.state);
+        let mut invocation = eval(RUN_REQUEST_ABORT_SCRIPT, &[&k, &self.key(run.abort)]);
         invocation.arg(reason_json);
-        let set: i64 = self.send(state_key, &k, invocation).await?;
+        let set: i64 = self.send(run.state, &k, invocation).await?;
         Ok(set == 1)
     }
 
@@ -341,55 +328,36 @@ impl RunRecords for RedisCache {
         Box::pin(self.run_commit(commit))
     }
 
-    fn load_run<'a>(&'a self, state_key: &'a str) -> StoreFuture<'a, Option<String>> {
-        Box::pin(self.run_load(state_key))
+    fn load_run<'a>(&'a self, run: RunKeys<'a>) -> StoreFuture<'a, Option<String>> {
+        Box::pin(self.run_load(run))
     }
 
-    fn delete_run<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, ()> {
-        Box::pin(self.run_delete(keys))
+    fn delete_run<'a>(&'a self, run: RunKeys<'a>) -> StoreFuture<'a, ()> {
+        Box::pin(self.run_delete(run))
     }
 
-    fn request_abort<'a>(
-        &'a self,
-        state_key: &'a str,
-        abort_key: &'a str,
-        reason_json: &'a str,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(self.run_request_abort(state_key, abort_key, reason_json))
+    fn request_abort<'a>(&'a self, run: RunKeys<'a>, reason_json: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(self.run_request_abort(run, reason_json))
     }
 
-    fn abort_requested<'a>(&'a self, abort_key: &'a str) -> StoreFuture<'a, Option<String>> {
-        Box::pin(self.get(abort_key))
+    fn abort_requested<'a>(&'a self, run: RunKeys<'a>) -> StoreFuture<'a, Option<String>> {
+        Box::pin(self.get(run.abort))
     }
 
-    fn append_many_leased<'a>(
-        &'a self,
-        key: &'a str,
-        objects: &'a [String],
-        retention: &'a Retention,
-        lease_key: &'a str,
-        owner: &'a str,
-    ) -> StoreFuture<'a, Option<Option<u64>>> {
-        Box::pin(self.log_append_many_leased(key, objects, retention, lease_key, owner))
+    fn append_many_leased<'a>(&'a self, append: LeasedAppend<'a>) -> StoreFuture<'a, Option<Option<u64>>> {
+        Box::pin(self.log_append_many_leased(append))
     }
 
-    fn lease_acquire<'a>(&'a self, key: &'a str, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
-        Box::pin(self.take_lease(key, owner, millis(ttl)))
+    fn lease_acquire<'a>(&'a self, claim: LeaseClaim<'a>) -> StoreFuture<'a, bool> {
+        Box::pin(self.take_lease(claim.key, claim.owner, millis(claim.ttl)))
     }
 
-    fn lease_renew<'a>(&'a self, key: &'a str, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
-        Box::pin(self.renew_lease(key, owner, millis(ttl)))
+    fn lease_renew<'a>(&'a self, claim: LeaseClaim<'a>) -> StoreFuture<'a, bool> {
+        Box::pin(self.renew_lease(claim.key, claim.owner, millis(claim.ttl)))
     }
 
-    fn lease_reclaim<'a>(
-        &'a self,
-        key: &'a str,
-        state_key: &'a str,
-        owner: &'a str,
-        ttl: Duration,
-        version: u64,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(self.reclaim_lease(key, state_key, owner, millis(ttl), version))
+    fn lease_reclaim<'a>(&'a self, claim: LeaseClaim<'a>, state_key: &'a str, version: u64) -> StoreFuture<'a, bool> {
+        Box::pin(self.reclaim_lease(claim, state_key, version))
     }
 
     fn lease_release<'a>(&'a self, key: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
