@@ -97,8 +97,8 @@ export declare class NativeMemoryCache {
 export declare class NativePubSub {
   /** The bridge this object reports through (see `bridge.rs`). */
   get bridge(): NativeBridge
-  static inMemory(cache: NativeMemoryCache, options: NativePubSubOptions, onReady: () => void): NativePubSub
-  static onRedis(cache: NativeRedisCache, options: NativePubSubOptions, onReady: () => void): NativePubSub
+  /** Topic logs in `cache`, either kind. */
+  constructor(cache: NativeMemoryCache | NativeRedisCache, options: NativePubSubOptions, onReady: () => void)
   /** How many topics of this store have readers in this process. */
   get topicsRead(): number
   /** Whether publishing and ready reads answer synchronously (in memory). */
@@ -246,6 +246,12 @@ export interface WireConstants {
   runTopicPrefix: string
   /** The members of a stored event, in the order they are written. */
   eventFields: Array<string>
+  /**
+   * The event types of a run: a stream part (`data` is the part), and
+   * where it waits for approval (`data`: the calls).
+   */
+  runPartEvent: string
+  suspendedEvent: string
   /** The members of a run summary. */
   runSummaryFields: Array<string>
   /** The members of the loop's callback requests. */

@@ -84,19 +84,13 @@ export function cacheContract(name: string, make: () => Promise<{ cache: ServerC
         expect(await cache.listPushIndexed('run', 'run:counter', {})).toBe(1)
         // A caller's own `index` is replaced, never duplicated.
         expect(await cache.listPushIndexed('run', 'run:counter', { index: 99, type: 'c' })).toBe(2)
-        expect(await cache.listFromTo('run', 0)).toStrictEqual([
-          { index: 0, type: 'a', data: { x: 1 } },
-          { index: 1 },
-          { index: 2, type: 'c' },
-        ])
+        expect(await cache.listFromTo('run', 0)).toStrictEqual([{ index: 0, type: 'a', data: { x: 1 } }, { index: 1 }, { index: 2, type: 'c' }])
         expect(await cache.get('run:counter')).toBe(3)
       }))
 
     it('1,000 concurrent listPushIndexed calls get indices 0..999 exactly once, stored in index order', () =>
       withCache(async (cache) => {
-        const indices = await Promise.all(
-          Array.from({ length: 1000 }, (_, i) => cache.listPushIndexed('hot', 'hot:counter', { i })),
-        )
+        const indices = await Promise.all(Array.from({ length: 1000 }, (_, i) => cache.listPushIndexed('hot', 'hot:counter', { i })))
         expect([...indices].sort((a, b) => a - b)).toEqual(Array.from({ length: 1000 }, (_, i) => i))
         const stored = (await cache.listFromTo('hot', 0)) as { index: number; i: number }[]
         expect(stored.map((e) => e.index)).toEqual(Array.from({ length: 1000 }, (_, i) => i))

@@ -139,15 +139,7 @@ describe('a durable run over a Redis that stalls', () => {
       const replayed: StreamPart[] = []
       for await (const part of replay.fullStream) replayed.push(part)
       expect(replayed.filter((p) => p.type === 'text-delta').map((p) => (p as { text: string }).text)).toEqual(deltas)
-      expect(replayed.map((p) => p.type)).toEqual([
-        'start',
-        'start-step',
-        'text-start',
-        ...deltas.map(() => 'text-delta'),
-        'text-end',
-        'finish-step',
-        'finish',
-      ])
+      expect(replayed.map((p) => p.type)).toEqual(['start', 'start-step', 'text-start', ...deltas.map(() => 'text-delta'), 'text-end', 'finish-step', 'finish'])
     } finally {
       await cache.clear()
       await cache.close()

@@ -135,7 +135,11 @@ describe.each(caches)('the Mastra stream format, $name', ({ open }) => {
     const byType = <T extends MastraChunk['type']>(type: T) => chunks.filter((c): c is MastraChunk & { type: T } => c.type === type)
     expect(byType('tool-call')[0]!.payload).toEqual({ toolCallId: 'call-1', toolName: 'weather', args: { city: 'Oslo' } })
     expect(byType('tool-result')[0]!.payload.result).toEqual({ city: 'Oslo', sky: 'sunny' })
-    expect(byType('text-delta').map((c) => c.payload.text).join('')).toBe('Sunny in Oslo.')
+    expect(
+      byType('text-delta')
+        .map((c) => c.payload.text)
+        .join(''),
+    ).toBe('Sunny in Oslo.')
     const [first] = byType('step-finish')
     expect(first!.payload.stepResult.reason).toBe('tool-calls')
     expect(first!.payload.metadata).toMatchObject({ id: 'resp-1', modelId: 'mock-1' })

@@ -90,11 +90,7 @@ describe('a durable run over a Redis that goes away', () => {
    * for `attached`): everything it hands out, and the error it ended with
    * (an output hands a failure out as its last part, an `error`).
    */
-  async function read(
-    agent: DurableAgent,
-    runId: string,
-    attached: () => void,
-  ): Promise<{ parts: StreamPart[]; error?: { code?: string; message: string } }> {
+  async function read(agent: DurableAgent, runId: string, attached: () => void): Promise<{ parts: StreamPart[]; error?: { code?: string; message: string } }> {
     const parts: StreamPart[] = []
     const { output } = await agent.observe(runId)
     attached()
@@ -110,8 +106,7 @@ describe('a durable run over a Redis that goes away', () => {
     return parts
   }
 
-  const texts = (parts: StreamPart[]) =>
-    parts.flatMap((p) => (p.type === 'text-delta' ? [(p as { text: string }).text] : [])).join('')
+  const texts = (parts: StreamPart[]) => parts.flatMap((p) => (p.type === 'text-delta' ? [(p as { text: string }).text] : [])).join('')
 
   it('the first call after Redis came back succeeds, whether the cache was idle or failing meanwhile', async () => {
     const idle = cache(uniquePrefix('idle'))
@@ -140,7 +135,10 @@ describe('a durable run over a Redis that goes away', () => {
     const model = new MockLanguageModelV3({
       doStream: async ({ prompt }) =>
         prompt.some((m) => m.role === 'tool')
-          ? paced([{ type: 'text-start', id: 't' }, { type: 'text-delta', id: 't', delta: 'Charged.' }, { type: 'text-end', id: 't' }, finish('stop')], async () => {})
+          ? paced(
+              [{ type: 'text-start', id: 't' }, { type: 'text-delta', id: 't', delta: 'Charged.' }, { type: 'text-end', id: 't' }, finish('stop')],
+              async () => {},
+            )
           : paced([{ type: 'tool-call', toolCallId: 'c1', toolName: 'charge', input: '{"amount":10}' }, finish('tool-calls')], async () => {}),
     })
     const { driver, elsewhere, done } = agents(
@@ -224,7 +222,10 @@ describe('a durable run over a Redis that goes away', () => {
     const model = new MockLanguageModelV3({
       doStream: async ({ prompt }) =>
         prompt.some((m) => m.role === 'tool')
-          ? paced([{ type: 'text-start', id: 't' }, { type: 'text-delta', id: 't', delta: 'Frozen and back.' }, { type: 'text-end', id: 't' }, finish('stop')], async () => {})
+          ? paced(
+              [{ type: 'text-start', id: 't' }, { type: 'text-delta', id: 't', delta: 'Frozen and back.' }, { type: 'text-end', id: 't' }, finish('stop')],
+              async () => {},
+            )
           : paced([{ type: 'tool-call', toolCallId: 'c1', toolName: 'wait', input: '{}' }, finish('tool-calls')], async () => {}),
     })
     const { driver, elsewhere, done } = agents(
@@ -268,7 +269,10 @@ describe('a durable run over a Redis that goes away', () => {
     const model = new MockLanguageModelV3({
       doStream: async ({ prompt }) =>
         prompt.some((m) => m.role === 'tool')
-          ? paced([{ type: 'text-start', id: 't' }, { type: 'text-delta', id: 't', delta: 'Recovered.' }, { type: 'text-end', id: 't' }, finish('stop')], async () => {})
+          ? paced(
+              [{ type: 'text-start', id: 't' }, { type: 'text-delta', id: 't', delta: 'Recovered.' }, { type: 'text-end', id: 't' }, finish('stop')],
+              async () => {},
+            )
           : paced([{ type: 'tool-call', toolCallId: 'c1', toolName: 'charge', input: '{}' }, finish('tool-calls')], async () => {}),
     })
     const { driver, elsewhere, done } = agents(

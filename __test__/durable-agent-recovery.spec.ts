@@ -329,7 +329,13 @@ describe.each(redisTargets())('recovering runs whose process died ($name, child 
     // A ran step 1 and the tool, then hung in step 2.
     const toolsA = child.of('tool')
     expect(toolsA).toHaveLength(1)
-    expect(toolsA[0]).toMatchObject({ runId, name: 'charge', toolCallId: 'call-charge-42', idempotencyKey: `${runId}:0:call-charge-42`, input: { orderId: 42, amount: 42.5 } })
+    expect(toolsA[0]).toMatchObject({
+      runId,
+      name: 'charge',
+      toolCallId: 'call-charge-42',
+      idempotencyKey: `${runId}:0:call-charge-42`,
+      input: { orderId: 42, amount: 42.5 },
+    })
     const receipt = (toolsA[0]!.output as { receipt: string }).receipt
     expect(receipt).toBe(`R-42-${child.pid}`)
     expect(child.of('model-call')).toHaveLength(2)
@@ -509,7 +515,12 @@ describe.each(redisTargets())('recovering runs whose process died ($name, child 
 
     // Each recovered run ran its step 2 here, once, and finished with its own receipt; no tool ran here.
     expect(charge.executions).toHaveLength(0)
-    expect(child.of('tool').map((e) => e.runId).sort()).toEqual([runA, runB, runOther].sort())
+    expect(
+      child
+        .of('tool')
+        .map((e) => e.runId)
+        .sort(),
+    ).toEqual([runA, runB, runOther].sort())
     expect(scripted.calls).toBe(3)
     for (const [runId, order] of [
       [runA, 42],

@@ -173,10 +173,7 @@ function countingTool(output: (input: Record<string, unknown>) => unknown, extra
  * a lost write race), and the tool and the model ran once each more
  * (`counts()`, read once every accepted continuation has ended).
  */
-async function oneApprovalWins(
-  approvals: Promise<DurableOutput>[],
-  counts: () => { toolExecutions: number; modelCalls: number },
-): Promise<StreamPart[]> {
+async function oneApprovalWins(approvals: Promise<DurableOutput>[], counts: () => { toolExecutions: number; modelCalls: number }): Promise<StreamPart[]> {
   const settled = await Promise.allSettled(approvals)
   const won = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))
   const refused = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as { code?: string }] : []))
@@ -321,7 +318,12 @@ describe.each(backends)('durable agent approval and resume (%s)', (_name, make) 
         const result = indexOf(more, 'tool-result')
         const finalText = indexOf(more, 'text-delta', result)
         expect(result).toBeGreaterThanOrEqual(0)
-        expect(more[result]).toMatchObject({ type: 'tool-result', toolCallId: 'call-1', toolName: 'weather', output: { city: 'Paris', sky: 'sunny', tempC: 21 } })
+        expect(more[result]).toMatchObject({
+          type: 'tool-result',
+          toolCallId: 'call-1',
+          toolName: 'weather',
+          output: { city: 'Paris', sky: 'sunny', tempC: 21 },
+        })
         expect(finalText).toBeGreaterThan(result)
         expect(more.at(-1)?.type).toBe('finish')
         expect(indexOf(more, 'tool-approval-request')).toBe(-1)
@@ -528,10 +530,10 @@ describe.each(backends)('durable agent approval and resume (%s)', (_name, make) 
     it('two concurrent approveToolCall: exactly one streams the continuation, the other is refused, the tool runs once', async () => {
       const { scripted, weather, agent } = weatherAgent()
       const { run } = await suspendedRun(agent)
-      const stream = await oneApprovalWins(
-        [agent.approveToolCall({ runId: run.runId }), agent.approveToolCall({ runId: run.runId })],
-        () => ({ toolExecutions: weather.executions.length, modelCalls: scripted.calls }),
-      )
+      const stream = await oneApprovalWins([agent.approveToolCall({ runId: run.runId }), agent.approveToolCall({ runId: run.runId })], () => ({
+        toolExecutions: weather.executions.length,
+        modelCalls: scripted.calls,
+      }))
       expect(ofType(stream, 'tool-result')).toHaveLength(1)
     })
     it('two agent instances with the same id (two handles on the store) approve at once: one continuation, the tool runs once', async () => {
@@ -539,10 +541,10 @@ describe.each(backends)('durable agent approval and resume (%s)', (_name, make) 
       const { run } = await suspendedRun(agent)
       // The same agent definition (model, tools) behind a second DurableAgent, as another server would have.
       const other = durable({ id: 'weather-agent', model: scripted.model, tools: { weather: weather.tool } }, backend.twin())
-      await oneApprovalWins(
-        [agent.approveToolCall({ runId: run.runId }), other.approveToolCall({ runId: run.runId })],
-        () => ({ toolExecutions: weather.executions.length, modelCalls: scripted.calls }),
-      )
+      await oneApprovalWins([agent.approveToolCall({ runId: run.runId }), other.approveToolCall({ runId: run.runId })], () => ({
+        toolExecutions: weather.executions.length,
+        modelCalls: scripted.calls,
+      }))
     })
 
     it('resuming a run while its model step is in progress: ERR_RUN_NOT_SUSPENDED, and the run finishes undisturbed', async () => {
@@ -625,7 +627,14 @@ describe.each(backends)('durable agent approval and resume (%s)', (_name, make) 
       const whole = await drain((await agent.observe(run.runId, { offset: 0 })).fullStream, 'a replay from 0')
       expect(asJson(whole)).toEqual(asJson(live))
       const tail = await drain((await agent.observe(run.runId, { offset: middle })).fullStream, 'a replay from the middle')
-      expect(asJson(tail)).toEqual(asJson(history.slice(middle).filter((e) => e.type === 'chunk').map((e) => e.data)))
+      expect(asJson(tail)).toEqual(
+        asJson(
+          history
+            .slice(middle)
+            .filter((e) => e.type === 'chunk')
+            .map((e) => e.data),
+        ),
+      )
       expect(tail.at(-1)?.type).toBe('finish')
       const again = await drain((await agent.observe(run.runId, { offset: 0 })).fullStream, 'a second replay from 0')
       expect(asJson(again)).toEqual(asJson(live))
@@ -704,7 +713,13 @@ describe.each(backends)('durable agent approval and resume (%s)', (_name, make) 
           return { city: input.city, unit: input.unit, tempC: 18 }
         },
       })
-      const agent = new Agent({ id: 'mastra-weather', name: 'Mastra weather', instructions: 'You are a weather bot.', model: scripted.model as never, tools: { weather } })
+      const agent = new Agent({
+        id: 'mastra-weather',
+        name: 'Mastra weather',
+        instructions: 'You are a weather bot.',
+        model: scripted.model as never,
+        tools: { weather },
+      })
       const durableAgent = createDurableAgent({ agent, cache: backend.cache, cleanupTimeoutMs: 600_000 })
       return { scripted, inputs, durableAgent }
     }
@@ -724,7 +739,11 @@ describe.each(backends)('durable agent approval and resume (%s)', (_name, make) 
       for (const prompt of scripted.prompts) expect(prompt[0]).toEqual({ role: 'system', content: 'You are a weather bot.' })
       // The model was offered the tool with the JSON Schema of its zod input.
       expect(scripted.offered[0]).toEqual([
-        expect.objectContaining({ type: 'function', name: 'weather', inputSchema: expect.objectContaining({ properties: expect.objectContaining({ city: expect.anything() }) }) }),
+        expect.objectContaining({
+          type: 'function',
+          name: 'weather',
+          inputSchema: expect.objectContaining({ properties: expect.objectContaining({ city: expect.anything() }) }),
+        }),
       ])
     })
 
@@ -841,7 +860,9 @@ describe('cold resume from another Node process (Redis)', () => {
         ],
       },
     ])
-    const lookupResult = eventsOf(a, 'part').map((e) => e.part as StreamPart).find((p) => p.type === 'tool-result') as { output: unknown }
+    const lookupResult = eventsOf(a, 'part')
+      .map((e) => e.part as StreamPart)
+      .find((p) => p.type === 'tool-result') as { output: unknown }
     const chargeResult = partsOf(b, 'part').find((p) => p.type === 'tool-result') as { output: { receipt: string } }
     expect(chargeResult.output.receipt).toMatch(/^R-42-\d+$/)
     expect(

@@ -408,7 +408,10 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
         SYSTEM,
         userMessage('Weather in Paris, in Fahrenheit?'),
         { role: 'assistant', content: [{ type: 'tool-call', toolCallId: 'call-a', toolName: 'weather', input: { city: 'Paris' } }] },
-        { role: 'tool', content: [{ type: 'tool-result', toolCallId: 'call-a', toolName: 'weather', output: { type: 'json', value: { city: 'Paris', tempC: 21 } } }] },
+        {
+          role: 'tool',
+          content: [{ type: 'tool-result', toolCallId: 'call-a', toolName: 'weather', output: { type: 'json', value: { city: 'Paris', tempC: 21 } } }],
+        },
       ]
       expect(model.doStreamCalls[0]!.prompt).toEqual(afterA.slice(0, 2))
       expect(model.doStreamCalls[1]!.prompt).toEqual(afterA)
@@ -561,9 +564,7 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       expect(error!.error).toBeInstanceOf(Error)
       expect(error!.error.message).toMatch(/^tool "big" returned a value that is not JSON: .*BigInt/)
       expect(ofType(parts, 'tool-result')).toEqual([])
-      expect(toolResults).toEqual([
-        { type: 'tool-result', toolCallId: 'call-1', toolName: 'big', output: { type: 'error-text', value: error!.error.message } },
-      ])
+      expect(toolResults).toEqual([{ type: 'tool-result', toolCallId: 'call-1', toolName: 'big', output: { type: 'error-text', value: error!.error.message } }])
     })
 
     it('reports a tool returning a function or a symbol (nothing JSON can hold) as a tool-error', async () => {
@@ -582,7 +583,7 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       expect(parts.at(-1)?.type).toBe('finish')
     })
 
-    it('reports a call of an unknown tool as a tool-error (the AI SDK\'s NoSuchToolError)', async () => {
+    it("reports a call of an unknown tool as a tool-error (the AI SDK's NoSuchToolError)", async () => {
       const tools: ToolSet = { known: { inputSchema: { type: 'object', properties: {} }, execute: async () => 'ok' } }
       const { parts, toolResults } = await runCalling(tools, [toolCall('call-1', 'unknown', { q: 1 })])
       const [error, ...more] = ofType(parts, 'tool-error')
@@ -849,7 +850,11 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
           if (part.type === 'start') aborting = agent.abort(runId, 'at start')
         },
       })
-      await within(eventually(() => aborting !== undefined), 5_000, 'the start part')
+      await within(
+        eventually(() => aborting !== undefined),
+        5_000,
+        'the start part',
+      )
       await aborting
       const earlyParts = await collect(early.fullStream, 'the aborted stream to end', 5_000)
       expect(earlyParts.at(-1)).toEqual({ type: 'abort', reason: 'at start' })
@@ -878,20 +883,30 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
         return s.stream
       })
       const driver = agentOf(model)
-      const other = agentOf(kits[0]!.model(() => {
-        throw new Error('the other instance never calls its model')
-      }))
+      const other = agentOf(
+        kits[0]!.model(() => {
+          throw new Error('the other instance never calls its model')
+        }),
+      )
       const result = await driver.stream('Go')
       const seen: string[] = []
       const reading = collect(result.fullStream, 'the aborted stream to end', 5_000)
       const observer = await other.observe(result.runId, { onChunk: (part) => void seen.push(part.type) })
-      await within(eventually(() => seen.includes('text-delta')), 5_000, 'the run to stream')
+      await within(
+        eventually(() => seen.includes('text-delta')),
+        5_000,
+        'the run to stream',
+      )
       await other.abort(result.runId, 'from elsewhere')
       const parts = await reading
       expect(parts.at(-1)).toEqual({ type: 'abort', reason: 'from elsewhere' })
       expect((await result.output.getFullOutput()).outcome).toBe('aborted')
       expect((await within(observer.output.getFullOutput(), 5_000, 'the observer to end')).outcome).toBe('aborted')
-      await within(eventually(() => signal?.aborted === true), 5_000, "the driver's model signal to abort")
+      await within(
+        eventually(() => signal?.aborted === true),
+        5_000,
+        "the driver's model signal to abort",
+      )
       // Aborting a run that has ended changes nothing.
       await other.abort(result.runId, 'again')
       const replay = await collect((await other.observe(result.runId)).output.fullStream)
@@ -1336,7 +1351,11 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       }
       const model = kit.model((call) =>
         call === 0
-          ? streamOf([toolCall('call-ok', 'forecast', { city: 'Oslo' }), toolCall('call-bad', 'forecast', { city: 7, days: 0 }), kit.finish('tool-calls', 3, 3)])
+          ? streamOf([
+              toolCall('call-ok', 'forecast', { city: 'Oslo' }),
+              toolCall('call-bad', 'forecast', { city: 7, days: 0 }),
+              kit.finish('tool-calls', 3, 3),
+            ])
           : streamOf([...textParts('t', ['Sunny']), kit.finish('stop', 5, 1)]),
       )
       const result = await agentOf(model, { tools }).stream('Forecast for Oslo')
@@ -1382,7 +1401,7 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
     }
     const schemas: { kind: string; inputSchema: unknown }[] = [
       { kind: 'a JSON Schema', inputSchema: chargeJsonSchema },
-      { kind: "an AI SDK jsonSchema() (no validate of its own)", inputSchema: jsonSchema(chargeJsonSchema) },
+      { kind: 'an AI SDK jsonSchema() (no validate of its own)', inputSchema: jsonSchema(chargeJsonSchema) },
       { kind: 'a zod schema', inputSchema: z.object({ amount: z.number().min(1), to: z.string().min(1) }).strict() },
       { kind: 'a JSON Schema of draft 2020-12', inputSchema: { $schema: 'https://json-schema.org/draft/2020-12/schema', ...chargeJsonSchema } },
       { kind: 'an AI SDK lazySchema()', inputSchema: lazySchema(() => zodSchema(z.object({ amount: z.number().min(1), to: z.string().min(1) }).strict())) },
@@ -1399,68 +1418,73 @@ describe.each(backends)('createDurableAgent, $name', (backend) => {
       )
     }
 
-    it.each(schemas)('never runs a call with cut-off JSON or input its schema rejects ($kind): the model gets a tool-error and retries', async ({ inputSchema }) => {
-      const executed: unknown[] = []
-      const tools: ToolSet = {
-        charge: {
-          inputSchema,
-          execute: async (input) => {
-            executed.push(input)
-            return 'charged'
+    it.each(schemas)(
+      'never runs a call with cut-off JSON or input its schema rejects ($kind): the model gets a tool-error and retries',
+      async ({ inputSchema }) => {
+        const executed: unknown[] = []
+        const tools: ToolSet = {
+          charge: {
+            inputSchema,
+            execute: async (input) => {
+              executed.push(input)
+              return 'charged'
+            },
           },
-        },
-      }
-      const model = retryingModel([
-        { type: 'tool-call', toolCallId: 'cut', toolName: 'charge', input: CUT_OFF },
-        toolCall('rejected', 'charge', { amount: 'ten', to: 'acct-1' }),
-      ])
-      const result = await agentOf(model, { tools }).stream('Charge 10 to acct-1')
-      const parts = await collect(result.fullStream)
-      const full = await result.output.getFullOutput()
-      expect(full.outcome).toBe('finished')
-      expect(full.text).toBe('charged')
+        }
+        const model = retryingModel([
+          { type: 'tool-call', toolCallId: 'cut', toolName: 'charge', input: CUT_OFF },
+          toolCall('rejected', 'charge', { amount: 'ten', to: 'acct-1' }),
+        ])
+        const result = await agentOf(model, { tools }).stream('Charge 10 to acct-1')
+        const parts = await collect(result.fullStream)
+        const full = await result.output.getFullOutput()
+        expect(full.outcome).toBe('finished')
+        expect(full.text).toBe('charged')
 
-      // Only the valid retry ran.
-      expect(executed).toEqual([{ amount: 10, to: 'acct-1' }])
-      expect(ofType(parts, 'tool-result').map((p) => p.toolCallId)).toEqual(['retry'])
+        // Only the valid retry ran.
+        expect(executed).toEqual([{ amount: 10, to: 'acct-1' }])
+        expect(ofType(parts, 'tool-result').map((p) => p.toolCallId)).toEqual(['retry'])
 
-      // The invalid calls are marked in the stream (with the AI SDK's fields), then their tool-errors.
-      const [cut, rejected] = ofType(parts, 'tool-call')
-      expect(cut).toMatchObject({ toolCallId: 'cut', toolName: 'charge', input: CUT_OFF, invalid: true, dynamic: true })
-      expect(rejected).toMatchObject({ toolCallId: 'rejected', input: { amount: 'ten', to: 'acct-1' }, invalid: true, dynamic: true })
-      for (const call of [cut!, rejected!]) {
-        expect(call.error).toBeInstanceOf(Error)
-        expect(call.error!.name).toBe('AI_InvalidToolInputError')
-      }
-      const errors = ofType(parts, 'tool-error')
-      expect(errors.map((e) => [e.toolCallId, e.input])).toEqual([
-        ['cut', CUT_OFF],
-        ['rejected', { amount: 'ten', to: 'acct-1' }],
-      ])
-      expect(errors[0]!.error.name).toBe('AI_InvalidToolInputError')
-      expect(errors[0]!.error.message).toMatch(/^Invalid input for tool charge: JSON parsing failed: Text: \{"amount": 10, "to": "acct\./)
-      expect(errors[1]!.error.name).toBe('AI_InvalidToolInputError')
-      expect(errors[1]!.error.message).toMatch(/^Invalid input for tool charge: Type validation failed: Value: \{"amount":"ten","to":"acct-1"\}\.\nError message: /)
-      // The tool-errors come with the step's tool calls, before the step ends.
-      expect(types(parts).slice(0, 7)).toEqual(['start', 'start-step', 'tool-call', 'tool-call', 'tool-error', 'tool-error', 'finish-step'])
-      // The step result: invalid calls are dynamic, as in the AI SDK.
-      expect(full.steps[0]!.toolCalls.map((c) => c.toolCallId)).toEqual(['cut', 'rejected'])
-      expect(full.steps[0]!.dynamicToolCalls).toHaveLength(2)
-      expect(full.steps[0]!.staticToolCalls).toEqual([])
+        // The invalid calls are marked in the stream (with the AI SDK's fields), then their tool-errors.
+        const [cut, rejected] = ofType(parts, 'tool-call')
+        expect(cut).toMatchObject({ toolCallId: 'cut', toolName: 'charge', input: CUT_OFF, invalid: true, dynamic: true })
+        expect(rejected).toMatchObject({ toolCallId: 'rejected', input: { amount: 'ten', to: 'acct-1' }, invalid: true, dynamic: true })
+        for (const call of [cut!, rejected!]) {
+          expect(call.error).toBeInstanceOf(Error)
+          expect(call.error!.name).toBe('AI_InvalidToolInputError')
+        }
+        const errors = ofType(parts, 'tool-error')
+        expect(errors.map((e) => [e.toolCallId, e.input])).toEqual([
+          ['cut', CUT_OFF],
+          ['rejected', { amount: 'ten', to: 'acct-1' }],
+        ])
+        expect(errors[0]!.error.name).toBe('AI_InvalidToolInputError')
+        expect(errors[0]!.error.message).toMatch(/^Invalid input for tool charge: JSON parsing failed: Text: \{"amount": 10, "to": "acct\./)
+        expect(errors[1]!.error.name).toBe('AI_InvalidToolInputError')
+        expect(errors[1]!.error.message).toMatch(
+          /^Invalid input for tool charge: Type validation failed: Value: \{"amount":"ten","to":"acct-1"\}\.\nError message: /,
+        )
+        // The tool-errors come with the step's tool calls, before the step ends.
+        expect(types(parts).slice(0, 7)).toEqual(['start', 'start-step', 'tool-call', 'tool-call', 'tool-error', 'tool-error', 'finish-step'])
+        // The step result: invalid calls are dynamic, as in the AI SDK.
+        expect(full.steps[0]!.toolCalls.map((c) => c.toolCallId)).toEqual(['cut', 'rejected'])
+        expect(full.steps[0]!.dynamicToolCalls).toHaveLength(2)
+        expect(full.steps[0]!.staticToolCalls).toEqual([])
 
-      // What the model got back: its calls (the cut-off one with an object for input), and the errors.
-      const [assistant, toolMessage] = model.doStreamCalls[1]!.prompt.slice(-2) as { role: string; content: any[] }[]
-      expect(assistant!.content).toEqual([
-        { type: 'tool-call', toolCallId: 'cut', toolName: 'charge', input: {} },
-        { type: 'tool-call', toolCallId: 'rejected', toolName: 'charge', input: { amount: 'ten', to: 'acct-1' } },
-      ])
-      expect(toolMessage!.content).toEqual([
-        { type: 'tool-result', toolCallId: 'cut', toolName: 'charge', output: { type: 'error-text', value: errors[0]!.error.message } },
-        { type: 'tool-result', toolCallId: 'rejected', toolName: 'charge', output: { type: 'error-text', value: errors[1]!.error.message } },
-      ])
-    })
+        // What the model got back: its calls (the cut-off one with an object for input), and the errors.
+        const [assistant, toolMessage] = model.doStreamCalls[1]!.prompt.slice(-2) as { role: string; content: any[] }[]
+        expect(assistant!.content).toEqual([
+          { type: 'tool-call', toolCallId: 'cut', toolName: 'charge', input: {} },
+          { type: 'tool-call', toolCallId: 'rejected', toolName: 'charge', input: { amount: 'ten', to: 'acct-1' } },
+        ])
+        expect(toolMessage!.content).toEqual([
+          { type: 'tool-result', toolCallId: 'cut', toolName: 'charge', output: { type: 'error-text', value: errors[0]!.error.message } },
+          { type: 'tool-result', toolCallId: 'rejected', toolName: 'charge', output: { type: 'error-text', value: errors[1]!.error.message } },
+        ])
+      },
+    )
 
-    it("treats a schema whose own validate throws, or replies in no known shape, as rejecting the input", async () => {
+    it('treats a schema whose own validate throws, or replies in no known shape, as rejecting the input', async () => {
       const executed: unknown[] = []
       const broken = [
         jsonSchema(chargeJsonSchema, {

@@ -32,7 +32,16 @@ beforeAll(async () => {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   })
 })
 afterAll(async () => {
@@ -46,11 +55,14 @@ afterEach(() => gate.open())
 async function answer(page: Page): Promise<{ runId: string | null; status: string | null; text: string }> {
   // (The test has no DOM typings: the element as far as it is read.)
   type Element = { dataset: Record<string, string | undefined>; querySelector(selector: string): { textContent: string | null } | null }
-  return page.locator('.assistant').last().evaluate((el: Element) => ({
-    runId: el.dataset.runId ?? null,
-    status: el.dataset.status ?? null,
-    text: el.querySelector('.text')!.textContent ?? '',
-  }))
+  return page
+    .locator('.assistant')
+    .last()
+    .evaluate((el: Element) => ({
+      runId: el.dataset.runId ?? null,
+      status: el.dataset.status ?? null,
+      text: el.querySelector('.text')!.textContent ?? '',
+    }))
 }
 
 async function waitFor(page: Page, check: (a: Awaited<ReturnType<typeof answer>>) => boolean, what: string): Promise<void> {

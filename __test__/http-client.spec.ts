@@ -151,7 +151,8 @@ describe('resumableStream', () => {
     let refusals = 2
     const handler = createAgentHandler(demo.agent, { basePath: '/api' })
     const flaky = await serve(async (request) => {
-      if (request.method === 'GET' && refusals-- > 0) return new Response(JSON.stringify({ code: ErrorCodes.REDIS_UNAVAILABLE, message: 'away' }), { status: 503 })
+      if (request.method === 'GET' && refusals-- > 0)
+        return new Response(JSON.stringify({ code: ErrorCodes.REDIS_UNAVAILABLE, message: 'away' }), { status: 503 })
       return handler(request)
     })
     try {

@@ -84,8 +84,7 @@ describe('the agent handler across processes over Redis', () => {
     return (await pubsub.getHistory(runTopic(runId))).filter((e) => e.type === 'chunk').map((e) => e.data as StreamPart)
   }
 
-  const post = (url: string, body: unknown) =>
-    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const post = (url: string, body: unknown) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
 
   it('a stop sent to the other process aborts the run: the stream from the driving process ends with abort', async () => {
     a.send('hold')

@@ -292,7 +292,12 @@ describe('createAgentHandler over Node http', () => {
         controller.error(new Error('the workflow step failed'))
       },
     })
-    await expect(failing.pipeThrough(new CachingTransformStream(agent.pubsub, runTopic('workflow-2'))).getReader().read()).rejects.toThrow('the workflow step failed')
+    await expect(
+      failing
+        .pipeThrough(new CachingTransformStream(agent.pubsub, runTopic('workflow-2')))
+        .getReader()
+        .read(),
+    ).rejects.toThrow('the workflow step failed')
     await eventually(async () => (await agent.pubsub.getHistory(runTopic('workflow-2'))).length === 1, 5_000, 'the error event')
     const failed = await readSse(await fetch(`${api}/runs/workflow-2/stream`))
     expect(JSON.parse(failed.messages.at(-1)!.data)).toEqual({
@@ -402,6 +407,10 @@ describe('as a Hono handler, over Redis', () => {
     const { runId, messages } = await runToEnd('over hono')
     expect(textOf(messages)).toBe(expectedText('over hono'))
     const resumed = await readSse(await fetch(`${api}/runs/${runId}/stream`, { headers: { 'last-event-id': '3' } }))
-    expect(dataOf(resumed.messages).map((m) => m.data)).toEqual(dataOf(messages).slice(4).map((m) => m.data))
+    expect(dataOf(resumed.messages).map((m) => m.data)).toEqual(
+      dataOf(messages)
+        .slice(4)
+        .map((m) => m.data),
+    )
   })
 })

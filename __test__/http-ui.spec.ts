@@ -21,7 +21,7 @@ class PlainState implements ChatState<UIMessage> {
   pushMessage = (message: UIMessage) => void (this.messages = [...this.messages, message])
   popMessage = () => void (this.messages = this.messages.slice(0, -1))
   replaceMessage = (index: number, message: UIMessage) => void (this.messages = this.messages.map((m, i) => (i === index ? message : m)))
-  snapshot = <T,>(thing: T): T => structuredClone(thing)
+  snapshot = <T>(thing: T): T => structuredClone(thing)
 }
 
 class Chat extends AbstractChat<UIMessage> {
@@ -56,7 +56,7 @@ describe('a stock useChat client (DefaultChatTransport)', () => {
     expect(run).toMatchObject({ status: 'finished', threadId: 'chat-stock-1' })
   })
 
-  it("reattaches to a running run after a reload with its stock resume (GET {api}/{chatId}/stream), and gets 204 once it has ended", async () => {
+  it('reattaches to a running run after a reload with its stock resume (GET {api}/{chatId}/stream), and gets 204 once it has ended', async () => {
     gate.allow(5)
     const first = new Chat({ id: 'chat-stock-2', transport: new DefaultChatTransport({ api: runsApi() }) })
     const sending = first.sendMessage({ text: 'reattach' })

@@ -9,10 +9,20 @@ describe('isoString', () => {
     const base = Date.UTC(2026, 10, 28, 10, 51, 52)
     const times = [
       ...[0, 1, 9, 10, 99, 100, 500, 999].map((ms) => base + ms), // same second: the cached prefix
-      base + 1000, base + 1005, base + 59_999, base + 60_000, base - 1, // neighbouring seconds
-      0, -1, -999, -1000, -1001, // around the epoch, before it
-      Date.UTC(10_000, 0, 1, 0, 0, 0, 7), Date.UTC(-1, 0, 1, 0, 0, 0, 42), // six-digit years
-      8.64e15, -8.64e15, // the range's ends
+      base + 1000,
+      base + 1005,
+      base + 59_999,
+      base + 60_000,
+      base - 1, // neighbouring seconds
+      0,
+      -1,
+      -999,
+      -1000,
+      -1001, // around the epoch, before it
+      Date.UTC(10_000, 0, 1, 0, 0, 0, 7),
+      Date.UTC(-1, 0, 1, 0, 0, 0, 42), // six-digit years
+      8.64e15,
+      -8.64e15, // the range's ends
     ]
     for (const time of [...times, ...times.reverse()]) {
       const date = new Date(time)
@@ -22,7 +32,7 @@ describe('isoString', () => {
 
   it('agrees with toISOString on random dates, in random order', () => {
     let seed = 12345
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
     const base = Date.UTC(2026, 0, 1)
     for (let i = 0; i < 20_000; i++) {
       // Mostly within a few seconds of each other, so the cache is hit and missed.

@@ -80,9 +80,7 @@ describe.each(caches)("@mastra/core's CachingPubSub over our %s", (_name, make) 
   it('stores concurrent publishes in publish order (10,000 unawaited)', () =>
     withPubSub(async (pubsub) => {
       const n = 10_000
-      await Promise.all(
-        Array.from({ length: n }, (_, i) => pubsub.publish(topic, { type: 'chunk', runId: 'run-1', data: { n: i } })),
-      )
+      await Promise.all(Array.from({ length: n }, (_, i) => pubsub.publish(topic, { type: 'chunk', runId: 'run-1', data: { n: i } })))
       const history = await pubsub.getHistory(topic)
       expect(history.map((e) => e.index)).toEqual(Array.from({ length: n }, (_, i) => i))
       expect(history.map((e) => (e.data as { n: number }).n)).toEqual(Array.from({ length: n }, (_, i) => i))
@@ -117,7 +115,10 @@ describe('our createDurableAgent inside a Mastra app', () => {
               controller.enqueue({
                 type: 'finish',
                 finishReason: { unified: 'stop', raw: 'stop' },
-                usage: { inputTokens: { total: 3, noCache: 3, cacheRead: undefined, cacheWrite: undefined }, outputTokens: { total: 3, text: 3, reasoning: undefined } },
+                usage: {
+                  inputTokens: { total: 3, noCache: 3, cacheRead: undefined, cacheWrite: undefined },
+                  outputTokens: { total: 3, text: 3, reasoning: undefined },
+                },
               })
               controller.close()
             },

@@ -107,8 +107,7 @@ const configurations: [string, () => Setup][] = [
         options: { cache: cache as unknown as MastraServerCache },
         // Mastra's CachingPubSub keeps a topic as the list `pubsub:<topic>` and the counter `pubsub:<topic>:counter`.
         history: async (topic) => (await cache.listFromTo(`pubsub:${topic}`, 0)) as StoredEvent[],
-        residue: async (topic) =>
-          [await cache.get(`pubsub:${topic}`), await cache.get(`pubsub:${topic}:counter`)].filter((value) => value !== undefined),
+        residue: async (topic) => [await cache.get(`pubsub:${topic}`), await cache.get(`pubsub:${topic}:counter`)].filter((value) => value !== undefined),
         done: () => cache.clear(),
       }
     },

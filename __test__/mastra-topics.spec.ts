@@ -21,8 +21,7 @@ const ns = (events: { data: unknown }[]) => events.map((e) => (e.data as { n: nu
 const TOPICS = ['agent.stream.run-1', 'workflow.events.v2.run-1']
 
 /** Mastra's own CachingPubSub over our cache (the cast: see mastra-dropin.spec.ts). */
-const mastraOn = (cache: InMemoryServerCache | RedisServerCache) =>
-  new MastraCachingPubSub(new EventEmitterPubSub(), cache as unknown as MastraServerCache)
+const mastraOn = (cache: InMemoryServerCache | RedisServerCache) => new MastraCachingPubSub(new EventEmitterPubSub(), cache as unknown as MastraServerCache)
 
 describe.each(backends)("@mastra/core's CachingPubSub and ours on one cache, $name", (backend) => {
   /** A cache of this backend, and our CachingPubSub over it with default options. */
@@ -120,7 +119,10 @@ describe.each(backends)("@mastra/core's CachingPubSub and ours on one cache, $na
               controller.enqueue({
                 type: 'finish',
                 finishReason: { unified: steps === 1 ? 'tool-calls' : 'stop', raw: 'x' },
-                usage: { inputTokens: { total: 1, noCache: 1, cacheRead: undefined, cacheWrite: undefined }, outputTokens: { total: 1, text: 1, reasoning: undefined } },
+                usage: {
+                  inputTokens: { total: 1, noCache: 1, cacheRead: undefined, cacheWrite: undefined },
+                  outputTokens: { total: 1, text: 1, reasoning: undefined },
+                },
               })
               controller.close()
             },

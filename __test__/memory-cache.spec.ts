@@ -23,10 +23,14 @@ describe('InMemoryServerCache: TTL and size', () => {
     const start = Date.now()
     let pushes = 1
     // Push every 30 ms for well past the TTL; the list must survive all of it.
-    await eventually(async () => {
-      await cache.listPush('l', pushes++)
-      return (await cache.get('untouched')) === undefined && Date.now() - start > 300
-    }, 5_000, 'the untouched key to expire while pushing')
+    await eventually(
+      async () => {
+        await cache.listPush('l', pushes++)
+        return (await cache.get('untouched')) === undefined && Date.now() - start > 300
+      },
+      5_000,
+      'the untouched key to expire while pushing',
+    )
     expect(await cache.listLength('l')).toBe(pushes)
   })
 
@@ -72,7 +76,9 @@ describe('InMemoryServerCache: options', () => {
     [{ maxSize: -3 }, 'maxSize'],
     [{ maxSize: Number.NaN }, 'maxSize'],
   ])('rejects %o naming the option', (options, name) => {
-    expect(() => new InMemoryServerCache(options as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining(`\`${name}\``) }))
+    expect(() => new InMemoryServerCache(options as never)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining(`\`${name}\``) }),
+    )
   })
 
   it('rejects a negative or NaN per-key ttlMs and stores nothing', async () => {

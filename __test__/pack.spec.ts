@@ -165,9 +165,7 @@ describe('the packages', () => {
 
   it('the main package names each platform package as an optional dependency at its own version', () => {
     expect(platforms.length).toBeGreaterThan(0)
-    expect(main.manifest.optionalDependencies).toEqual(
-      Object.fromEntries(platforms.map(([abi]) => [`${manifest.name}-${abi}`, manifest.version])),
-    )
+    expect(main.manifest.optionalDependencies).toEqual(Object.fromEntries(platforms.map(([abi]) => [`${manifest.name}-${abi}`, manifest.version])))
   })
 
   it('each platform package holds its addon and nothing else', () => {
@@ -233,61 +231,69 @@ describe('an app that installed the tarballs', () => {
   it.each([
     ['esm.mjs', 'dist/index.mjs'],
     ['cjs.cjs', 'dist/index.js'],
-  ])('%s loads the installed package (%s) and its addon from the platform package, and uses every export', (script, entry) => {
-    const result = report<ExerciseReport>(run(process.execPath, [script], app, env, 120_000))
-    const installed = join(app, 'node_modules', manifest.name)
-    const resolved = script.endsWith('.mjs') ? pathToFileURL(join(installed, entry)).href : join(installed, entry)
-    expect(result.entry).toBe(resolved)
-    // `export *` of the CommonJS build also re-exports its `__esModule` marker.
-    expect(result.exports.filter((name) => name !== '__esModule').sort()).toEqual(runtimeExports)
-    expect([...result.imported].sort()).toEqual(runtimeExports)
-    expect(result.used).toEqual(runtimeExports)
-    expect(result.sameAsRequired).toBe(true)
-    // The one addon Node loaded is a platform package's: the main package ships none.
-    expect(result.addons).toHaveLength(1)
-    expect(platforms.map(([abi]) => join(app, 'node_modules', `${manifest.name}-${abi}`, `${manifest.napi.binaryName}.${abi}.node`))).toContain(
-      result.addons[0],
-    )
-    expect(result.stream).toEqual({
-      indices: [0, 1, 2],
-      replayed: [
-        { index: 1, n: 1 },
-        { index: 2, n: 2 },
-      ],
-    })
-    expect(result.durable).toEqual({
-      isDurableAgent: true,
-      instanceOfDurableAgent: true,
-      outputIsDurableOutput: true,
-      firstParts: ['start', 'start-step', 'tool-call', 'tool-approval-request'],
-      pausedOutcome: 'suspended',
-      suspendedTool: 'refund',
-      text: 'Refunded A-1.',
-      replayText: 'Refunded A-1.',
-    })
-    expect(result.errors).toEqual({ notJson: true, runNotFound: true })
-    expect(result.client).toEqual({
-      indices: [0, 1],
-      list: [
-        { index: 0, a: 1 },
-        { index: 1, a: 2 },
-      ],
-    })
-    expect(result.upstashAdapters).toEqual(['setWithExpiry:function', 'scanKeys:function', 'evalScript:function'])
-    expect(result.http).toEqual({
-      overHttp: ['start', 'start-step', 'text-start', 'text-delta', 'text-end', 'finish-step', 'finish'],
-      missing: true,
-      runTopic: true,
-      // The two chunks, and the end the stream recorded when it closed.
-      recorded: 3,
-      uiChunk: 'text-delta',
-    })
-  }, 120_000)
+  ])(
+    '%s loads the installed package (%s) and its addon from the platform package, and uses every export',
+    (script, entry) => {
+      const result = report<ExerciseReport>(run(process.execPath, [script], app, env, 120_000))
+      const installed = join(app, 'node_modules', manifest.name)
+      const resolved = script.endsWith('.mjs') ? pathToFileURL(join(installed, entry)).href : join(installed, entry)
+      expect(result.entry).toBe(resolved)
+      // `export *` of the CommonJS build also re-exports its `__esModule` marker.
+      expect(result.exports.filter((name) => name !== '__esModule').sort()).toEqual(runtimeExports)
+      expect([...result.imported].sort()).toEqual(runtimeExports)
+      expect(result.used).toEqual(runtimeExports)
+      expect(result.sameAsRequired).toBe(true)
+      // The one addon Node loaded is a platform package's: the main package ships none.
+      expect(result.addons).toHaveLength(1)
+      expect(platforms.map(([abi]) => join(app, 'node_modules', `${manifest.name}-${abi}`, `${manifest.napi.binaryName}.${abi}.node`))).toContain(
+        result.addons[0],
+      )
+      expect(result.stream).toEqual({
+        indices: [0, 1, 2],
+        replayed: [
+          { index: 1, n: 1 },
+          { index: 2, n: 2 },
+        ],
+      })
+      expect(result.durable).toEqual({
+        isDurableAgent: true,
+        instanceOfDurableAgent: true,
+        outputIsDurableOutput: true,
+        firstParts: ['start', 'start-step', 'tool-call', 'tool-approval-request'],
+        pausedOutcome: 'suspended',
+        suspendedTool: 'refund',
+        text: 'Refunded A-1.',
+        replayText: 'Refunded A-1.',
+      })
+      expect(result.errors).toEqual({ notJson: true, runNotFound: true })
+      expect(result.client).toEqual({
+        indices: [0, 1],
+        list: [
+          { index: 0, a: 1 },
+          { index: 1, a: 2 },
+        ],
+      })
+      expect(result.upstashAdapters).toEqual(['setWithExpiry:function', 'scanKeys:function', 'evalScript:function'])
+      expect(result.http).toEqual({
+        overHttp: ['start', 'start-step', 'text-start', 'text-delta', 'text-end', 'finish-step', 'finish'],
+        missing: true,
+        runTopic: true,
+        // The two chunks, and the end the stream recorded when it closed.
+        recorded: 3,
+        uiChunk: 'text-delta',
+      })
+    },
+    120_000,
+  )
 
-  it.each(['bundler', 'node16'])('type-checks its usage file with moduleResolution %s (tsc --noEmit)', (resolution) => {
-    const tsc = run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', `tsconfig.${resolution}.json`], app, env, 120_000)
-    expect(tsc.status, tsc.stdout + tsc.stderr).toBe(0)
-  }, 120_000)
+  it.each(['bundler', 'node16'])(
+    'type-checks its usage file with moduleResolution %s (tsc --noEmit)',
+    (resolution) => {
+      const tsc = run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', `tsconfig.${resolution}.json`], app, env, 120_000)
+      expect(tsc.status, tsc.stdout + tsc.stderr).toBe(0)
+    },
+    120_000,
+  )
 
   it('runs a Mastra app on our classes', () => {
     const result = report(run(process.execPath, ['mastra.mjs'], app, env, 120_000))

@@ -191,11 +191,7 @@ describe.each(redisTargets())('CachingPubSub across processes ($name)', (target)
 
     // Resumes after the last event it saw, which the new reader checks first.
     const second = new Subscriber('subscriber 2', target.arg, prefix, topic, lastIndex + 1, before.at(-1)!.id)
-    await until(
-      () => !publisher.running && second.lastIndex === N - 1,
-      `the publisher to finish and subscriber 2 to reach index ${N - 1}`,
-      [second, publisher],
-    )
+    await until(() => !publisher.running && second.lastIndex === N - 1, `the publisher to finish and subscriber 2 to reach index ${N - 1}`, [second, publisher])
     expect(await publisher.closed).toEqual({ code: 0, signal: null })
     // The subscriber ends cleanly on SIGTERM.
     expect(await second.stop('SIGTERM')).toEqual({ code: 0, signal: null })
@@ -286,11 +282,10 @@ describe.each(redisTargets())('CachingPubSub across processes ($name)', (target)
     const subscriber = new Subscriber('subscriber', target.arg, prefix, topic, 0)
     await until(() => subscriber.ready, 'the subscriber to subscribe', [subscriber])
     const publisher = new Publisher('publisher', target.arg, prefix, topic, N, 2, 'p')
-    await until(
-      () => !publisher.running && subscriber.lastIndex === N - 1,
-      `the publisher to finish and the subscriber to reach index ${N - 1}`,
-      [subscriber, publisher],
-    )
+    await until(() => !publisher.running && subscriber.lastIndex === N - 1, `the publisher to finish and the subscriber to reach index ${N - 1}`, [
+      subscriber,
+      publisher,
+    ])
     expect(await publisher.closed).toEqual({ code: 0, signal: null })
     expect(await subscriber.stop('SIGTERM')).toEqual({ code: 0, signal: null })
 

@@ -323,13 +323,7 @@ class Case {
    * random offset. Ends after `limit` events ('disconnected'), or once the
    * chain has everything it can get ('complete').
    */
-  async #session(
-    chain: Chain,
-    rng: Rng,
-    limit: number,
-    resumeFrom: number | undefined,
-    subscribed: () => void,
-  ): Promise<'disconnected' | 'complete'> {
+  async #session(chain: Chain, rng: Rng, limit: number, resumeFrom: number | undefined, subscribed: () => void): Promise<'disconnected' | 'complete'> {
     const client = this.client(rng)
     let form = rng.pick(['iterator', 'callback'] as const)
     let kind: 'none' | 'zero' | 'middle' | 'past' | 'live' | 'resume' | 'resume after'
@@ -350,8 +344,7 @@ class Case {
       else if (kind === 'past') offset = this.maxResolved + 1 + rng.int(0, 2)
       chain.start = kind === 'live' ? undefined : (offset ?? 0)
     }
-    const mode =
-      form === 'iterator' ? rng.pick(['break', 'return', 'abort'] as const) : rng.pick(['unsubscribe inside', 'unsubscribe after'] as const)
+    const mode = form === 'iterator' ? rng.pick(['break', 'return', 'abort'] as const) : rng.pick(['unsubscribe inside', 'unsubscribe after'] as const)
     const label = `${form}${this.clientName(client)} ${kind}${offset === undefined ? '' : `=${offset}`} ${mode} limit=${limit}`
     const before = chain.events.length
     const sessionLog: SessionLog = { text: label, from: before }
@@ -593,8 +586,7 @@ const zero = (client: CachingPubSub) => {
 async function runCase(target: Target, n: number, tally: Tally): Promise<void> {
   const test = new Case(target, n, caseRng(SEED, n), tally)
   const reproduce = `PROPERTY_SEED=${SEED} PROPERTY_CASE=${n} npx vitest run __test__/pubsub-property.spec.ts`
-  const fail = (what: string) =>
-    new Error(`property failed (${target.name}, seed ${SEED}, case ${n}): ${what}\nreproduce: ${reproduce}\n${test.describe()}`)
+  const fail = (what: string) => new Error(`property failed (${target.name}, seed ${SEED}, case ${n}): ${what}\nreproduce: ${reproduce}\n${test.describe()}`)
 
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_, reject) => {
@@ -663,8 +655,6 @@ describe.each([
     for (const n of cases) await runCase(target, n, tally)
     console.log(`${target.name}, seed ${SEED}: ${tally}`)
     expect(tally.cases).toBe(cases.length)
-    expect(target.clients.map((client) => client.stats())).toEqual(
-      target.clients.map(() => ({ callbackSubscriptions: 0, topicsRead: 0, callsInFlight: 0 })),
-    )
+    expect(target.clients.map((client) => client.stats())).toEqual(target.clients.map(() => ({ callbackSubscriptions: 0, topicsRead: 0, callsInFlight: 0 })))
   })
 })

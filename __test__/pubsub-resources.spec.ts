@@ -144,8 +144,7 @@ describe.each(backends)('CachingPubSub resources ($name)', (backend) => {
       await expectIdle(pubsub, 'stats() after return() / abort before the first next()')
       expect((await returned.next()).done).toBe(true)
       await expect(aborted.next()).rejects.toMatchObject({ name: 'AbortError' })
-    }),
-  )
+    }))
 
   it('unsubscribing while a read is in flight releases the reader (300 rounds)', { timeout: 60_000 }, () =>
     withPubSub(async (pubsub) => {

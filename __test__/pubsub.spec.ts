@@ -8,10 +8,7 @@ import { eventually, REDIS_URL, TOPIC_PREFIX, uniquePrefix } from './helpers.js'
 import { backends, event } from './pubsub-backends.js'
 
 describe.each(backends)('CachingPubSub ($name)', (backend) => {
-  async function withPubSub(
-    body: (pubsub: CachingPubSub, cache: ServerCache) => Promise<void>,
-    options?: Parameters<typeof backend.make>[0],
-  ) {
+  async function withPubSub(body: (pubsub: CachingPubSub, cache: ServerCache) => Promise<void>, options?: Parameters<typeof backend.make>[0]) {
     const { pubsub, cache, done } = backend.make(options)
     try {
       await body(pubsub, cache)
@@ -51,10 +48,7 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
       for (let n = 0; n < 3; n++) await pubsub.publish(topic, event(n))
       const a: PubSubEvent[] = []
       const b: PubSubEvent[] = []
-      await Promise.all([
-        pubsub.subscribeWithReplay(topic, (e) => void a.push(e)),
-        pubsub.subscribeWithReplay(topic, (e) => void b.push(e)),
-      ])
+      await Promise.all([pubsub.subscribeWithReplay(topic, (e) => void a.push(e)), pubsub.subscribeWithReplay(topic, (e) => void b.push(e))])
       await pubsub.publish(topic, event(3))
       await eventually(() => a.length === 4 && b.length === 4)
       expect(ns(a)).toEqual([0, 1, 2, 3])
@@ -173,7 +167,11 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
       // Over Redis, calls made in one tick share pipelines of up to 16.
       await cache.set(`${TOPIC_PREFIX}agent.taken`, 'not a topic')
       const published = Array.from({ length: 40 }, (_, n) => pubsub.publish(n % 2 ? 'agent.odd' : 'agent.even', event(n)))
-      const failure = (published: Promise<unknown>) => published.then(() => 'stored', (error: unknown) => error)
+      const failure = (published: Promise<unknown>) =>
+        published.then(
+          () => 'stored',
+          (error: unknown) => error,
+        )
       const refused = failure(pubsub.publish('agent.taken', event(-1)))
       const notJson = failure(pubsub.publish('agent.odd', { type: 'chunk', runId: 'run-1', data: { n: 10n } }))
       const more = pubsub.publish('agent.odd', event(41))
@@ -326,12 +324,8 @@ describe.each(backends)('CachingPubSub ($name)', (backend) => {
       const fromOffset = pubsub.subscribeWithReplay(topic, { offset: 2 })
       expect(((await fromOffset.next()).value?.data as { n: number }).n).toBe(12)
       await fromOffset.return!()
-      expect(() => pubsub.subscribeWithReplay(topic, { after: { index: 1 } as never })).toThrow(
-        expect.objectContaining({ code: 'ERR_INVALID_ARG' }),
-      )
-      expect(() => pubsub.subscribeWithReplay(topic, { after: last, offset: 5 })).toThrow(
-        expect.objectContaining({ code: 'ERR_INVALID_ARG' }),
-      )
+      expect(() => pubsub.subscribeWithReplay(topic, { after: { index: 1 } as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
+      expect(() => pubsub.subscribeWithReplay(topic, { after: last, offset: 5 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
     }))
 
   it('callback errors go to onError, and delivery goes on', async () => {

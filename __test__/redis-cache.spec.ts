@@ -27,10 +27,7 @@ cacheContract('RedisServerCache (native, Redis Cluster)', async () => {
 
 cacheContract('RedisServerCache (native, host/port)', async () => {
   const url = new URL(REDIS_URL)
-  const cache = new RedisServerCache(
-    { host: url.hostname, port: Number(url.port || 6379) },
-    { keyPrefix: uniquePrefix('parts') },
-  )
+  const cache = new RedisServerCache({ host: url.hostname, port: Number(url.port || 6379) }, { keyPrefix: uniquePrefix('parts') })
   return { cache, done: async () => (await cache.clear(), await cache.close()) }
 })
 
@@ -49,10 +46,7 @@ cacheContract('RedisServerCache ({ client: ioredis Cluster })', async () => {
 cacheContract('RedisServerCache ({ client: node-redis }, nodeRedisPreset)', async () => {
   const client = createClient({ url: REDIS_URL })
   await client.connect()
-  const cache = new RedisServerCache(
-    { client: client as unknown as RedisClient },
-    { keyPrefix: uniquePrefix('noderedis'), ...nodeRedisPreset },
-  )
+  const cache = new RedisServerCache({ client: client as unknown as RedisClient }, { keyPrefix: uniquePrefix('noderedis'), ...nodeRedisPreset })
   return { cache, done: async () => (await cache.clear(), void (await client.quit())) }
 })
 
@@ -225,10 +219,7 @@ describe('RedisServerCache: faults', () => {
       const wrong = new RedisServerCache({ host: url.hostname, port: Number(url.port || 6379), username: user, password: 'nope' })
       await expect(wrong.get('k')).rejects.toMatchObject({ code: 'ERR_REDIS_AUTH' })
       await wrong.close()
-      const right = new RedisServerCache(
-        { url: `redis://${user}:s3cret-pass@${url.host}` },
-        { keyPrefix: prefix },
-      )
+      const right = new RedisServerCache({ url: `redis://${user}:s3cret-pass@${url.host}` }, { keyPrefix: prefix })
       await right.set('k', { ok: true })
       expect(await right.get('k')).toEqual({ ok: true })
       // The ACL confines the user to its prefix: another prefix is refused.
@@ -260,7 +251,15 @@ describe('RedisServerCache: faults', () => {
       expect(Date.now() - start).toBeLessThan(2000)
       await redis.start()
       // The restarted server is empty (no persistence); the cache reconnects by itself.
-      await eventually(async () => (await cache.set('after', 2).then(() => true, () => false)), 5_000, 'reconnection')
+      await eventually(
+        async () =>
+          await cache.set('after', 2).then(
+            () => true,
+            () => false,
+          ),
+        5_000,
+        'reconnection',
+      )
       expect(await cache.get('after')).toBe(2)
       expect(await cache.listPushIndexed('l', 'l:counter', {})).toBe(0)
       await cache.close()
@@ -283,12 +282,29 @@ describe('RedisServerCache: faults', () => {
       // A one-node cluster on that address, owning every slot.
       const dir = mkdtempSync(join(tmpdir(), 'durable-agent-cluster-down-'))
       // A lone node does not know its own address: announce it.
-      node = new OwnRedis(port, ['--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-config-file', join(dir, 'nodes.conf'), '--dir', dir])
+      node = new OwnRedis(port, [
+        '--cluster-enabled',
+        'yes',
+        '--cluster-announce-ip',
+        '127.0.0.1',
+        '--cluster-config-file',
+        join(dir, 'nodes.conf'),
+        '--dir',
+        dir,
+      ])
       await node.start()
       execFileSync('redis-cli', ['-p', String(port), 'cluster', 'addslotsrange', '0', '16383'])
       const clusterInfo = () => execFileSync('redis-cli', ['-p', String(port), 'cluster', 'info']).toString()
       await eventually(() => clusterInfo().includes('cluster_state:ok'), 10_000, 'cluster_state:ok')
-      await eventually(async () => (await cache.set('k', 1).then(() => true, () => false)), 10_000, 'the cluster to serve')
+      await eventually(
+        async () =>
+          await cache.set('k', 1).then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+        'the cluster to serve',
+      )
       expect(await cache.get('k')).toBe(1)
       expect(await cache.listPushIndexed('l', 'l:counter', {})).toBe(0)
       await cache.clear()
@@ -307,16 +323,37 @@ describe('RedisServerCache: faults', () => {
       run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=durable-agent test CA')
       run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost')
       writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n')
-      run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'ext.cnf')
+      run(
+        'x509',
+        '-req',
+        '-in',
+        'server.csr',
+        '-CA',
+        'ca.crt',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        'server.crt',
+        '-days',
+        '1',
+        '-extfile',
+        'ext.cnf',
+      )
       ca = execFileSync('cat', [join(dir, 'ca.crt')]).toString()
       tlsPort = await freePort()
       // Port 0: no plain-text listener, TLS only.
       redis = new OwnRedis(0, [
-        '--tls-port', String(tlsPort),
-        '--tls-cert-file', join(dir, 'server.crt'),
-        '--tls-key-file', join(dir, 'server.key'),
-        '--tls-ca-cert-file', join(dir, 'ca.crt'),
-        '--tls-auth-clients', 'no',
+        '--tls-port',
+        String(tlsPort),
+        '--tls-cert-file',
+        join(dir, 'server.crt'),
+        '--tls-key-file',
+        join(dir, 'server.key'),
+        '--tls-ca-cert-file',
+        join(dir, 'ca.crt'),
+        '--tls-auth-clients',
+        'no',
       ])
       await redis.start()
     })
@@ -341,8 +378,19 @@ describe('RedisServerCache: faults', () => {
       const port = await freePort()
       const tlsArgs = ['--tls-cert-file', join(dir, 'server.crt'), '--tls-key-file', join(dir, 'server.key'), '--tls-ca-cert-file', join(dir, 'ca.crt')]
       const node = new OwnRedis(0, [
-        '--tls-port', String(port), ...tlsArgs, '--tls-auth-clients', 'no', '--tls-cluster', 'yes',
-        '--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-config-file', join(dir, `nodes-${port}.conf`),
+        '--tls-port',
+        String(port),
+        ...tlsArgs,
+        '--tls-auth-clients',
+        'no',
+        '--tls-cluster',
+        'yes',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-announce-ip',
+        '127.0.0.1',
+        '--cluster-config-file',
+        join(dir, `nodes-${port}.conf`),
       ])
       await node.start()
       try {

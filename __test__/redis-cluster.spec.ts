@@ -121,7 +121,14 @@ describe('CachingPubSub on a Redis Cluster', () => {
     const whole = new RedisServerCache({ cluster: { nodes: urls } }, { keyPrefix: prefix })
     try {
       // A third of the slots live on this node: among 20 keys, some do not.
-      const errors = await Promise.all(Array.from({ length: 20 }, (_, i) => single.set(`k${i}`, i).then(() => undefined, (e: unknown) => e)))
+      const errors = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          single.set(`k${i}`, i).then(
+            () => undefined,
+            (e: unknown) => e,
+          ),
+        ),
+      )
       const refused = errors.find((e) => e !== undefined)
       expect(refused).toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('{ cluster: { nodes') })
       await whole.clear()
@@ -171,9 +178,18 @@ describe('CachingPubSub on a Redis Cluster', () => {
       for (const name of ['primary', 'replica']) {
         const port = await freePort()
         const server = new OwnRedis(port, [
-          '--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-node-timeout', '2000',
-          '--repl-diskless-sync-delay', '0',
-          '--cluster-config-file', join(dir, `${name}.conf`), '--dir', dir,
+          '--cluster-enabled',
+          'yes',
+          '--cluster-announce-ip',
+          '127.0.0.1',
+          '--cluster-node-timeout',
+          '2000',
+          '--repl-diskless-sync-delay',
+          '0',
+          '--cluster-config-file',
+          join(dir, `${name}.conf`),
+          '--dir',
+          dir,
         ])
         await server.start()
         servers.push(server)
@@ -220,8 +236,18 @@ describe('CachingPubSub on a Redis Cluster', () => {
       const dir = mkdtempSync(join(tmpdir(), 'durable-agent-kill-'))
       const start = async (name: string) => {
         const server = new OwnRedis(await freePort(), [
-          '--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-node-timeout', '1000',
-          '--repl-diskless-sync-delay', '0', '--cluster-config-file', join(dir, `${name}.conf`), '--dir', dir,
+          '--cluster-enabled',
+          'yes',
+          '--cluster-announce-ip',
+          '127.0.0.1',
+          '--cluster-node-timeout',
+          '1000',
+          '--repl-diskless-sync-delay',
+          '0',
+          '--cluster-config-file',
+          join(dir, `${name}.conf`),
+          '--dir',
+          dir,
         ])
         await server.start()
         servers.push(server)
@@ -237,15 +263,25 @@ describe('CachingPubSub on a Redis Cluster', () => {
       const slot = Number(cli(ports[0]!, 'cluster', 'keyslot', `${prefix}{${TOPIC_PREFIX}${topic}}`))
       // `CLUSTER NODES`: id, host:port@bus, flags, ..., then the slot ranges from the 9th field.
       const serves = (line: string) =>
-        line.split(' ').slice(8).some((range) => {
-          const [from, to = from] = range.split('-').map(Number)
-          return from! <= slot && slot <= to!
-        })
+        line
+          .split(' ')
+          .slice(8)
+          .some((range) => {
+            const [from, to = from] = range.split('-').map(Number)
+            return from! <= slot && slot <= to!
+          })
       const ownerLine = cli(ports[0]!, 'cluster', 'nodes').split('\n').find(serves)!
       const owner = primaries.find((p) => ownerLine.includes(`:${p.port}@`))!
       const replicaPort = String(replica.port)
       cli(replicaPort, 'cluster', 'meet', '127.0.0.1', String(owner.port))
-      await eventually(() => cli(replicaPort, 'cluster', 'nodes').split('\n').filter((line) => / connected \d/.test(line)).length === 3, 10_000, 'the replica to meet the cluster')
+      await eventually(
+        () =>
+          cli(replicaPort, 'cluster', 'nodes')
+            .split('\n')
+            .filter((line) => / connected \d/.test(line)).length === 3,
+        10_000,
+        'the replica to meet the cluster',
+      )
       cli(replicaPort, 'cluster', 'replicate', cli(String(owner.port), 'cluster', 'myid').trim())
       await eventually(() => /master_link_status:up/.test(cli(replicaPort, 'info', 'replication')), 10_000, 'the replica to sync')
 
@@ -268,7 +304,9 @@ describe('CachingPubSub on a Redis Cluster', () => {
         const ownerId = cli(String(owner.port), 'cluster', 'myid').trim()
         const known = () =>
           survivors.every((port) =>
-            cli(port, 'cluster', 'nodes').split('\n').some((line) => line.includes(`:${replicaPort}@`) && line.includes(`slave ${ownerId}`)),
+            cli(port, 'cluster', 'nodes')
+              .split('\n')
+              .some((line) => line.includes(`:${replicaPort}@`) && line.includes(`slave ${ownerId}`)),
           )
         await eventually(known, 10_000, 'every primary to know the replica')
 
@@ -276,8 +314,7 @@ describe('CachingPubSub on a Redis Cluster', () => {
         // Failed over once every surviving primary names the replica as the
         // slot's owner; a write during the failover itself fails with a coded
         // error (it went to the dead node), to be retried by the caller.
-        const failedOver = () =>
-          survivors.every((port) => cli(port, 'cluster', 'nodes').split('\n').find(serves)?.includes(`:${replicaPort}@`))
+        const failedOver = () => survivors.every((port) => cli(port, 'cluster', 'nodes').split('\n').find(serves)?.includes(`:${replicaPort}@`))
         await eventually(failedOver, 15_000, 'the replica to be promoted, as every primary sees it')
         for (let n = 5; n < 10; n++) await writer.publish(topic, event(n))
 

@@ -11,8 +11,7 @@ const N = Number(nArg)
 if (typeof globalThis.gc !== 'function') throw new Error('run with --expose-gc')
 if (!['ours', 'mastra'].includes(impl) || !(N > 0)) throw new Error('usage: cache-bytes-child.mjs <ours|mastra> <N>')
 
-const { InMemoryServerCache } =
-  impl === 'ours' ? await import('../dist/index.js') : await import('@mastra/core/cache')
+const { InMemoryServerCache } = impl === 'ours' ? await import('../dist/index.js') : await import('@mastra/core/cache')
 const cache = new InMemoryServerCache({ ttlMs: 0, maxSize: 1e6 })
 
 // Warm up the code paths and the cache's own structures, then drop the list.

@@ -38,7 +38,10 @@ function parseArgs(argv) {
     const [flag, inline] = arg.includes('=') ? arg.split(/=(.*)/s) : [arg, undefined]
     const value = () => inline ?? argv[++i]
     if (flag === '--quick') args.quick = true
-    else if (flag === '--only') args.only = String(value() ?? '').split(',').filter(Boolean)
+    else if (flag === '--only')
+      args.only = String(value() ?? '')
+        .split(',')
+        .filter(Boolean)
     else if (flag === '--reps') args.reps = Number(value())
     else if (flag === '--help' || flag === '-h') {
       console.log(
@@ -169,7 +172,11 @@ async function main() {
 
   console.log(`durable-agent benchmark${quick ? ' (--quick)' : ''}  ${meta.date}`)
   console.log(`CPU      ${meta.cpu}, ${meta.nproc} vCPU, ${meta.memGiB} GiB RAM, ${meta.os}`)
-  console.log(`Node     ${meta.node}; ${Object.entries(meta.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`)
+  console.log(
+    `Node     ${meta.node}; ${Object.entries(meta.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  )
   console.log(`Tools    ${meta.redisBenchmark}`)
   console.log(
     `Event    Mastra-shaped 'chunk' with a Date, JSON ${size.mean.toFixed(1)} B mean (${size.min}..${size.max}, 1000 samples), e.g.\n` +
@@ -183,8 +190,7 @@ async function main() {
     const t0 = performance.now()
     const notes = []
     const info = {}
-    const log = (message) =>
-      process.stderr.write(`[${spec.name} +${((performance.now() - t0) / 1000).toFixed(1)}s] ${message}\n`)
+    const log = (message) => process.stderr.write(`[${spec.name} +${((performance.now() - t0) / 1000).toFixed(1)}s] ${message}\n`)
     const ctx = { quick, reps, redisUrl, log, note: (text) => notes.push(text), info }
     let mod
     let rows = []
@@ -219,8 +225,7 @@ async function main() {
         unit: row.unit,
         ours: row.values.ours?.median,
         reference: row.target.versus ?? 'mastra',
-        referenceValue:
-          row.target.referenceValue ?? (row.target.versus ? info.redisBenchmark?.median : row.values.mastra?.median),
+        referenceValue: row.target.referenceValue ?? (row.target.versus ? info.redisBenchmark?.median : row.values.mastra?.median),
         value: row.target.value,
         display: row.target.display,
         target: row.target.text,

@@ -12,9 +12,7 @@ import { CachingPubSub, InMemoryServerCache, RedisServerCache } from '../dist/in
 
 const useRedis = process.argv.includes('--redis')
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-const caches = useRedis
-  ? [0, 1].map(() => new RedisServerCache({ url }, { keyPrefix: 'demo:', ttlSeconds: 60 }))
-  : [new InMemoryServerCache()]
+const caches = useRedis ? [0, 1].map(() => new RedisServerCache({ url }, { keyPrefix: 'demo:', ttlSeconds: 60 })) : [new InMemoryServerCache()]
 const runSide = new CachingPubSub(null, caches[0])
 const clientSide = new CachingPubSub(null, caches.at(-1))
 console.log(`store: ${caches[0].name}`)

@@ -52,11 +52,7 @@ export async function ensureRedis() {
   }
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'durable-agent-redis-'))
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: 'ignore' },
-  )
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
   const url = `redis://127.0.0.1:${port}`
   const deadline = Date.now() + 10_000
   while (!(await answers(url))) {
@@ -85,7 +81,10 @@ async function clusterReady(nodes) {
 export async function ensureRedisCluster() {
   const given = process.env.REDIS_CLUSTER_NODES
   if (given) {
-    const nodes = given.split(',').map((url) => url.trim()).filter(Boolean)
+    const nodes = given
+      .split(',')
+      .map((url) => url.trim())
+      .filter(Boolean)
     if (nodes.length > 0 && (await answers(nodes[0]))) return { nodes, stop: () => {} }
     console.warn(`[redis] REDIS_CLUSTER_NODES=${given} does not answer; starting a cluster`)
   }
@@ -100,8 +99,22 @@ export async function ensureRedisCluster() {
     spawn(
       'redis-server',
       [
-        '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-        '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '5000',
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        `nodes-${port}.conf`,
+        '--cluster-node-timeout',
+        '5000',
       ],
       { stdio: 'ignore' },
     ),
@@ -116,11 +129,9 @@ export async function ensureRedisCluster() {
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
     }
-    const create = spawnSync(
-      'redis-cli',
-      ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'],
-      { encoding: 'utf8' },
-    )
+    const create = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      encoding: 'utf8',
+    })
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`)
     while (!(await clusterReady(nodes))) {
       if (Date.now() > deadline) throw new Error('the Redis Cluster did not reach cluster_state:ok')

@@ -14,7 +14,13 @@ await import('./ensure-built.mjs')
 const redis = await ensureRedis()
 const cluster = await ensureRedisCluster()
 const env = { ...process.env, REDIS_URL: redis.url, REDIS_CLUSTER_NODES: cluster.nodes.join(',') }
-const steps = only.length === 0 ? [['cargo', ['test', '--workspace']], ['npx', ['vitest', 'run']]] : [['npx', ['vitest', 'run', ...only]]]
+const steps =
+  only.length === 0
+    ? [
+        ['cargo', ['test', '--workspace']],
+        ['npx', ['vitest', 'run']],
+      ]
+    : [['npx', ['vitest', 'run', ...only]]]
 let status = 0
 try {
   for (const [command, args] of steps) {

@@ -11,6 +11,10 @@ pub struct WireConstants {
     pub run_topic_prefix: String,
     /// The members of a stored event, in the order they are written.
     pub event_fields: Vec<String>,
+    /// The event types of a run: a stream part (`data` is the part), and
+    /// where it waits for approval (`data`: the calls).
+    pub run_part_event: String,
+    pub suspended_event: String,
     /// The members of a run summary.
     pub run_summary_fields: Vec<String>,
     /// The members of the loop's callback requests.
@@ -32,6 +36,8 @@ pub fn wire_constants() -> WireConstants {
     WireConstants {
         run_topic_prefix: wire::RUN_TOPIC_PREFIX.to_owned(),
         event_fields: strings(&wire::EVENT_FIELDS),
+        run_part_event: wire::CHUNK.to_owned(),
+        suspended_event: wire::SUSPENDED.to_owned(),
         run_summary_fields: strings(&wire::RUN_SUMMARY_FIELDS),
         model_request_fields: strings(&wire::MODEL_REQUEST_FIELDS),
         tool_request_fields: strings(&wire::TOOL_REQUEST_FIELDS),

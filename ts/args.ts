@@ -27,10 +27,7 @@ export function checkOptions(options: unknown, kinds: Record<string, Kind>, what
   for (const [name, kind] of Object.entries(kinds)) {
     const value = (options as Record<string, unknown>)[name]
     if (value !== undefined && typeof value !== kind) {
-      throw coded(
-        new TypeError(`invalid option \`${name}\`: must be a ${kind}, got ${typeof value}`),
-        ErrorCodes.INVALID_OPTION,
-      )
+      throw coded(new TypeError(`invalid option \`${name}\`: must be a ${kind}, got ${typeof value}`), ErrorCodes.INVALID_OPTION)
     }
   }
 }

@@ -119,4 +119,3 @@ export class Bridge {
     for (const { reject } of pending) reject(error)
   }
 }
-

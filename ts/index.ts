@@ -16,12 +16,7 @@ export {
   type PubSubEvent,
   type SubscribeOptions,
 } from './pubsub.js'
-export {
-  RedisServerCache,
-  type RedisConnection,
-  type RedisServerCacheOptions,
-  type RedisTlsOptions,
-} from './redis-cache.js'
+export { RedisServerCache, type RedisConnection, type RedisServerCacheOptions, type RedisTlsOptions } from './redis-cache.js'
 export { nodeRedisPreset, upstashPreset, type RedisClient, type RedisClientAdapter } from './redis-client.js'
 export type { ServerCache } from './server-cache.js'
 export {
@@ -37,7 +32,7 @@ export {
 } from './agent/durable-agent.js'
 export { DurableOutput } from './agent/output.js'
 export type * from './agent/types.js'
-export type { MastraChunk } from './agent/mastra-chunks.js'
+export type { MastraChunk } from './agent/types.js'
 export { createAgentHandler, type AgentHandler, type AgentHandlerOptions } from './http/handler.js'
 export { toNodeHandler, type NodeHandler } from './http/node-adapter.js'
 export { CachingTransformStream, type CachingTransformStreamOptions } from './http/caching-transform-stream.js'

@@ -61,9 +61,7 @@ export class InMemoryServerCache implements ServerCache {
 
   /** Items `from`..`to`, both inclusive; negative indices count from the end (Redis `LRANGE`). */
   async listFromTo(key: string, from: number, to = -1): Promise<unknown[]> {
-    const text = native(() =>
-      this.#native.listFromTo(checkKey(key), checkInteger(from, 'from'), checkInteger(to, 'to')),
-    )
+    const text = native(() => this.#native.listFromTo(checkKey(key), checkInteger(from, 'from'), checkInteger(to, 'to')))
     return JSON.parse(text) as unknown[]
   }
 

@@ -113,11 +113,7 @@ export class CachingPubSub {
   readonly #cache: InMemoryServerCache | RedisServerCache
   readonly #keyPrefix: string
 
-  constructor(
-    inner: InnerPubSub | null | undefined,
-    cache: InMemoryServerCache | RedisServerCache,
-    options: CachingPubSubOptions = {},
-  ) {
+  constructor(inner: InnerPubSub | null | undefined, cache: InMemoryServerCache | RedisServerCache, options: CachingPubSubOptions = {}) {
     checkOptions(options, { keyPrefix: 'string', retention: 'object', shouldCache: 'function', onError: 'function' }, 'CachingPubSub options')
     checkOptions(options.retention, { ttlMs: 'number', maxEvents: 'number' }, 'retention')
     if (inner != null && (typeof inner !== 'object' || typeof inner.publish !== 'function')) {
@@ -177,10 +173,7 @@ export class CachingPubSub {
     // off V8's fast path (~1 µs of a ~4.6 µs publish), and every reader
     // builds the Date again from what is stored, which from a number takes a
     // quarter of the time it takes from ISO text (0.05 against 0.23 µs).
-    const json = stringify(
-      { id, type: event.type, runId: event.runId, data: event.data, createdAt: createdAt.getTime() },
-      'event',
-    )
+    const json = stringify({ id, type: event.type, runId: event.runId, data: event.data, createdAt: createdAt.getTime() }, 'event')
     const nativePubSub = this.#native
     let index: number
     try {
@@ -205,9 +198,11 @@ export class CachingPubSub {
   async getHistory(topic: string, offset?: number): Promise<PubSubEvent[]> {
     checkKey(topic, 'topic')
     if (offset !== undefined) checkOffset(offset)
-    const events = await this.#bridge.call<PubSubEvent[]>((id) => this.#native.history(id, topic, offset)).catch(async (error: unknown) => {
-      throw await this.#explain(error, topic)
-    })
+    const events = await this.#bridge
+      .call<PubSubEvent[]>((id) => this.#native.history(id, topic, offset))
+      .catch(async (error: unknown) => {
+        throw await this.#explain(error, topic)
+      })
     return events.map(withCreatedAtDate)
   }
 
@@ -220,10 +215,7 @@ export class CachingPubSub {
   subscribeWithReplay(topic: string, options?: SubscribeOptions): AsyncIterableIterator<PubSubEvent>
   /** Mastra's callback form: replays the history to `cb`, then live events. */
   subscribeWithReplay(topic: string, cb: EventCallback): Promise<void>
-  subscribeWithReplay(
-    topic: string,
-    cbOrOptions?: EventCallback | SubscribeOptions,
-  ): AsyncIterableIterator<PubSubEvent> | Promise<void> {
+  subscribeWithReplay(topic: string, cbOrOptions?: EventCallback | SubscribeOptions): AsyncIterableIterator<PubSubEvent> | Promise<void> {
     if (typeof cbOrOptions === 'function') return this.#subscribeCallback(topic, {}, cbOrOptions)
     checkKey(topic, 'topic')
     checkOptions(cbOrOptions, { offset: 'number', signal: 'object', after: 'object' }, 'subscribe options')
@@ -263,9 +255,11 @@ export class CachingPubSub {
   async subscribe(topic: string, cb: EventCallback): Promise<void> {
     checkKey(topic, 'topic')
     if (typeof cb !== 'function') throw coded(new TypeError('cb must be a function'), ErrorCodes.INVALID_ARG)
-    const next = await this.#bridge.call<number>((id) => this.#native.nextIndex(id, topic)).catch(async (error: unknown) => {
-      throw await this.#explain(error, topic)
-    })
+    const next = await this.#bridge
+      .call<number>((id) => this.#native.nextIndex(id, topic))
+      .catch(async (error: unknown) => {
+        throw await this.#explain(error, topic)
+      })
     const entry = new CallbackSubscription(topic, cb, this.#reader(topic, { offset: next }), this.#reportError)
     this.#register(topic, cb, entry)
     entry.start()
@@ -306,9 +300,7 @@ export class CachingPubSub {
   /** A native reader of `topic` from `start` (see {@link Start}). */
   #reader(topic: string, start: Start): TopicReader {
     const subscription = native(() => this.#native.subscribe(topic, start.offset, start.afterId))
-    return new TopicReader(subscription, this.#bridge, this.#native.synchronous ? PAGE_IN_MEMORY : PAGE_OVER_REDIS, (error) =>
-      this.#explain(error, topic),
-    )
+    return new TopicReader(subscription, this.#bridge, this.#native.synchronous ? PAGE_IN_MEMORY : PAGE_OVER_REDIS, (error) => this.#explain(error, topic))
   }
 
   /**
@@ -406,7 +398,6 @@ function checkOffset(offset: number, name = 'offset'): void {
     throw coded(new RangeError(`${name} must be >= 0, got ${offset}`), ErrorCodes.INVALID_ARG)
   }
 }
-
 
 /** A callback subscriber: pulls pages and calls `cb` for each event, in order. */
 class CallbackSubscription {

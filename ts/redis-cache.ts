@@ -67,11 +67,7 @@ export class RedisServerCache implements ServerCache {
   readonly #backend: RedisBackend
 
   constructor(connection: RedisConnection | { client: RedisClient }, options: RedisServerCacheOptions = {}) {
-    checkOptions(
-      options,
-      { keyPrefix: 'string', ttlSeconds: 'number', connectTimeoutMs: 'number', commandTimeoutMs: 'number' },
-      'RedisServerCache options',
-    )
+    checkOptions(options, { keyPrefix: 'string', ttlSeconds: 'number', connectTimeoutMs: 'number', commandTimeoutMs: 'number' }, 'RedisServerCache options')
     if (connection === null || typeof connection !== 'object') {
       throw coded(new TypeError('RedisServerCache needs { url }, { host, port, ... }, { cluster: { nodes } } or { client }'), ErrorCodes.INVALID_OPTION)
     }
@@ -103,10 +99,7 @@ export class RedisServerCache implements ServerCache {
     if ('cluster' in connection) {
       const nodes = (connection.cluster as { nodes?: unknown } | null)?.nodes
       if (!Array.isArray(nodes) || nodes.length === 0 || !nodes.every((node) => typeof node === 'string')) {
-        throw coded(
-          new TypeError('invalid option `cluster.nodes`: must be a non-empty array of Redis URLs'),
-          ErrorCodes.INVALID_OPTION,
-        )
+        throw coded(new TypeError('invalid option `cluster.nodes`: must be a non-empty array of Redis URLs'), ErrorCodes.INVALID_OPTION)
       }
       backend = new NativeBackend({ clusterNodes: nodes, ca }, options)
     } else if ('url' in connection) {

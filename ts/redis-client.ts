@@ -27,12 +27,7 @@ export interface RedisClient {
 export interface RedisClientAdapter {
   evalScript?: (client: RedisClient, script: string, keys: string[], args: string[]) => Promise<unknown>
   setWithExpiry?: (client: RedisClient, key: string, value: unknown, seconds: number) => Promise<unknown>
-  scanKeys?: (
-    client: RedisClient,
-    cursor: string | number,
-    pattern: string,
-    count: number,
-  ) => Promise<[string | number, string[]]>
+  scanKeys?: (client: RedisClient, cursor: string | number, pattern: string, count: number) => Promise<[string | number, string[]]>
   getListLength?: (client: RedisClient, key: string) => Promise<number>
   pushToList?: (client: RedisClient, key: string, value: unknown) => Promise<number>
   getListRange?: (client: RedisClient, key: string, start: number, stop: number) => Promise<unknown[]>
@@ -64,8 +59,7 @@ export const nodeRedisPreset: Required_ = {
   setWithExpiry: (client, key, value, seconds) => client.set(key, value, { EX: seconds }),
   scanKeys: async (client, cursor, pattern, count) => {
     const reply = (await client.scan(String(cursor), { MATCH: pattern, COUNT: count })) as unknown as
-      | { cursor: string | number; keys: string[] }
-      | [string | number, string[]]
+      { cursor: string | number; keys: string[] } | [string | number, string[]]
     return Array.isArray(reply) ? reply : [reply.cursor, reply.keys]
   },
   getListLength: (client, key) => (client as unknown as NodeRedisLists).lLen(key),
@@ -84,10 +78,7 @@ interface NodeRedisLists {
 
 function evalOf(client: RedisClient): (...args: unknown[]) => Promise<unknown> {
   if (typeof client.eval !== 'function') {
-    throw coded(
-      new Error('this Redis client has no eval(): listPushIndexed needs Lua scripting to stay atomic'),
-      ErrorCodes.REDIS,
-    )
+    throw coded(new Error('this Redis client has no eval(): listPushIndexed needs Lua scripting to stay atomic'), ErrorCodes.REDIS)
   }
   return client.eval.bind(client)
 }
@@ -154,11 +145,7 @@ export class ClientBackend implements RedisBackend {
     // Mastra's adapters take whole seconds; round up so a key never expires early.
     const seconds = ttlMs == null ? this.#ttlSeconds : Math.ceil(ttlMs / 1000)
     return this.#ordered(async () => {
-      await this.#guard(
-        seconds > 0
-          ? this.#adapter.setWithExpiry(this.#client, this.#key(key), json, seconds)
-          : this.#client.set(this.#key(key), json),
-      )
+      await this.#guard(seconds > 0 ? this.#adapter.setWithExpiry(this.#client, this.#key(key), json, seconds) : this.#client.set(this.#key(key), json))
     })
   }
 
@@ -196,11 +183,7 @@ export class ClientBackend implements RedisBackend {
       do {
         const [next, keys]: [string | number, string[]] = await this.#guard(this.#adapter.scanKeys(node, cursor, pattern, 1000))
         if (keys.length > 0) {
-          await this.#guard(
-            primaries
-              ? Promise.all(keys.map((key) => this.#client.del(key)))
-              : this.#adapter.deleteKeys(this.#client, keys),
-          )
+          await this.#guard(primaries ? Promise.all(keys.map((key) => this.#client.del(key))) : this.#adapter.deleteKeys(this.#client, keys))
         }
         cursor = next
       } while (String(cursor) !== '0')
@@ -240,9 +223,7 @@ export class ClientBackend implements RedisBackend {
   listPushIndexed(listKey: string, counterKey: string, json: string): Promise<number> {
     if (listKey === counterKey) {
       // As the native caches say it: the counter would overwrite the list.
-      return Promise.reject(
-        coded(new Error('listPushIndexed needs two different keys for the list and its counter'), ErrorCodes.INVALID_VALUE),
-      )
+      return Promise.reject(coded(new Error('listPushIndexed needs two different keys for the list and its counter'), ErrorCodes.INVALID_VALUE))
     }
     let body: string
     try {
@@ -272,9 +253,7 @@ export class ClientBackend implements RedisBackend {
     // Replies a caller's data causes: the codes the native caches give them.
     const code =
       (NativeRedisCache.replyErrorCode(message, this.#cluster) as ErrorCode | null) ??
-      (/ECONNREFUSED|ECONNRESET|ENOTFOUND|EPIPE|closed|Connection is closed|not connected/i.test(message)
-        ? ErrorCodes.REDIS_UNAVAILABLE
-        : ErrorCodes.REDIS)
+      (/ECONNREFUSED|ECONNRESET|ENOTFOUND|EPIPE|closed|Connection is closed|not connected/i.test(message) ? ErrorCodes.REDIS_UNAVAILABLE : ErrorCodes.REDIS)
     return coded(new Error(`Redis client failed: ${message}`, { cause: error }), code)
   }
 

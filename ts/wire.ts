@@ -16,6 +16,10 @@ export function runTopic(runId: string): string {
   return WIRE.runTopicPrefix + runId
 }
 
+/** The event types of a run's topic: a stream part (`data`), and where the run waits for approval. */
+export const RUN_PART_EVENT = WIRE.runPartEvent
+export const SUSPENDED_EVENT = WIRE.suspendedEvent
+
 const TRANSIENT = new Set(WIRE.transientCodes)
 
 /** Whether `error` means the store is briefly away (a stall, restart, failover or reconnect): try again. */

@@ -52,7 +52,11 @@ const echoModel = () =>
   })
 
 /** The error `promise` rejects with, or a marker when it resolves. */
-const rejection = (promise) => promise.then(() => ({ code: 'resolved' }), (error) => error)
+const rejection = (promise) =>
+  promise.then(
+    () => ({ code: 'resolved' }),
+    (error) => error,
+  )
 
 /**
  * `imported`: the exports as the script imported them, by name; `namespace`:
@@ -144,9 +148,11 @@ module.exports = async function exercise(imported, { namespace, entry }) {
   await started.body.cancel()
   const overHttp = []
   for await (const part of api.resumableStream(`${base}/runs/${runId}/stream`)) overHttp.push(part.type)
-  const missing = await rejection((async () => {
-    for await (const _ of api.resumableStream(`${base}/runs/no-such-run/stream`)) void _
-  })())
+  const missing = await rejection(
+    (async () => {
+      for await (const _ of api.resumableStream(`${base}/runs/no-such-run/stream`)) void _
+    })(),
+  )
   await new Promise((resolve) => server.close(resolve))
   const recorded = new api.CachingPubSub(null, memory)
   const direct = new ReadableStream({

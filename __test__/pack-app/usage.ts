@@ -51,10 +51,9 @@ export async function run(): Promise<string> {
 }
 
 export async function overHttp(url: string): Promise<string[]> {
-  const handler: (request: Request) => Promise<Response> = createAgentHandler(
-    createDurableAgent({ agent: { id: 'web', model: new MockLanguageModelV3() } }),
-    { basePath: '/api' },
-  )
+  const handler: (request: Request) => Promise<Response> = createAgentHandler(createDurableAgent({ agent: { id: 'web', model: new MockLanguageModelV3() } }), {
+    basePath: '/api',
+  })
   void toNodeHandler(handler)
   const types: string[] = []
   try {

@@ -347,7 +347,8 @@ export async function run(ctx) {
 
   ctx.note(
     'Each run: stream("hi"), drain output.fullStream with for-await, then result.cleanup() (ours awaited; Mastra\'s is synchronous ' +
-      'and deletes fire-and-forget); runs one after another for the rep\'s time budget (' + `${budgetMs} ms); cells are ms per run. ` +
+      "and deletes fire-and-forget); runs one after another for the rep's time budget (" +
+      `${budgetMs} ms); cells are ms per run. ` +
       `Warm-up: ${warmSteps} model steps of runs per implementation and workload before the reps; no forced GC between reps ` +
       '(unlike the other sections: a full GC throws away type feedback, and Mastra then runs 2-4x slower for hundreds of ms, ours ~2x)' +
       (quick ? ' (--quick: far from steady state; Mastra needs several hundred runs to reach its steady speed). ' : '. ') +
@@ -361,7 +362,7 @@ export async function run(ctx) {
   )
   ctx.note(
     '"ours (Mastra Agent)" and "mastra" wrap the same Agent definition (new Agent({ id, name, instructions, model, tools }), tools from ' +
-      "createTool with zod schemas: ours validates each input with the zod schema through the AI SDK's asSchema). \"ours (plain definition)\": " +
+      'createTool with zod schemas: ours validates each input with the zod schema through the AI SDK\'s asSchema). "ours (plain definition)": ' +
       `{ id, instructions, model, tools } with the same schema as JSON Schema, each input checked with Ajv. Stores: ours a new InMemoryServerCache ` +
       `per agent, Mastra its default (InMemoryServerCache under CachingPubSub(EventEmitterPubSub)). cleanupTimeoutMs: ours ` +
       `${OURS_CLEANUP_TIMEOUT_MS} (backstop), Mastra ${MASTRA_CLEANUP_TIMEOUT_MS} (= no auto-cleanup timer).`,

@@ -21,7 +21,8 @@ import {
   WORKLOADS,
 } from './agent-memory.mjs'
 
-export const title = 'Durable agent, Redis: ours createDurableAgent over RedisServerCache ({url}: native) vs @mastra/core createDurableAgent over @mastra/redis (node-redis), instant mock model'
+export const title =
+  'Durable agent, Redis: ours createDurableAgent over RedisServerCache ({url}: native) vs @mastra/core createDurableAgent over @mastra/redis (node-redis), instant mock model'
 export const columns = { ours: 'ours (Mastra Agent)', oursPlain: 'ours (plain definition)', mastra: 'mastra' }
 
 const STEP_BOUND_MS = 2
@@ -78,9 +79,7 @@ export async function run(ctx) {
           },
         })
       }
-      ctx.info[key] = Object.fromEntries(
-        Object.entries(perRun).map(([impl, s]) => [impl, { medianMs: s.median, perStepMs: perStep[impl].median }]),
-      )
+      ctx.info[key] = Object.fromEntries(Object.entries(perRun).map(([impl, s]) => [impl, { medianMs: s.median, perStepMs: perStep[impl].median }]))
 
       // Redis commands per run (whole server: other clients of this Redis would inflate it).
       for (const [impl, durable] of Object.entries(durables)) {

@@ -6,7 +6,19 @@ import { promisify } from 'node:util'
 import { InMemoryServerCache as MastraMemoryCache } from '@mastra/core/cache'
 import { InMemoryServerCache as OursMemoryCache } from '../../dist/index.js'
 import { benchNativeCall } from '../../native.js'
-import { compare, compareListFromTo, inFlight, makeEvents, mapStats, ratioOverStringify, sequential, stats, stringifyReps, target, withIsoDate } from '../lib.mjs'
+import {
+  compare,
+  compareListFromTo,
+  inFlight,
+  makeEvents,
+  mapStats,
+  ratioOverStringify,
+  sequential,
+  stats,
+  stringifyReps,
+  target,
+  withIsoDate,
+} from '../lib.mjs'
 
 export const title = 'Server cache, in memory: ours InMemoryServerCache vs @mastra/core InMemoryServerCache'
 export const columns = { ours: 'ours', mastra: 'mastra', stringify: 'JSON.stringify + native call' }
@@ -63,7 +75,7 @@ export async function run(ctx) {
   })
   ctx.note(
     'listPushIndexed ceiling: JSON.stringify of each value, handed with both keys to a native call that does nothing ' +
-      '(benchNativeCall: napi\'s argument conversion), awaited like a push, with nothing stored. Our store keeps JSON ' +
+      "(benchNativeCall: napi's argument conversion), awaited like a push, with nothing stored. Our store keeps JSON " +
       'text in native memory (a third of the bytes per event is a target too); Mastra keeps the object by reference.',
   )
 

@@ -7,7 +7,19 @@ import { randomBytes } from 'node:crypto'
 import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
 import { RedisServerCache, nodeRedisPreset } from '../../dist/index.js'
 import { bareStoreReps, connectBare } from '../bare-redis.mjs'
-import { cleanUpRedisRun, compare, compareListFromTo, connectNodeRedis, inFlight, makeEvents, mapStats, redactUrl, sequential, target, withCeiling } from '../lib.mjs'
+import {
+  cleanUpRedisRun,
+  compare,
+  compareListFromTo,
+  connectNodeRedis,
+  inFlight,
+  makeEvents,
+  mapStats,
+  redactUrl,
+  sequential,
+  target,
+  withCeiling,
+} from '../lib.mjs'
 
 export const title = 'Server cache, Redis: ours RedisServerCache vs @mastra/redis RedisServerCache (node-redis)'
 export const columns = {
@@ -201,7 +213,6 @@ function redisBenchmark(redisUrl) {
     })
   })
 }
-
 
 function fmtNum(n) {
   return Math.round(n).toLocaleString('en-US')

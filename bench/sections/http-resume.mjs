@@ -240,7 +240,12 @@ export async function run(ctx) {
           unit: 'ms',
           better: 'lower',
           values,
-          target: { ...target(ratio, '<=', 1, 'ours/theirs <= 1'), versus: 'resumable-stream', referenceValue: values.theirs.median, display: `${fmt(ratio)}x` },
+          target: {
+            ...target(ratio, '<=', 1, 'ours/theirs <= 1'),
+            versus: 'resumable-stream',
+            referenceValue: values.theirs.median,
+            display: `${fmt(ratio)}x`,
+          },
         }
       }),
       {
@@ -248,7 +253,12 @@ export async function run(ctx) {
         unit: 'events/s',
         better: 'higher',
         values: fanout,
-        target: { ...target(fanoutRatio, '>=', 1, 'ours/theirs >= 1'), versus: 'resumable-stream', referenceValue: fanout.theirs.median, display: `${fmt(fanoutRatio)}x` },
+        target: {
+          ...target(fanoutRatio, '>=', 1, 'ours/theirs >= 1'),
+          versus: 'resumable-stream',
+          referenceValue: fanout.theirs.median,
+          display: `${fmt(fanoutRatio)}x`,
+        },
       },
     ]
   } finally {

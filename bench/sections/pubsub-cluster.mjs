@@ -27,7 +27,9 @@ export async function run(ctx) {
     single: new RedisServerCache({ url: redisUrl }, { keyPrefix: prefix, ttlSeconds: TTL_SECONDS }),
   }
   try {
-    ctx.note(`Cluster: ${cluster.nodes.length} primaries on this machine (${process.env.REDIS_CLUSTER_NODES ? 'REDIS_CLUSTER_NODES' : 'started for this run'}).`)
+    ctx.note(
+      `Cluster: ${cluster.nodes.length} primaries on this machine (${process.env.REDIS_CLUSTER_NODES ? 'REDIS_CLUSTER_NODES' : 'started for this run'}).`,
+    )
     const pubsubs = Object.fromEntries(Object.entries(caches).map(([name, cache]) => [name, new CachingPubSub(null, cache)]))
     const events = makeEvents(Math.max(parN, replayN))
     const rows = []
@@ -43,10 +45,9 @@ export async function run(ctx) {
     log(`replay: storing ${replayN} events per deployment`)
     for (const pubsub of Object.values(pubsubs)) await inFlight(replayN, 64, publishOp(pubsub, 'replay', events))
     log(`replay of ${replayN} stored events (for await) x ${reps} reps`)
-    const replay = await compare(
-      Object.fromEntries(Object.entries(pubsubs).map(([name, pubsub]) => [name, () => replayIterator(pubsub, 'replay', replayN)])),
-      { reps },
-    )
+    const replay = await compare(Object.fromEntries(Object.entries(pubsubs).map(([name, pubsub]) => [name, () => replayIterator(pubsub, 'replay', replayN)])), {
+      reps,
+    })
     rows.push({ metric: `replay ${replayN / 1000}k stored, for-await`, unit: 'events/s', better: 'higher', values: replay })
     return rows
   } finally {

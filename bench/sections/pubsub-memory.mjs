@@ -6,7 +6,22 @@ import { InMemoryServerCache as MastraMemoryCache } from '@mastra/core/cache'
 import { CachingPubSub as MastraCachingPubSub, EventEmitterPubSub } from '@mastra/core/events'
 import { CachingPubSub, InMemoryServerCache } from '../../dist/index.js'
 import { benchNativeCall } from '../../native.js'
-import { compare, consumeJsonBatches, consumeJsonBatchesIterator, fmt, inFlight, jsonBatches, makeEvents, publishOp, publishReps, ratioOverStringify, replayCallback, replayIterator, stringifyReps, target } from '../lib.mjs'
+import {
+  compare,
+  consumeJsonBatches,
+  consumeJsonBatchesIterator,
+  fmt,
+  inFlight,
+  jsonBatches,
+  makeEvents,
+  publishOp,
+  publishReps,
+  ratioOverStringify,
+  replayCallback,
+  replayIterator,
+  stringifyReps,
+  target,
+} from '../lib.mjs'
 
 export const title = 'Pub/sub, in memory: ours CachingPubSub (native) vs @mastra/core CachingPubSub(EventEmitterPubSub, InMemoryServerCache)'
 export const columns = {

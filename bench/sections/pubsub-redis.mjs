@@ -13,9 +13,29 @@ import { CachingPubSub as MastraCachingPubSub, EventEmitterPubSub } from '@mastr
 import { RedisServerCache as MastraRedisCache, nodeRedisPreset as mastraPreset } from '@mastra/redis'
 import { CachingPubSub, RedisServerCache } from '../../dist/index.js'
 import { bareStoreReps, connectBare } from '../bare-redis.mjs'
-import { cleanUpRedisRun, compare, connectNodeRedis, consumeJsonBatches, fmt, inFlight, jsonBatches, makeEvents, now, percentile, publishOp, publishReps, redactUrl, replayCallback, replayIterator, stats, target, withCeiling } from '../lib.mjs'
+import {
+  cleanUpRedisRun,
+  compare,
+  connectNodeRedis,
+  consumeJsonBatches,
+  fmt,
+  inFlight,
+  jsonBatches,
+  makeEvents,
+  now,
+  percentile,
+  publishOp,
+  publishReps,
+  redactUrl,
+  replayCallback,
+  replayIterator,
+  stats,
+  target,
+  withCeiling,
+} from '../lib.mjs'
 
-export const title = 'Pub/sub, Redis: ours CachingPubSub over RedisServerCache ({url}: native) vs @mastra/core CachingPubSub(EventEmitterPubSub, @mastra/redis on node-redis)'
+export const title =
+  'Pub/sub, Redis: ours CachingPubSub over RedisServerCache ({url}: native) vs @mastra/core CachingPubSub(EventEmitterPubSub, @mastra/redis on node-redis)'
 export const columns = {
   ours: 'ours',
   mastra: 'mastra',
@@ -224,12 +244,7 @@ export async function run(ctx) {
       better: 'lower',
       values: p99,
       target: {
-        ...withCeiling(
-          target(p99.ours.median, '<=', 1, 'p99 < 1 ms'),
-          p99.baseline.median,
-          'raw Redis pub/sub p99',
-          `${fmt(p99.baseline.median)} ms`,
-        ),
+        ...withCeiling(target(p99.ours.median, '<=', 1, 'p99 < 1 ms'), p99.baseline.median, 'raw Redis pub/sub p99', `${fmt(p99.baseline.median)} ms`),
         pass: Number.isFinite(p99.ours.median) && p99.ours.median < 1,
         versus: 'ms bound',
         referenceValue: 1,
@@ -259,7 +274,11 @@ export async function run(ctx) {
       ...latency,
       pooled: { ours: summarize(pool('ours', 'latencies')), baseline: summarize(pool('baseline', 'latencies')) },
       publishMs: { ours: summarize(pool('ours', 'publishMs')), baseline: summarize(pool('baseline', 'publishMs')) },
-      meanGapMs: stats(Object.values(perRep).flat().map((res) => res.meanGapMs)).median,
+      meanGapMs: stats(
+        Object.values(perRep)
+          .flat()
+          .map((res) => res.meanGapMs),
+      ).median,
     }
     const info = ctx.info.latency
     ctx.note(
@@ -270,8 +289,7 @@ export async function run(ctx) {
         `SUBSCRIBE in the child (one hop, nothing stored). ${latency.warm} warm-up events per child dropped; cells are the ` +
         `median over ${latency.reps} rep${latency.reps === 1 ? '' : 's'} (one child each) of each rep's quantile.`,
     )
-    const line = (s) =>
-      `p50 ${fmt(s.p50)}, p90 ${fmt(s.p90)}, p99 ${fmt(s.p99)}, p99.9 ${fmt(s.p999)}, max ${fmt(s.max)} ms`
+    const line = (s) => `p50 ${fmt(s.p50)}, p90 ${fmt(s.p90)}, p99 ${fmt(s.p99)}, p99.9 ${fmt(s.p999)}, max ${fmt(s.max)} ms`
     ctx.note(`latency pooled over ${info.pooled.ours.n} events each: ours ${line(info.pooled.ours)}; baseline ${line(info.pooled.baseline)}.`)
     ctx.note(`publish call to resolve, pooled: ours ${line(info.publishMs.ours)}; baseline ${line(info.publishMs.baseline)}.`)
     return rows
@@ -386,7 +404,6 @@ async function latencyRep(ctx, mode, publish, { redisUrl, keyPrefix, topic, warm
     if (child.exitCode === null && child.signalCode === null) child.kill()
   }
 }
-
 
 function fmtK(n) {
   return n >= 1000 && n % 1000 === 0 ? `${n / 1000}k` : String(n)

@@ -52,7 +52,8 @@ async function follow(message, stream) {
 }
 
 const streamUrl = (runId) => `/api/runs/${encodeURIComponent(runId)}/stream`
-const resume = (message) => follow(message, resumableStream(streamUrl(message.runId), message.lastEventId === undefined ? {} : { lastEventId: message.lastEventId }))
+const resume = (message) =>
+  follow(message, resumableStream(streamUrl(message.runId), message.lastEventId === undefined ? {} : { lastEventId: message.lastEventId }))
 
 /** A run waiting for approval: decided here (the buttons) or in another tab (seen by polling its status). */
 async function waitForDecision(message) {

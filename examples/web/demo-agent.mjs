@@ -19,9 +19,10 @@ export function answerWords(question) {
 
 /** The second step's words: after the refund tool's result (or its refusal). */
 export function afterToolWords(result) {
-  const text = result.type === 'execution-denied'
-    ? `Understood: no refund was issued${result.reason ? ` (${result.reason})` : ''}.`
-    : `Refund ${result.value.refundId} issued: ${result.value.amount} EUR for order ${result.value.order}.`
+  const text =
+    result.type === 'execution-denied'
+      ? `Understood: no refund was issued${result.reason ? ` (${result.reason})` : ''}.`
+      : `Refund ${result.value.refundId} issued: ${result.value.amount} EUR for order ${result.value.order}.`
   return text.split(' ').map((word, i) => (i === 0 ? word : ` ${word}`))
 }
 
@@ -49,8 +50,16 @@ export function scriptedModel({ pace = (signal) => wait(60, signal) } = {}) {
       throw new Error('the demo model only streams')
     },
     async doStream({ prompt, abortSignal }) {
-      const toolResult = prompt.filter((m) => m.role === 'tool').flatMap((m) => m.content).at(-1)
-      const question = prompt.filter((m) => m.role === 'user').at(-1)?.content.map((p) => p.text ?? '').join('') ?? ''
+      const toolResult = prompt
+        .filter((m) => m.role === 'tool')
+        .flatMap((m) => m.content)
+        .at(-1)
+      const question =
+        prompt
+          .filter((m) => m.role === 'user')
+          .at(-1)
+          ?.content.map((p) => p.text ?? '')
+          .join('') ?? ''
       const id = toolResult ? 'answer-2' : 'answer-1'
       const words = toolResult ? afterToolWords(toolResult.output) : answerWords(question)
       const callsTool = !toolResult && /refund/i.test(question)
@@ -59,9 +68,7 @@ export function scriptedModel({ pace = (signal) => wait(60, signal) } = {}) {
         { type: 'text-start', id },
         ...words.map((delta) => ({ type: 'text-delta', id, delta, paced: true })),
         { type: 'text-end', id },
-        ...(callsTool
-          ? [{ type: 'tool-call', toolCallId: 'refund-1', toolName: 'issueRefund', input: JSON.stringify({ order: 'A-1001', amount: 42 }) }]
-          : []),
+        ...(callsTool ? [{ type: 'tool-call', toolCallId: 'refund-1', toolName: 'issueRefund', input: JSON.stringify({ order: 'A-1001', amount: 42 }) }] : []),
         { type: 'finish', finishReason: { unified: callsTool ? 'tool-calls' : 'stop', raw: callsTool ? 'tool_calls' : 'stop' }, usage },
       ]
       let i = 0

@@ -42,11 +42,7 @@ export async function startDemoServer({ port = 3000, host = '127.0.0.1', redisUr
   const cache = redisUrl ? new RedisServerCache({ url: redisUrl }, { keyPrefix }) : new InMemoryServerCache({ maxSize: 100_000 })
   const agent = createDemoAgent({ cache, ...(pace ? { pace } : {}) })
   const api = createAgentHandler(agent, { basePath: '/api' })
-  const [page, script, client] = await Promise.all([
-    readFile(`${here}index.html`, 'utf8'),
-    readFile(`${here}app.js`, 'utf8'),
-    clientBundle(),
-  ])
+  const [page, script, client] = await Promise.all([readFile(`${here}index.html`, 'utf8'), readFile(`${here}app.js`, 'utf8'), clientBundle()])
   const files = {
     '/': ['text/html; charset=utf-8', page],
     '/app.js': ['text/javascript; charset=utf-8', script],

@@ -46,10 +46,7 @@ export interface MastraAgentLike {
   listTools(options?: unknown): unknown
 }
 
-export interface CreateDurableAgentOptions<
-  A extends AgentDefinition | MastraAgentLike = AgentDefinition | MastraAgentLike,
-  F extends StreamFormat = 'aisdk',
-> {
+export interface CreateDurableAgentOptions<A extends AgentDefinition | MastraAgentLike = AgentDefinition | MastraAgentLike, F extends StreamFormat = 'aisdk'> {
   agent: A
   /** Default: the agent's id. Runs belong to this id: another id cannot resume them. */
   id?: string
@@ -166,10 +163,7 @@ function checkModel(model: unknown): LanguageModel {
   return m
 }
 
-export class DurableAgent<
-  A extends AgentDefinition | MastraAgentLike = AgentDefinition | MastraAgentLike,
-  F extends StreamFormat = 'aisdk',
-> {
+export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDefinition | MastraAgentLike, F extends StreamFormat = 'aisdk'> {
   readonly id: string
   readonly name: string
   readonly agent: A
@@ -305,9 +299,7 @@ export class DurableAgent<
     const prompt = toPrompt(messages, resolved.instructions)
     const runId = options.runId ?? randomUUID()
     const runOptions = runOptionsOf(options)
-    await this.#pubsub.bridge.callNowOrLater<RunSummary>((id) =>
-      this.#native.create(id, runId, JSON.stringify(prompt), maxSteps, JSON.stringify(runOptions)),
-    )
+    await this.#pubsub.bridge.callNowOrLater<RunSummary>((id) => this.#native.create(id, runId, JSON.stringify(prompt), maxSteps, JSON.stringify(runOptions)))
     // Driven (so abortable) before the output reads: in memory the output
     // hands out the first parts, and calls onChunk, synchronously.
     this.#drive(runId, options.abortSignal)
@@ -353,9 +345,7 @@ export class DurableAgent<
   }
 
   /** Declines a waiting tool call; the model sees the refusal (and `reason`). */
-  async declineToolCall(
-    options: { runId: string; toolCallId?: string; reason?: string } & ResumeOptions<ChunkOf<F>>,
-  ): Promise<DurableOutput<ChunkOf<F>>> {
+  async declineToolCall(options: { runId: string; toolCallId?: string; reason?: string } & ResumeOptions<ChunkOf<F>>): Promise<DurableOutput<ChunkOf<F>>> {
     const { runId, toolCallId, reason, ...callbacks } = options
     return (await this.resume(runId, { approved: false, toolCallId, reason }, callbacks)).output
   }
@@ -374,11 +364,7 @@ export class DurableAgent<
     const summary = await this.#inspect(runId)
     if (summary.status !== 'running' && offset >= summary.nextEvent) {
       // Past the last event of a run that has stopped: nothing will come.
-      const output = new DurableOutput(
-        undefined,
-        { ...pickCallbacks(options), runId, toChunk: this.#toChunk, endAtSuspension: () => true },
-        summary.status,
-      )
+      const output = new DurableOutput(undefined, { ...pickCallbacks(options), runId, toChunk: this.#toChunk, endAtSuspension: () => true }, summary.status)
       return this.#result(runId, output, summary.options)
     }
     const output = this.#output(runId, offset, options, async () => (await this.#inspect(runId)).status === 'suspended')
@@ -474,10 +460,7 @@ export class DurableAgent<
    */
   async getRun(runId: string): Promise<DurableAgentRun> {
     const topic = runTopic(runId)
-    const [summary, next] = await Promise.all([
-      this.#inspect(runId),
-      this.#pubsub.bridge.call<number>((id) => this.#pubsub.native.nextIndex(id, topic)),
-    ])
+    const [summary, next] = await Promise.all([this.#inspect(runId), this.#pubsub.bridge.call<number>((id) => this.#pubsub.native.nextIndex(id, topic))])
     return {
       runId,
       status: summary.status,
@@ -569,12 +552,7 @@ export class DurableAgent<
     return this.#resolved
   }
 
-  #output(
-    runId: string,
-    offset: number,
-    callbacks: StreamCallbacks<ChunkOf<F>>,
-    endAtSuspension: () => boolean | Promise<boolean>,
-  ): DurableOutput<ChunkOf<F>> {
+  #output(runId: string, offset: number, callbacks: StreamCallbacks<ChunkOf<F>>, endAtSuspension: () => boolean | Promise<boolean>): DurableOutput<ChunkOf<F>> {
     const reader = this.#pubsub.reader(runTopic(runId), offset)
     const output = new DurableOutput(reader, {
       ...pickCallbacks(callbacks),

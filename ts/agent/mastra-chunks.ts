@@ -5,53 +5,7 @@
  * parts either way; this is a view of them (`createDurableAgent({ format:
  * 'mastra' })`).
  */
-import type { FinishReason, StreamPart, Usage } from './types.js'
-
-/** Fields every Mastra chunk has. */
-interface MastraChunkBase {
-  runId: string
-  from: 'AGENT'
-}
-
-/** Tool call fields as Mastra names them (`args` for the AI SDK's `input`). */
-interface MastraToolCall {
-  toolCallId: string
-  toolName: string
-  args: unknown
-}
-
-/** A chunk of `@mastra/core`'s `ChunkType`, as far as a durable run produces them. */
-export type MastraChunk = MastraChunkBase &
-  (
-    | { type: 'start'; payload: Record<string, never> }
-    | { type: 'step-start'; payload: { request: object; warnings: unknown[] } }
-    | { type: 'text-start' | 'text-end' | 'reasoning-start' | 'reasoning-end'; payload: { id: string; providerMetadata?: object } }
-    | { type: 'text-delta' | 'reasoning-delta'; payload: { id: string; text: string; providerMetadata?: object } }
-    | { type: 'tool-call-input-streaming-start'; payload: { toolCallId: string; toolName: string } }
-    | { type: 'tool-call-delta'; payload: { toolCallId: string; argsTextDelta: string } }
-    | { type: 'tool-call-input-streaming-end'; payload: { toolCallId: string } }
-    | { type: 'tool-call'; payload: MastraToolCall }
-    | { type: 'tool-result'; payload: MastraToolCall & { result: unknown } }
-    | { type: 'tool-error'; payload: MastraToolCall & { error: Error } }
-    | { type: 'tool-call-approval'; payload: MastraToolCall & { resumeSchema: string } }
-    | { type: 'tool-output-denied'; payload: { toolCallId: string; toolName: string; approval: { id: string; approved: false; reason?: string } } }
-    | { type: 'source'; payload: Record<string, unknown> }
-    | { type: 'file'; payload: { file: unknown } }
-    | { type: 'raw'; payload: unknown }
-    | {
-        type: 'step-finish'
-        payload: {
-          stepResult: { reason: FinishReason }
-          output: { usage: Usage }
-          /** The response's fields (`id`, `modelId`, `timestamp`) and the provider's metadata, where Mastra reads them. */
-          metadata: { providerMetadata?: object; [key: string]: unknown }
-          response: object
-        }
-      }
-    | { type: 'finish'; payload: { stepResult: { reason: FinishReason }; output: { usage: Usage }; metadata: Record<string, never> } }
-    | { type: 'error'; payload: { error: Error } }
-    | { type: 'abort'; payload: { reason?: string } }
-  )
+import type { MastraChunk, StreamPart } from './types.js'
 
 /** The JSON Schema of what approving a call takes (Mastra's `resumeSchema`, as text). */
 const APPROVAL_SCHEMA = JSON.stringify({

@@ -3,16 +3,7 @@
  * model's stream parts (specification v2 or v3) to full-stream parts, hands
  * each to the run as it arrives, and sums the step up for the Rust loop.
  */
-import type {
-  ContentPart,
-  LanguageModel,
-  LanguageModelCallOptions,
-  ModelSettings,
-  PromptMessage,
-  StreamPart,
-  ToolChoice,
-  Usage,
-} from './types.js'
+import type { ContentPart, LanguageModel, LanguageModelCallOptions, ModelSettings, PromptMessage, StreamPart, ToolChoice, Usage } from './types.js'
 import { checkToolInput, parseToolInput, type ResolvedTool } from './tools.js'
 import { errorInfo } from './util.js'
 

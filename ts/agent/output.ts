@@ -9,8 +9,20 @@
  * (`finish`, `error`, `abort`), or where the run suspends.
  */
 import type { PubSubEvent, TopicReader } from '../topic-reader.js'
-import { isTransient, retryDelay, retryPause } from '../wire.js'
-import type { FinishReason, FullOutput, RunOutcome, StepResult, StreamCallbacks, StreamPart, SuspendedData, TextBlock, ToolCallPart, ToolResultPart, Usage } from './types.js'
+import { isTransient, retryDelay, retryPause, RUN_PART_EVENT, SUSPENDED_EVENT } from '../wire.js'
+import type {
+  FinishReason,
+  FullOutput,
+  RunOutcome,
+  StepResult,
+  StreamCallbacks,
+  StreamPart,
+  SuspendedData,
+  TextBlock,
+  ToolCallPart,
+  ToolResultPart,
+  Usage,
+} from './types.js'
 import { withErrorObjects } from './util.js'
 
 export interface OutputOptions<C = StreamPart> extends StreamCallbacks<C> {
@@ -210,10 +222,10 @@ export class DurableOutput<C = StreamPart> {
         if (page === undefined) return this.#end(this.#outcome ?? 'aborted')
         for (let i = 0; i < page.length; i++) {
           const event = page[i]!
-          if (event.type === 'chunk') {
+          if (event.type === RUN_PART_EVENT) {
             const accepted = this.#accept(withErrorObjects(event.data as StreamPart))
             if (accepted) await accepted
-          } else if (event.type === 'suspended') await this.#atSuspension(event, i === page.length - 1)
+          } else if (event.type === SUSPENDED_EVENT) await this.#atSuspension(event, i === page.length - 1)
           if (this.#ended) return
         }
         this.#signal()

@@ -91,8 +91,7 @@ function jsonSchemaValidator(name: string, schema: object): ResolvedTool['valida
   } catch (error) {
     throw invalidSchema(name, (error as Error).message)
   }
-  return async (input) =>
-    compiled(input) ? { success: true, value: input } : { success: false, error: new Error(ajv.errorsText(compiled.errors)) }
+  return async (input) => (compiled(input) ? { success: true, value: input } : { success: false, error: new Error(ajv.errorsText(compiled.errors)) })
 }
 
 function withoutKey(object: object, key: string): object {
@@ -194,12 +193,7 @@ export function parseToolInput(toolName: string, input: unknown): Validation {
  * SDK's `parseToolCall`): `value` is what `execute` and `needsApproval` get,
  * the schema's output (defaults filled in, transforms applied).
  */
-export async function checkToolInput(
-  tool: ResolvedTool | undefined,
-  toolName: string,
-  input: unknown,
-  available: Iterable<string>,
-): Promise<Validation> {
+export async function checkToolInput(tool: ResolvedTool | undefined, toolName: string, input: unknown, available: Iterable<string>): Promise<Validation> {
   if (!tool) {
     const names = [...available]
     const offered = names.length === 0 ? 'No tools are available.' : `Available tools: ${names.join(', ')}.`
@@ -225,12 +219,7 @@ export type ToolReply = { output: JsonValue } | { error: { name: string; message
  * same check), so `execute` gets the schema's output, also after a resume in
  * a process whose tool has changed since.
  */
-export async function executeTool(
-  tools: Map<string, ResolvedTool>,
-  toolName: string,
-  input: unknown,
-  options: ToolExecutionOptions,
-): Promise<unknown> {
+export async function executeTool(tools: Map<string, ResolvedTool>, toolName: string, input: unknown, options: ToolExecutionOptions): Promise<unknown> {
   const tool = tools.get(toolName)
   const checked = await checkToolInput(tool, toolName, input, tools.keys())
   if (!checked.success) throw checked.error

@@ -4,8 +4,6 @@
  * so this package needs no AI SDK types at build time.
  */
 
-import type { MastraChunk } from './mastra-chunks.js'
-
 /** JSON as stored: what tool inputs, outputs and options are. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
 
@@ -72,10 +70,7 @@ export interface ToolResultContent {
   type: 'tool-result'
   toolCallId: string
   toolName: string
-  output:
-    | { type: 'json'; value: JsonValue }
-    | { type: 'text' | 'error-text'; value: string }
-    | { type: 'execution-denied'; reason?: string }
+  output: { type: 'json'; value: JsonValue } | { type: 'text' | 'error-text'; value: string } | { type: 'execution-denied'; reason?: string }
 }
 
 /**
@@ -210,11 +205,7 @@ export interface TextBlock {
 }
 
 /** What a step produced, in order (the AI SDK's `StepResult.content`). */
-export type StepContentPart =
-  | TextBlock
-  | ToolCallPart
-  | ToolResultPart
-  | Extract<StreamPart, { type: 'tool-error' | 'source' | 'file' }>
+export type StepContentPart = TextBlock | ToolCallPart | ToolResultPart | Extract<StreamPart, { type: 'tool-error' | 'source' | 'file' }>
 
 /**
  * One model step and the tool calls it made, with the members of the AI
@@ -286,6 +277,54 @@ export interface FullOutput {
  * from, payload }`), for code that reads Mastra agent streams.
  */
 export type StreamFormat = 'aisdk' | 'mastra'
+
+// Mastra's stream format (`format: 'mastra'`, see `mastra-chunks.ts`).
+
+/** Fields every Mastra chunk has. */
+interface MastraChunkBase {
+  runId: string
+  from: 'AGENT'
+}
+
+/** Tool call fields as Mastra names them (`args` for the AI SDK's `input`). */
+interface MastraToolCall {
+  toolCallId: string
+  toolName: string
+  args: unknown
+}
+
+/** A chunk of `@mastra/core`'s `ChunkType`, as far as a durable run produces them. */
+export type MastraChunk = MastraChunkBase &
+  (
+    | { type: 'start'; payload: Record<string, never> }
+    | { type: 'step-start'; payload: { request: object; warnings: unknown[] } }
+    | { type: 'text-start' | 'text-end' | 'reasoning-start' | 'reasoning-end'; payload: { id: string; providerMetadata?: object } }
+    | { type: 'text-delta' | 'reasoning-delta'; payload: { id: string; text: string; providerMetadata?: object } }
+    | { type: 'tool-call-input-streaming-start'; payload: { toolCallId: string; toolName: string } }
+    | { type: 'tool-call-delta'; payload: { toolCallId: string; argsTextDelta: string } }
+    | { type: 'tool-call-input-streaming-end'; payload: { toolCallId: string } }
+    | { type: 'tool-call'; payload: MastraToolCall }
+    | { type: 'tool-result'; payload: MastraToolCall & { result: unknown } }
+    | { type: 'tool-error'; payload: MastraToolCall & { error: Error } }
+    | { type: 'tool-call-approval'; payload: MastraToolCall & { resumeSchema: string } }
+    | { type: 'tool-output-denied'; payload: { toolCallId: string; toolName: string; approval: { id: string; approved: false; reason?: string } } }
+    | { type: 'source'; payload: Record<string, unknown> }
+    | { type: 'file'; payload: { file: unknown } }
+    | { type: 'raw'; payload: unknown }
+    | {
+        type: 'step-finish'
+        payload: {
+          stepResult: { reason: FinishReason }
+          output: { usage: Usage }
+          /** The response's fields (`id`, `modelId`, `timestamp`) and the provider's metadata, where Mastra reads them. */
+          metadata: { providerMetadata?: object; [key: string]: unknown }
+          response: object
+        }
+      }
+    | { type: 'finish'; payload: { stepResult: { reason: FinishReason }; output: { usage: Usage }; metadata: Record<string, never> } }
+    | { type: 'error'; payload: { error: Error } }
+    | { type: 'abort'; payload: { reason?: string } }
+  )
 
 /** What a run's stream hands out in format `F`. */
 export type ChunkOf<F extends StreamFormat> = F extends 'mastra' ? MastraChunk : StreamPart

@@ -5,7 +5,7 @@ export function errorInfo(error: unknown): { name: string; message: string } {
     const e = error as { name?: unknown; message?: unknown }
     return { name: typeof e.name === 'string' ? e.name : 'Error', message: String(e.message) }
   }
-  return { name: 'Error', message: typeof error === 'string' ? error : JSON.stringify(error) ?? String(error) }
+  return { name: 'Error', message: typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error)) }
 }
 
 /** An `Error` rebuilt from its stored `{ name, message }`. */

@@ -199,7 +199,11 @@ export function createAgentHandler(agent: AnyDurableAgent, options: AgentHandler
     const allowed: DurableAgentRun[] = []
     for (const run of found) {
       if (!run) continue // ended and cleaned up meanwhile
-      if (options.authorize && !(await options.authorize(request, { runId: run.runId, ...(run.resourceId !== undefined ? { resourceId: run.resourceId } : {}) }))) continue
+      if (
+        options.authorize &&
+        !(await options.authorize(request, { runId: run.runId, ...(run.resourceId !== undefined ? { resourceId: run.resourceId } : {}) }))
+      )
+        continue
       allowed.push(run)
     }
     return jsonResponse(200, { runs: allowed })
@@ -216,10 +220,12 @@ export function createAgentHandler(agent: AnyDurableAgent, options: AgentHandler
     const format = formatOf(url)
     // No `authorize`: nothing to learn of the run first, so the stream is read at once (one round trip).
     if (!options.authorize) {
-      const response = await served.respond(request, topicSource(agent, internals, id), from, format ?? defaultFormat, runHeaders(base, id)).catch((error: { code?: string }) => {
-        if (error?.code !== ErrorCodes.RUN_NOT_FOUND) throw error
-        return undefined
-      })
+      const response = await served
+        .respond(request, topicSource(agent, internals, id), from, format ?? defaultFormat, runHeaders(base, id))
+        .catch((error: { code?: string }) => {
+          if (error?.code !== ErrorCodes.RUN_NOT_FOUND) throw error
+          return undefined
+        })
       if (response) return response
     }
     const found = await target(request, id).catch(async (error: { code?: string }) => {
@@ -231,7 +237,8 @@ export function createAgentHandler(agent: AnyDurableAgent, options: AgentHandler
     })
     const runId = found.run?.runId ?? id
     // A stock `useChat` asks, with no position, whether its chat has an active stream: one that is over is 204, "nothing to resume".
-    if ('chat' in found && !hasPosition(request, url) && found.run?.status !== 'running') return new Response(null, { status: 204, headers: runHeaders(base, runId) })
+    if ('chat' in found && !hasPosition(request, url) && found.run?.status !== 'running')
+      return new Response(null, { status: 204, headers: runHeaders(base, runId) })
     return served.respond(request, found.source, from, format ?? ('chat' in found ? 'ui' : defaultFormat), runHeaders(base, runId), found.next)
   }
 

@@ -8,17 +8,15 @@
  */
 import type { DurableAgentRun } from '../agent/durable-agent.js'
 import { coded, ErrorCodes } from '../errors.js'
-import { runTopic } from '../wire.js'
+import { RUN_PART_EVENT, runTopic, SUSPENDED_EVENT } from '../wire.js'
 import type { PubSubInternals } from '../internal.js'
 import type { RunStatus } from './protocol.js'
 import { TERMINAL_TYPES } from './protocol.js'
 import { nextIndexOf, SEND, SKIP, type StreamSource, type Verdict } from './topic-stream.js'
 
-
 const STATUS_OF: Record<string, Exclude<RunStatus, 'running' | 'suspended'>> = { finish: 'finished', error: 'failed', abort: 'aborted' }
 
 /** Event types: a run's part, and a direct stream's chunk, end and failure. */
-export const RUN_PART = 'chunk'
 export const DIRECT_CHUNK = 'data'
 export const DIRECT_END = 'end'
 export const DIRECT_ERROR = 'error'
@@ -30,18 +28,20 @@ export function topicSource(agent: { getRun(runId: string): Promise<DurableAgent
     topic,
     classify(event, last): Verdict | Promise<Verdict> {
       switch (event.type) {
-        case RUN_PART: {
+        case RUN_PART_EVENT: {
           const type = (event.data as { type?: string } | null)?.type ?? ''
           return TERMINAL_TYPES.has(type) ? { send: true, end: { status: STATUS_OF[type]!, nextIndex: event.index + 1 } } : SEND
         }
-        case 'suspended':
+        case SUSPENDED_EVENT:
           // A suspension with events after it was resumed: read on.
           if (!last) return SKIP
-          return agent.getRun(id).then((run) =>
-            run.status === 'suspended'
-              ? { send: false, suspension: true, end: { status: 'suspended', nextIndex: run.nextIndex, pendingApprovals: run.pendingApprovals } }
-              : SKIP,
-          )
+          return agent
+            .getRun(id)
+            .then((run) =>
+              run.status === 'suspended'
+                ? { send: false, suspension: true, end: { status: 'suspended', nextIndex: run.nextIndex, pendingApprovals: run.pendingApprovals } }
+                : SKIP,
+            )
         case DIRECT_CHUNK:
           return SEND
         case DIRECT_END:

@@ -48,7 +48,6 @@ export interface ServeOptions {
   headers?: Record<string, string>
 }
 
-
 const HEARTBEAT = Symbol('heartbeat')
 
 /**

@@ -4,9 +4,9 @@
  */
 import type { StreamPart } from '../agent/types.js'
 import type { PubSubEvent } from '../topic-reader.js'
+import { RUN_PART_EVENT } from '../wire.js'
 import { END_EVENT, ERROR_EVENT, UI_MESSAGE_STREAM_HEADER, type ErrorBody, type StreamEnd, type WireFormat } from './protocol.js'
 import { SSE_HEADERS, sseMessage } from './sse.js'
-import { RUN_PART } from './stream-sources.js'
 import { SUSPENDED_CHUNK, toUIMessageChunk } from './ui-message-stream.js'
 
 export interface Frames {
@@ -38,7 +38,7 @@ export function framesOf(format: WireFormat): Frames {
     headers: { ...SSE_HEADERS, [UI_MESSAGE_STREAM_HEADER]: 'v1' },
     event: (event) => {
       // A run's part becomes its UI chunk; a direct stream served in the UI format holds UI chunks already.
-      const chunk = event.type === RUN_PART ? toUIMessageChunk(event.data as StreamPart, event.runId) : event.data
+      const chunk = event.type === RUN_PART_EVENT ? toUIMessageChunk(event.data as StreamPart, event.runId) : event.data
       return chunk === undefined ? '' : sseMessage(JSON.stringify(chunk), event.index)
     },
     suspension: (event) => sseMessage(JSON.stringify(SUSPENDED_CHUNK), event.index),

@@ -15,6 +15,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use super::entry::{foreign_entry, index_of, is_our_body, stream_entry, FIELD};
 use super::queue::{Append, Op};
 use super::RedisCache;
 use crate::cache::store::{StoreFuture, TopicLog};
@@ -23,9 +24,6 @@ use crate::json;
 use crate::log::{check_received, fingerprint, Page, PageRequest, Received, Retention};
 use crate::signal::Signals;
 use redis::Value;
-
-/// The stream field holding the event's JSON text (without `index`).
-pub(super) const FIELD: &str = "e";
 
 /// A script that appends events to a topic stream: the Lua that appends,
 /// written once, then the script's own `body` (this file's append and the
@@ -242,14 +240,6 @@ pub(super) fn offer<S: AsRef<str>>(signals: &Signals, key: &str, first: u64, bod
     });
 }
 
-/// `0-<n>` is index `n - 1`.
-pub(super) fn index_of(id: &str) -> Result<u64, CacheError> {
-    id.strip_prefix("0-")
-        .and_then(|n| n.parse::<u64>().ok())
-        .and_then(|n| n.checked_sub(1))
-        .ok_or_else(|| CacheError::InvalidValue(format!("stream entry id `{id}` was not written by durable-agent")))
-}
-
 /// The page of XRANGE entries (index and body) of the topic at `key` read
 /// from index `from`, or from the event the reader `received` before it,
 /// which is checked and left out.
@@ -304,36 +294,6 @@ fn build_page<'a>(
     })
 }
 
-fn foreign_entry() -> CacheError {
-    CacheError::InvalidValue("a stream entry was not written by durable-agent".into())
-}
-
-/// The index and the event body of one XRANGE entry: `[id, [field, value, ...]]`.
-pub(super) fn stream_entry(entry: &redis::Value) -> Result<(u64, &[u8]), CacheError> {
-    let foreign = foreign_entry;
-    let redis::Value::Array(parts) = entry else {
-        return Err(foreign());
-    };
-    let (Some(id), Some(redis::Value::Array(fields))) = (parts.first(), parts.get(1)) else {
-        return Err(foreign());
-    };
-    let id = match id {
-        redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).map_err(|_| foreign())?,
-        redis::Value::SimpleString(text) => text.as_str(),
-        _ => return Err(foreign()),
-    };
-    let body = fields
-        .chunks(2)
-        .find_map(|pair| match pair {
-            [redis::Value::BulkString(field), redis::Value::BulkString(value)] if field == FIELD.as_bytes() => {
-                Some(value.as_slice())
-            }
-            _ => None,
-        })
-        .unwrap_or(b"{}");
-    Ok((index_of(id)?, body))
-}
-
 /// Appends the event with its index to `out`. Our own bodies are JSON objects
 /// without `index` (checked, cheaply: a foreign one must not break the page);
 /// anything else, written by another program, is kept as `value`.
@@ -350,12 +310,6 @@ fn push_event(out: &mut String, body: &[u8], index: u64) {
             out.push_str(&value);
         }
     }
-}
-
-/// Whether a stream entry's body is one of ours: a JSON object without
-/// `index`.
-pub(super) fn is_our_body(text: &str) -> bool {
-    text.starts_with('{') && !text.contains("\"index\"") && json::is_json(text)
 }
 
 impl TopicLog for RedisCache {

@@ -33,6 +33,7 @@ use crate::signal::Signals;
 mod bulk_reader;
 mod cluster_tailer;
 mod connection;
+mod entry;
 mod log;
 mod queue;
 mod runs;

@@ -633,7 +633,7 @@ fn build(lane: Lane, seq: u64, calls: Vec<Call>, cluster: bool, wiring: &Wiring)
                 if let Some(max) = topic.max_events {
                     xadd.arg("MAXLEN").arg("=").arg(max);
                 }
-                xadd.arg("0-*").arg(super::log::FIELD).arg(body);
+                xadd.arg("0-*").arg(super::entry::FIELD).arg(body);
             }
             let refresh = (topic.ttl_ms > 0).then(|| {
                 pipe.cmd("PEXPIRE").arg(&topic.physical).arg(topic.ttl_ms);
@@ -769,7 +769,7 @@ fn deliver(sent: Sent, replies: Result<Vec<Value>, RedisError>, wiring: &Wiring)
                 let reply = match get(at) {
                     Value::BulkString(last) => {
                         // One script's appends get consecutive indices.
-                        match super::log::index_of(&String::from_utf8_lossy(&last)) {
+                        match super::entry::index_of(&String::from_utf8_lossy(&last)) {
                             Ok(last) => {
                                 Value::BulkString(format!("0-{}", last + 1 - (count - 1 - n) as u64).into_bytes())
                             }
@@ -800,7 +800,7 @@ fn note_append(
     wiring: &Wiring,
 ) {
     let index = match reply {
-        Value::BulkString(id) => super::log::index_of(&String::from_utf8_lossy(id)).ok(),
+        Value::BulkString(id) => super::entry::index_of(&String::from_utf8_lossy(id)).ok(),
         _ => None,
     };
     let Some(index) = index else {

@@ -132,7 +132,7 @@ impl RedisCache {
         match reply {
             redis::Value::Int(0) => Ok(None),
             redis::Value::BulkString(id) => {
-                let last = super::log::index_of(&String::from_utf8_lossy(&id))?;
+                let last = super::entry::index_of(&String::from_utf8_lossy(&id))?;
                 self.offer_through(key, last, &bodies);
                 Ok(Some(Some(last)))
             }
@@ -267,7 +267,7 @@ impl RedisCache {
         let last_index = if value.is_empty() {
             None
         } else {
-            Some(super::log::index_of(&value)?)
+            Some(super::entry::index_of(&value)?)
         };
         if let Some(last) = last_index.filter(|_| !bodies.is_empty()) {
             self.offer_through(run.topic, last, &bodies);

@@ -13,7 +13,8 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::sync::Notify;
 
-use super::log::{is_our_body, offer, stream_entry};
+use super::entry::{is_our_body, stream_entry};
+use super::log::offer;
 use super::queue::{Lane, Op};
 use super::{Inner, RedisCache};
 
@@ -254,7 +255,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use redis::Value;
 
-    use super::super::log::FIELD;
+    use super::super::entry::FIELD;
     use super::*;
 
     fn bulk(bytes: &[u8]) -> Value {
