@@ -27,9 +27,10 @@
 //! callbacks then never wait for a hop to the runtime thread and back (~40 µs
 //! each on a 2-core VM; a one-step run had four).
 //!
-//! Batch format, parsed by `ts/bridge.ts`: `[[id,"v",<json>],[id,"n",<number>],
-//! [id,"u"],[id,"a"],[id,"e","[CODE] message"],...]` for a JSON value, a number,
-//! no value, an absent value, and an error.
+//! Batch format, parsed by `ts/bridge.ts`: a JSON array of entries, each told
+//! apart by its length alone: `[id,<json>]` a value (JSON text or a number),
+//! `[id]` no value (JS sees `undefined`), `[id,null,"[CODE] message"]` an
+//! error.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -226,13 +227,12 @@ impl Inner {
                 batch.push(if first && n == 0 { '[' } else { ',' });
                 // Writing to a String cannot fail.
                 let _ = match outcome {
-                    Ok(Reply::Json(json)) => write!(batch, "[{id},\"v\",{json}]"),
-                    Ok(Reply::Absent) => write!(batch, "[{id},\"a\"]"),
-                    Ok(Reply::Number(n)) => write!(batch, "[{id},\"n\",{n}]"),
-                    Ok(Reply::Unit) => write!(batch, "[{id},\"u\"]"),
+                    Ok(Reply::Json(json)) => write!(batch, "[{id},{json}]"),
+                    Ok(Reply::Number(n)) => write!(batch, "[{id},{n}]"),
+                    Ok(Reply::Absent | Reply::Unit) => write!(batch, "[{id}]"),
                     Err(message) => {
                         let quoted = serde_json::to_string(&message).unwrap_or_else(|_| "\"\"".to_owned());
-                        write!(batch, "[{id},\"e\",{quoted}]")
+                        write!(batch, "[{id},null,{quoted}]")
                     }
                 };
             }

@@ -14,7 +14,8 @@ interface Pending {
   keepAlive: boolean
 }
 
-type Entry = [id: number, kind: 'v' | 'n' | 'u' | 'a' | 'e', value?: unknown]
+/** A batch entry (see `src/bridge.rs`): `[id, value]`, `[id]` (no value), or `[id, null, '[CODE] message']`. */
+type Entry = [id: number, value?: unknown, error?: string]
 
 export class Bridge {
   readonly #pending = new Map<number, Pending>()
@@ -100,14 +101,14 @@ export class Bridge {
       this.#failAll(coded(new Error(`corrupt completion batch: ${(error as Error).message}`), ErrorCodes.INTERNAL))
       return
     }
-    for (const [id, kind, value] of entries) {
+    for (const entry of entries) {
+      const [id, value, error] = entry
       const pending = this.#pending.get(id)
       if (!pending) continue
       this.#pending.delete(id)
       if (pending.keepAlive && --this.#holding === 0) native.release()
-      if (kind === 'e') pending.reject(fromBatchError(value as string))
-      else if (kind === 'v' || kind === 'n') pending.resolve(value)
-      else pending.resolve(undefined)
+      if (entry.length === 3) pending.reject(fromBatchError(error!))
+      else pending.resolve(value)
     }
   }
 
