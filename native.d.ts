@@ -53,6 +53,11 @@ export declare class NativeAgent {
   recover(id: number, runId: string): string | null
   /** `Agent::inspect`: the summary, with `leased`. */
   inspect(id: number, runId: string): string | null
+  /**
+   * `Agent::check_driven`: reports the new `undrivenSince` (epoch ms, or
+   * `null`), or fails with `ERR_RUN_ABANDONED` / `ERR_RUN_NOT_FOUND`.
+   */
+  checkDriven(id: number, runId: string, undrivenSince?: number | undefined | null): string | null
   /** `Agent::running_runs`: their summaries (a JSON array), with `leased`. */
   runningRuns(id: number): string | null
   /** `Agent::cleanup`: deletes a run's state and events. */

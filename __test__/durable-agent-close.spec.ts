@@ -7,35 +7,13 @@
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 
-import { MockLanguageModelV3 } from 'ai/test'
 import { describe, expect, it } from 'vitest'
 
 import { createDurableAgent, RedisServerCache } from '../dist/index.js'
-import { REDIS_URL, uniquePrefix, within } from './helpers.js'
-
-const usage = {
-  inputTokens: { total: 2, noCache: 2, cacheRead: undefined, cacheWrite: undefined },
-  outputTokens: { total: 1, text: 1, reasoning: undefined },
-}
+import { answeringModel, REDIS_URL, uniquePrefix, within } from './helpers.js'
 
 /** Answers "Recovered." (what the process that recovers the run uses). */
-const answering = () =>
-  new MockLanguageModelV3({
-    doStream: async () => ({
-      stream: new ReadableStream({
-        start(controller) {
-          for (const part of [
-            { type: 'text-start', id: 't' },
-            { type: 'text-delta', id: 't', delta: 'Recovered.' },
-            { type: 'text-end', id: 't' },
-            { type: 'finish', finishReason: { unified: 'stop', raw: 'stop' }, usage },
-          ] as const)
-            controller.enqueue(part)
-          controller.close()
-        },
-      }),
-    }),
-  })
+const answering = () => answeringModel('Recovered.')
 
 describe('closing a cache while this process drives a run on it', () => {
   it('aborts the model call, gives the lease up at once, ends the output with ERR_CACHE_CLOSED, and Node exits by itself', async () => {

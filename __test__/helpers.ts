@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer } from 'node:net'
 
+import { MockLanguageModelV3 } from 'ai/test'
+
 /** The Redis every Redis test talks to: `REDIS_URL`, else the local default. */
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -151,4 +153,30 @@ export class OwnRedis {
 export function persistentRedis(port: number): OwnRedis {
   const dir = mkdtempSync(join(tmpdir(), 'durable-agent-redis-'))
   return new OwnRedis(port, ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir])
+}
+
+/** A v3 model whose every call answers `text` (none: no text) and finishes with `stop`. */
+export function answeringModel(text?: string): MockLanguageModelV3 {
+  const usage = {
+    inputTokens: { total: 2, noCache: 2, cacheRead: undefined, cacheWrite: undefined },
+    outputTokens: { total: 1, text: 1, reasoning: undefined },
+  }
+  const textParts =
+    text === undefined
+      ? []
+      : ([
+          { type: 'text-start', id: 't' },
+          { type: 'text-delta', id: 't', delta: text },
+          { type: 'text-end', id: 't' },
+        ] as const)
+  return new MockLanguageModelV3({
+    doStream: async () => ({
+      stream: new ReadableStream({
+        start(controller) {
+          for (const part of [...textParts, { type: 'finish', finishReason: { unified: 'stop', raw: 'stop' }, usage }] as const) controller.enqueue(part)
+          controller.close()
+        },
+      }),
+    }),
+  })
 }

@@ -5,12 +5,12 @@
  * `wireConstants()`), and the core's own test checks those lists against
  * what serde writes. A member added on one side only fails here.
  */
-import { MockLanguageModelV3 } from 'ai/test'
 import { describe, expect, it } from 'vitest'
 
 import { CachingPubSub, createDurableAgent, InMemoryServerCache, runTopic } from '../dist/index.js'
 import { wireConstants } from '../native.js'
 import type { ModelRequest, RunSummary, ToolRequest } from '../ts/wire.js'
+import { answeringModel } from './helpers.js'
 
 const WIRE = wireConstants()
 
@@ -63,23 +63,7 @@ describe('the wire between the core and the facade', () => {
     await pubsub.publish('wire-topic', { type: 'note', runId: 'r', data: { n: 1 } })
     const [published] = await pubsub.getHistory('wire-topic')
 
-    const model = new MockLanguageModelV3({
-      doStream: async () => ({
-        stream: new ReadableStream({
-          start(controller) {
-            controller.enqueue({
-              type: 'finish',
-              finishReason: { unified: 'stop', raw: 'stop' },
-              usage: {
-                inputTokens: { total: 1, noCache: 1, cacheRead: undefined, cacheWrite: undefined },
-                outputTokens: { total: 1, text: 1, reasoning: undefined },
-              },
-            })
-            controller.close()
-          },
-        }),
-      }),
-    })
+    const model = answeringModel()
     const agent = createDurableAgent({ agent: { id: 'wire', model }, pubsub, cleanupTimeoutMs: 0 })
     const { runId, output } = await agent.stream('Hi')
     await output.getFullOutput()

@@ -230,6 +230,18 @@ impl NativeAgent {
         self.now_or_submit(id, async move { agent.inspect(&run_id).await.map(|s| s.text()) })
     }
 
+    /// `Agent::check_driven`: reports the new `undrivenSince` (epoch ms, or
+    /// `null`), or fails with `ERR_RUN_ABANDONED` / `ERR_RUN_NOT_FOUND`.
+    #[napi(catch_unwind)]
+    pub fn check_driven(&self, id: u32, run_id: String, undriven_since: Option<f64>) -> Result<Option<String>> {
+        let agent = self.agent.clone();
+        let since = undriven_since.map(|ms| ms.max(0.0) as u64);
+        self.now_or_submit(id, async move {
+            let since = agent.check_driven(&run_id, since).await?;
+            Ok(since.map_or_else(|| "null".to_owned(), |ms| ms.to_string()))
+        })
+    }
+
     /// `Agent::running_runs`: their summaries (a JSON array), with `leased`.
     #[napi(catch_unwind)]
     pub fn running_runs(&self, id: u32) -> Result<Option<String>> {

@@ -365,7 +365,7 @@ export async function run(ctx) {
       'createTool with zod schemas: ours validates each input with the zod schema through the AI SDK\'s asSchema). "ours (plain definition)": ' +
       `{ id, instructions, model, tools } with the same schema as JSON Schema, each input checked with Ajv. Stores: ours a new InMemoryServerCache ` +
       `per agent, Mastra its default (InMemoryServerCache under CachingPubSub(EventEmitterPubSub)). cleanupTimeoutMs: ours ` +
-      `${OURS_CLEANUP_TIMEOUT_MS} (backstop), Mastra ${MASTRA_CLEANUP_TIMEOUT_MS} (= no auto-cleanup timer).`,
+      `${OURS_CLEANUP_TIMEOUT_MS} (the TTL an ended run gets), Mastra ${MASTRA_CLEANUP_TIMEOUT_MS} (= no auto-cleanup timer).`,
   )
   const ratio = (key) => fmt(ctx.info[key].mastra.medianMs / ctx.info[key].ours.medianMs)
   ctx.note(`Runs per second, sequential: ours is ${ratio('oneStep')}x Mastra on the 1-step run, ${ratio('threeStep')}x on the 3-step run.`)

@@ -119,7 +119,7 @@ export async function run(ctx) {
       .join(', ')
     ctx.note(
       `Keys left under each implementation's prefix 300 ms after its last cleanup: ${left}. cleanupTimeoutMs: ours ` +
-        `${OURS_CLEANUP_TIMEOUT_MS} (backstop), Mastra ${MASTRA_CLEANUP_TIMEOUT_MS} (= no auto-cleanup timer).`,
+        `${OURS_CLEANUP_TIMEOUT_MS} (the TTL an ended run gets), Mastra ${MASTRA_CLEANUP_TIMEOUT_MS} (= no auto-cleanup timer).`,
     )
     return rows
   } finally {

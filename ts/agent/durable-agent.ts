@@ -500,32 +500,16 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
   }
 
   /**
-   * What an idle output checks now and then: that the run still exists, and
-   * that some process drives it. A run that is running with no lease for
-   * longer than a driver rides an outage out (`outageMs`), and a lease more,
-   * lost its driver, and nobody recovered it: readers hear of it rather than
-   * wait for ever. (A driver back from an outage takes its lease back at
-   * once, and one alive renews it every third of it.)
+   * What an idle output checks now and then (the core decides, see
+   * `Agent::check_driven`): that the run still exists, and that some process
+   * drives it; a run nobody drives for longer than a driver rides an outage
+   * out (`outageMs`) and a lease more fails its readers with
+   * `ERR_RUN_ABANDONED` rather than keep them waiting for ever.
    */
   #watch(runId: string): () => Promise<void> {
-    let undrivenSince: number | undefined
+    let undrivenSince: number | null = null
     return async () => {
-      const summary = await this.#inspect(runId)
-      if (summary.status !== 'running' || summary.leased || this.#controllers.has(runId)) {
-        undrivenSince = undefined
-        return
-      }
-      const now = Date.now()
-      undrivenSince ??= now
-      if (now - undrivenSince >= Math.max(2 * this.leaseMs, this.outageMs + this.leaseMs)) {
-        throw coded(
-          new Error(
-            `run \`${runId}\` is not driven by any process: its driver stopped (its lease lapsed) and nobody recovered it; ` +
-              'recover(runId) goes on from its last checkpoint',
-          ),
-          ErrorCodes.RUN_ABANDONED,
-        )
-      }
+      undrivenSince = await this.#pubsub.bridge.callNowOrLater<number | null>((id) => this.#native.checkDriven(id, runId, undrivenSince))
     }
   }
 

@@ -191,6 +191,7 @@ on_both_stores!(
     the_agent_decides_recovery_and_keeps_its_registry,
     an_ended_run_expires_after_keep_ended,
     a_run_summary_has_the_wire_members,
+    a_run_nobody_drives_is_abandoned_for_its_readers,
 );
 
 // ---------------------------------------------------------------------------
@@ -2391,4 +2392,50 @@ async fn a_run_summary_has_the_wire_members(store: Store) {
     expected.sort();
     assert_eq!(members, expected);
     agent.cleanup("summary").await.unwrap();
+}
+
+/// A reader's check of a run: nothing to say while a process drives it or
+/// once it ended; a running run nobody drives is counted from the first
+/// check that found it so, and abandoned once that lasts longer than a
+/// driver rides an outage out and a lease more (30 s + 30 s here).
+async fn a_run_nobody_drives_is_abandoned_for_its_readers(store: Store) {
+    let fake = Fake::model_only(|_, _| quiet_text_reply("Done."));
+    let agent = agent_on(&store, &fake, None);
+    agent.start(start_run("watched")).await.unwrap();
+    assert_eq!(
+        agent.check_driven("watched", None).await.unwrap(),
+        None,
+        "leased at start"
+    );
+
+    let (_run, _) = create(&store, "orphaned", 3).await;
+    let since = agent
+        .check_driven("orphaned", None)
+        .await
+        .unwrap()
+        .expect("undriven from now");
+    assert_eq!(
+        agent.check_driven("orphaned", Some(since)).await.unwrap(),
+        Some(since),
+        "not yet"
+    );
+    let long_ago = since - 60_001;
+    assert_eq!(
+        code(agent.check_driven("orphaned", Some(long_ago)).await),
+        "ERR_RUN_ABANDONED"
+    );
+
+    // Recovered: driven again, so nothing to say; ended, nothing either.
+    agent.recover("orphaned").await.unwrap();
+    assert_eq!(agent.check_driven("orphaned", Some(long_ago)).await.unwrap(), None);
+    let ended = tokio::time::timeout(DEADLINE, agent.drive("orphaned").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.status, "finished");
+    assert_eq!(agent.check_driven("orphaned", Some(long_ago)).await.unwrap(), None);
+
+    agent.cleanup("orphaned").await.unwrap();
+    assert_eq!(code(agent.check_driven("orphaned", None).await), "ERR_RUN_NOT_FOUND");
+    agent.cleanup("watched").await.unwrap();
 }

@@ -116,7 +116,7 @@ impl Driver {
     }
 
     /// For a run whose lease `owner` took with the checkpoint that made or
-    /// resumed it (`run::create_leasing`, `run::resume_leasing`): this driver
+    /// resumed it (`run::create`, `run::resume` with a lease): this driver
     /// holds it already.
     pub fn holding_lease(mut self, owner: String, ttl: Duration) -> Self {
         self.lease_ttl = Some(ttl);

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::value::RawValue;
 
@@ -95,6 +95,12 @@ impl Drop for Registered {
     fn drop(&mut self) {
         lock(&self.agent.inner.active).remove(&self.run_id);
     }
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -310,6 +316,31 @@ impl Agent {
         let state = run::load_owned(&run, run_id, &self.inner.config.agent_id).await?;
         let leased = run.store.lease_holder(&run.lease_key).await?.is_some();
         Ok(RunSummary::of(&state, Some(leased)))
+    }
+
+    /// What a reader of a run checks now and then, so that it never waits
+    /// for ever on a run nobody drives: the run must still exist (else
+    /// [`AgentError::RunNotFound`]), and a running run must be driven by
+    /// some process. `undriven_since` (epoch ms) is what the reader's last
+    /// check returned: since when the run has been running with no driver.
+    /// Once that lasts longer than a driver rides an outage out and a lease
+    /// more (a driver back from an outage takes its lease back at once; one
+    /// alive renews it every third of it), the run is
+    /// [`AgentError::Abandoned`]. Returns the new `undriven_since`.
+    pub async fn check_driven(&self, run_id: &str, undriven_since: Option<u64>) -> Result<Option<u64>, AgentError> {
+        let summary = self.inspect(run_id).await?;
+        let driven_here = lock(&self.inner.active).contains_key(run_id);
+        if summary.status != Status::Running.as_str() || summary.leased == Some(true) || driven_here {
+            return Ok(None);
+        }
+        let now = epoch_ms();
+        let since = undriven_since.unwrap_or(now);
+        let config = &self.inner.config;
+        let patience = (config.lease * 2).max(config.outage + config.lease);
+        if Duration::from_millis(now.saturating_sub(since)) >= patience {
+            return Err(AgentError::Abandoned(run_id.to_owned()));
+        }
+        Ok(Some(since))
     }
 
     /// This agent's running runs in the store, with whether a process holds

@@ -68,6 +68,15 @@ pub enum AgentError {
         source: CacheError,
     },
 
+    /// A running run that no process has driven for longer than a driver
+    /// rides an outage out and a lease more: its driver stopped and nobody
+    /// recovered it (see `Agent::check_driven`).
+    #[error(
+        "run `{0}` is not driven by any process: its driver stopped (its lease lapsed) and nobody recovered it; \
+         recover(runId) goes on from its last checkpoint"
+    )]
+    Abandoned(String),
+
     /// A decision for a tool call the run is not waiting on.
     #[error("run `{run_id}` has no tool call `{tool_call_id}` waiting for approval")]
     UnknownToolCall { run_id: String, tool_call_id: String },
@@ -90,6 +99,7 @@ impl AgentError {
             AgentError::OwnedElsewhere { .. } => "ERR_RUN_OWNED_ELSEWHERE",
             AgentError::RunExists(_) => "ERR_RUN_EXISTS",
             AgentError::RunActive(_) => "ERR_RUN_ACTIVE",
+            AgentError::Abandoned(_) => "ERR_RUN_ABANDONED",
             AgentError::Conflict(_) | AgentError::LeaseLost(_) => "ERR_RUN_CONFLICT",
             AgentError::Released(_) => "ERR_CACHE_CLOSED",
             // What the store said, so callers that check for it still can.
