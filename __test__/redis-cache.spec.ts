@@ -251,15 +251,7 @@ describe('RedisServerCache: faults', () => {
       expect(Date.now() - start).toBeLessThan(2000)
       await redis.start()
       // The restarted server is empty (no persistence); the cache reconnects by itself.
-      await eventually(
-        async () =>
-          await cache.set('after', 2).then(
-            () => true,
-            () => false,
-          ),
-        5_000,
-        'reconnection',
-      )
+      await eventually(() => succeeds(cache.set('after', 2)), 5_000, 'reconnection')
       expect(await cache.get('after')).toBe(2)
       expect(await cache.listPushIndexed('l', 'l:counter', {})).toBe(0)
       await cache.close()
@@ -296,15 +288,7 @@ describe('RedisServerCache: faults', () => {
       execFileSync('redis-cli', ['-p', String(port), 'cluster', 'addslotsrange', '0', '16383'])
       const clusterInfo = () => execFileSync('redis-cli', ['-p', String(port), 'cluster', 'info']).toString()
       await eventually(() => clusterInfo().includes('cluster_state:ok'), 10_000, 'cluster_state:ok')
-      await eventually(
-        async () =>
-          await cache.set('k', 1).then(
-            () => true,
-            () => false,
-          ),
-        10_000,
-        'the cluster to serve',
-      )
+      await eventually(() => succeeds(cache.set('k', 1)), 10_000, 'the cluster to serve')
       expect(await cache.get('k')).toBe(1)
       expect(await cache.listPushIndexed('l', 'l:counter', {})).toBe(0)
       await cache.clear()
@@ -444,3 +428,11 @@ describe('RedisServerCache: faults', () => {
     expect(code).toBe(0)
   })
 })
+
+/** Whether `call` resolves (a call that fails now may succeed later). */
+function succeeds(call: Promise<unknown>): Promise<boolean> {
+  return call.then(
+    () => true,
+    () => false,
+  )
+}

@@ -170,6 +170,11 @@ describe('CachingPubSub on a Redis Cluster', () => {
     const servers: OwnRedis[] = []
     afterAll(() => Promise.all(servers.map((s) => s.stop())))
     const cli = (port: string, ...args: string[]) => execFileSync('redis-cli', ['-p', port, ...args]).toString()
+    /** A cluster node's redis-server arguments: its config file `name` in `dir`, and its node timeout. */
+    const clusterNodeArgs = (dir: string, name: string, nodeTimeoutMs: number) => [
+      ...['--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-node-timeout', String(nodeTimeoutMs)],
+      ...['--repl-diskless-sync-delay', '0', '--cluster-config-file', join(dir, `${name}.conf`), '--dir', dir],
+    ]
     const offset = (port: string) => /master_repl_offset:(\d+)/.exec(cli(port, 'info', 'replication'))?.[1]
 
     it('a writer and a reader elsewhere carry on, every event once and in order', async () => {
@@ -177,20 +182,7 @@ describe('CachingPubSub on a Redis Cluster', () => {
       const dir = mkdtempSync(join(tmpdir(), 'durable-agent-failover-'))
       for (const name of ['primary', 'replica']) {
         const port = await freePort()
-        const server = new OwnRedis(port, [
-          '--cluster-enabled',
-          'yes',
-          '--cluster-announce-ip',
-          '127.0.0.1',
-          '--cluster-node-timeout',
-          '2000',
-          '--repl-diskless-sync-delay',
-          '0',
-          '--cluster-config-file',
-          join(dir, `${name}.conf`),
-          '--dir',
-          dir,
-        ])
+        const server = new OwnRedis(port, clusterNodeArgs(dir, name, 2000))
         await server.start()
         servers.push(server)
       }
@@ -235,20 +227,7 @@ describe('CachingPubSub on a Redis Cluster', () => {
       // replica of the one that owns the topic.
       const dir = mkdtempSync(join(tmpdir(), 'durable-agent-kill-'))
       const start = async (name: string) => {
-        const server = new OwnRedis(await freePort(), [
-          '--cluster-enabled',
-          'yes',
-          '--cluster-announce-ip',
-          '127.0.0.1',
-          '--cluster-node-timeout',
-          '1000',
-          '--repl-diskless-sync-delay',
-          '0',
-          '--cluster-config-file',
-          join(dir, `${name}.conf`),
-          '--dir',
-          dir,
-        ])
+        const server = new OwnRedis(await freePort(), clusterNodeArgs(dir, name, 1000))
         await server.start()
         servers.push(server)
         return server
