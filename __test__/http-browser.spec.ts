@@ -116,6 +116,9 @@ describe('the web demo in Chromium', () => {
     await second.goto(`${demo.url}/?run=${runId}`)
     await waitFor(second, (a) => a.runId === runId && words(a.text) >= 4 && a.status === 'running', 'the watcher to catch up')
     await first.waitForSelector('#runs tr', { timeout: WAIT_MS }) // the inspector lists the run
+    // With its lease owner: this server, whose process is this one.
+    const rows = await first.$$eval('#runs tr', (trs) => trs.map((tr) => tr.textContent ?? ''))
+    expect(rows.find((row) => row.includes(runId!.slice(0, 8)))).toContain(`this server (:${new URL(demo.url).port}, pid ${process.pid})`)
     mkdirSync(ARTEFACTS, { recursive: true })
     await first.screenshot({ path: join(ARTEFACTS, 'web-demo-streaming.png') })
     gate.open()

@@ -98,7 +98,11 @@ describe('the agent handler across processes over Redis', () => {
     const stopped = await post(`${apiB}/runs/${stream.runId}/stop`, { reason: 'stopped on B' })
     // B does not drive it: the stop is a request the driver (A) sees within a quarter of a second.
     expect(stopped.status).toBe(202)
-    expect((await stopped.json()) as object).toMatchObject({ status: 'running', driven: true, drivenHere: false })
+    const run = (await stopped.json()) as { drivenBy?: string }
+    expect(run).toMatchObject({ status: 'running', driven: true, drivenHere: false })
+    // Driven by A's process, not by this one (nor B, which answered).
+    expect(run.drivenBy).toMatch(/^\d+:/)
+    expect(run.drivenBy).not.toMatch(new RegExp(`^${process.pid}:`))
     await reading
     a.send('release')
     expect(parts.at(-1)).toEqual({ type: 'abort', reason: 'stopped on B' })

@@ -264,7 +264,11 @@ describe('createAgentHandler over Node http', () => {
     const { runs } = await json(await fetch(`${api}/runs`))
     const listed = runs.filter((r: { runId: string }) => ids.includes(r.runId))
     expect(listed).toHaveLength(2)
-    for (const run of listed) expect(run).toMatchObject({ status: 'running', step: 0, driven: true, drivenHere: true, nextIndex: expect.any(Number) })
+    for (const run of listed) {
+      expect(run).toMatchObject({ status: 'running', step: 0, driven: true, drivenHere: true, nextIndex: expect.any(Number) })
+      // Its lease is this process's.
+      expect(run.drivenBy).toMatch(new RegExp(`^${process.pid}:`))
+    }
     gate.open()
     for (const id of ids) await eventually(async () => (await agent.getRun(id)).status === 'finished', 10_000, 'the runs to finish')
   })

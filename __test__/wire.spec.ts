@@ -28,6 +28,7 @@ const summaryMembers = {
   createdAt: true,
   updatedAt: true,
   leased: true,
+  leaseOwner: true,
 } satisfies Record<keyof RunSummary, true>
 
 const modelRequestMembers = { runId: true, step: true, messages: true, options: true } satisfies Record<keyof ModelRequest, true>

@@ -66,6 +66,8 @@ export interface RunSummary {
   updatedAt: string
   /** Whether a process holds the run's lease (drives it now), when looked up (`inspect`, `runningRuns`, `recover`). */
   leased?: boolean
+  /** Who holds it then: the driver's lease id (`<pid>:<...>`, opaque beyond the pid of its process). */
+  leaseOwner?: string
 }
 
 /** What a model step's callback gets (`wire::ModelRequest`). */

@@ -137,7 +137,8 @@ async function inspect() {
   $('runs').replaceChildren(
     ...runs.map((run) => {
       const row = document.createElement('tr')
-      const lease = run.drivenHere ? `this server (:${info.port})` : run.driven ? 'another server' : 'nobody (recoverable)'
+      const pid = run.drivenBy?.split(':')[0]
+      const lease = run.drivenHere ? `this server (:${info.port}, pid ${pid})` : run.driven ? `another server (pid ${pid})` : 'nobody (recoverable)'
       for (const [value, className] of [[run.runId.slice(0, 8), 'id'], [run.step], [run.nextIndex], [lease]]) {
         const cell = document.createElement('td')
         cell.textContent = String(value)

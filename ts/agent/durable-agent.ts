@@ -117,6 +117,8 @@ export interface DurableAgentActiveRun {
   updatedAt: Date
   /** Whether a process holds the run's lease (drives it now); false: its driver is gone, recover it. */
   driven: boolean
+  /** The lease id of the process that drives it (`<pid>:<...>`), when one does. */
+  drivenBy?: string
 }
 
 /** What `recoverActiveRuns` did (Mastra's shape): a run `success` when recovered and driven to its end or a suspension. */
@@ -142,6 +144,8 @@ export interface DurableAgentRun {
   updatedAt: Date
   /** Whether a process holds the run's lease (drives it now). */
   driven: boolean
+  /** The lease id of the process that drives it (`<pid>:<...>`), when one does. */
+  drivenBy?: string
   /** Whether this process drives it. */
   drivenHere: boolean
 }
@@ -424,6 +428,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
       ...(s.options.resourceId !== undefined ? { resourceId: s.options.resourceId } : {}),
       updatedAt: new Date(s.updatedAt),
       driven: s.leased === true,
+      ...(s.leaseOwner !== undefined ? { drivenBy: s.leaseOwner } : {}),
     }))
     return { runs, total: runs.length }
   }
@@ -475,6 +480,7 @@ export class DurableAgent<A extends AgentDefinition | MastraAgentLike = AgentDef
       createdAt: new Date(summary.createdAt),
       updatedAt: new Date(summary.updatedAt),
       driven: summary.leased === true,
+      ...(summary.leaseOwner !== undefined ? { drivenBy: summary.leaseOwner } : {}),
       drivenHere: this.#controllers.has(runId),
     }
   }

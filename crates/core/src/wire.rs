@@ -217,11 +217,15 @@ pub struct RunSummary {
     /// Whether a process holds the run's lease (drives it now), when looked up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leased: Option<bool>,
+    /// Who holds it then: the driver's lease id (`<pid>:<...>`, opaque beyond
+    /// the pid of its process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_owner: Option<String>,
 }
 
-/// The members of a [`RunSummary`] (`leased` only when looked up), for the
-/// test that keeps the facade's type of it in step.
-pub const RUN_SUMMARY_FIELDS: [&str; 12] = [
+/// The members of a [`RunSummary`] (`leased` and `leaseOwner` only when
+/// looked up), for the test that keeps the facade's type of it in step.
+pub const RUN_SUMMARY_FIELDS: [&str; 13] = [
     "runId",
     "agentId",
     "status",
@@ -234,6 +238,7 @@ pub const RUN_SUMMARY_FIELDS: [&str; 12] = [
     "createdAt",
     "updatedAt",
     "leased",
+    "leaseOwner",
 ];
 
 /// A tool call of the current step without a result.
@@ -248,7 +253,9 @@ pub struct PendingCall {
 }
 
 impl RunSummary {
-    pub fn of(state: &RunState, leased: Option<bool>) -> Self {
+    /// The summary of `state`; `lease`: when looked up, who holds the run's
+    /// lease (`Some(None)`: nobody).
+    pub fn of(state: &RunState, lease: Option<Option<String>>) -> Self {
         RunSummary {
             run_id: state.run_id.clone(),
             agent_id: state.agent_id.clone(),
@@ -271,7 +278,8 @@ impl RunSummary {
             options: state.options.clone(),
             created_at: state.created_at.clone(),
             updated_at: state.updated_at.clone(),
-            leased,
+            leased: lease.as_ref().map(Option::is_some),
+            lease_owner: lease.flatten(),
         }
     }
 

@@ -2312,7 +2312,10 @@ async fn the_agent_decides_recovery_and_keeps_its_registry(store: Store) {
     // Started here: leased by this agent, so recovering it elsewhere is refused.
     let started = here.start(start_run("started")).await.unwrap();
     assert_eq!(started.status, "running");
-    assert_eq!(here.inspect("started").await.unwrap().leased, Some(true));
+    let inspected = here.inspect("started").await.unwrap();
+    assert_eq!(inspected.leased, Some(true));
+    let owner = inspected.lease_owner.expect("the driver to be's lease id");
+    assert!(owner.starts_with(&format!("{}:", std::process::id())), "{owner}");
     assert_eq!(code(elsewhere.recover("started").await), "ERR_RUN_ACTIVE");
 
     // A run whose driver died (running, no lease): the first recoverer takes

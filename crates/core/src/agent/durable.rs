@@ -229,8 +229,9 @@ impl Agent {
         if !taken {
             return Err(AgentError::RunActive(run_id.to_owned()));
         }
+        let summary = RunSummary::of(&state, Some(Some(owner.clone())));
         self.prepare(&state, owner, false);
-        Ok(RunSummary::of(&state, Some(true)))
+        Ok(summary)
     }
 
     /// Drives a running run until it finishes, fails, aborts or suspends;
@@ -314,8 +315,8 @@ impl Agent {
     pub async fn inspect(&self, run_id: &str) -> Result<RunSummary, AgentError> {
         let run = self.run_store(run_id)?;
         let state = run::load_owned(&run, run_id, &self.inner.config.agent_id).await?;
-        let leased = run.store.lease_holder(&run.lease_key).await?.is_some();
-        Ok(RunSummary::of(&state, Some(leased)))
+        let holder = run.store.lease_holder(&run.lease_key).await?;
+        Ok(RunSummary::of(&state, Some(holder)))
     }
 
     /// What a reader of a run checks now and then, so that it never waits
