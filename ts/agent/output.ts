@@ -103,6 +103,8 @@ export class DurableOutput<C = StreamPart> {
   readonly #result = deferred<FullOutput>()
   readonly #options: OutputOptions<C>
   readonly #reader: TopicReader | undefined
+  /** The read in flight, until `#wait` hands its outcome out. */
+  #reading: Promise<{ page: PubSubEvent[] | undefined } | { error: unknown }> | undefined
 
   /** `reader: undefined`: an output that is already over (`outcome`). */
   constructor(reader: TopicReader | undefined, options: OutputOptions<C>, outcome?: RunOutcome) {
@@ -256,17 +258,31 @@ export class DurableOutput<C = StreamPart> {
     }
   }
 
+  /**
+   * Waits for the read in flight (or starts one), checking the run every
+   * `IDLE_CHECK_MS` meanwhile. A read is consumed only here, when its page
+   * is returned or its failure thrown: a check that fails (the store briefly
+   * away) leaves the read in flight, and the next attempt waits on that same
+   * read. (A second read would take the next page, and this one's events,
+   * the run's end among them, would be lost.)
+   */
   async #wait(reader: TopicReader): Promise<PubSubEvent[] | undefined> {
-    const waiting = reader.next(true)
+    const reading = (this.#reading ??= Promise.resolve(reader.next(true)).then(
+      (page) => ({ page }),
+      (error: unknown) => ({ error }),
+    ))
     const check = this.#options.checkRun
-    if (!check) return waiting
     for (;;) {
       let timer: NodeJS.Timeout | undefined
-      const idle = new Promise<typeof IDLE>((resolve) => (timer = setTimeout(resolve, IDLE_CHECK_MS, IDLE)))
-      const page = await Promise.race([waiting, idle])
+      const idle = check && new Promise<typeof IDLE>((resolve) => (timer = setTimeout(resolve, IDLE_CHECK_MS, IDLE)))
+      const outcome = await (idle ? Promise.race([reading, idle]) : reading)
       clearTimeout(timer)
-      if (page !== IDLE) return page
-      await check()
+      if (outcome !== IDLE) {
+        this.#reading = undefined
+        if ('error' in outcome) throw outcome.error
+        return outcome.page
+      }
+      await check!()
     }
   }
 
