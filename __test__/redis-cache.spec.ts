@@ -256,6 +256,25 @@ describe('RedisServerCache: faults', () => {
       expect(await cache.listPushIndexed('l', 'l:counter', {})).toBe(0)
       await cache.close()
     })
+
+    it('a callback subscriber rides the outage out, reports it once (not at every retry), and gets what is published after it', async () => {
+      const cache = new RedisServerCache({ url: redis.url }, { connectTimeoutMs: 300, commandTimeoutMs: 1_000 })
+      const errors: (Error & { code?: string })[] = []
+      const pubsub = new CachingPubSub(null, cache, { keyPrefix: uniquePrefix('outage-report'), onError: (error) => void errors.push(error) })
+      const received: unknown[] = []
+      await pubsub.subscribe('t', (event) => void received.push(event.data))
+      await redis.stop()
+      await eventually(() => errors.length > 0, 15_000, 'the outage to be reported')
+      // Down for a while longer: the subscription keeps retrying (every 250 ms at most), silently.
+      await new Promise((resolve) => setTimeout(resolve, 1_500))
+      await redis.start()
+      await eventually(() => succeeds(pubsub.publish('t', { type: 'note', runId: 'r', data: { after: true } })), 10_000, 'publishing again')
+      await eventually(() => received.length > 0, 10_000, 'the event published after the outage')
+      expect(received).toEqual([{ after: true }])
+      expect(errors).toHaveLength(1)
+      expect(['ERR_REDIS_UNAVAILABLE', 'ERR_REDIS_TIMEOUT']).toContain(errors[0]!.code)
+      await cache.close()
+    })
   })
 
   describe('with a Redis Cluster that is down, then comes up', () => {

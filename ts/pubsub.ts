@@ -453,9 +453,13 @@ class CallbackSubscription {
         const code = (failure as { code?: string }).code ?? ''
         // The cache was closed: an orderly shutdown ends the subscription, quietly.
         if (code === ErrorCodes.CACHE_CLOSED) return this.stop()
-        this.report(failure, this.topic)
-        // The store is briefly away: keep reading, after a pause.
-        if (!isTransient(failure)) return this.stop()
+        if (!isTransient(failure)) {
+          this.report(failure, this.topic)
+          return this.stop()
+        }
+        // The store is briefly away: keep reading, after a pause (the core's
+        // retry policy), and say so once per outage, not at every retry.
+        if (attempt === 0) this.report(failure, this.topic)
         await retryPause(attempt++)
         continue
       }

@@ -492,3 +492,30 @@ async fn redis_pages_read_ahead_are_taken_without_waiting() {
     cache.clear().await.unwrap();
     cache.close();
 }
+
+/// Calls made on a cache that has not connected yet keep their order: the
+/// pipelines that wait for the first connection leave one at a time (the
+/// connection wakes its waiters in an order of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_made_before_the_first_connection_keep_their_order() {
+    let prefix = unique_prefix();
+    let events: Vec<String> = (0..400).map(|n| format!(r#"{{"n":{n}}}"#)).collect();
+    for attempt in 0..10 {
+        // A new cache each time: nothing connected yet.
+        let cache = redis(&prefix);
+        let key = format!("pubsub:first-connection-{attempt}");
+        let appends: Vec<_> = events
+            .iter()
+            .map(|e| cache.log_append(&key, e, &Retention::default()))
+            .collect();
+        for append in appends {
+            append.await.unwrap();
+        }
+        let page = cache.log_read(PageRequest::new(&key, 0, 1000)).await.unwrap();
+        let stored: Vec<serde_json::Value> = serde_json::from_str(&page.events).unwrap();
+        let order: Vec<u64> = stored.iter().map(|e| e["n"].as_u64().unwrap()).collect();
+        assert_eq!(order, (0..400).collect::<Vec<_>>(), "attempt {attempt}");
+        cache.clear().await.unwrap();
+        cache.close();
+    }
+}

@@ -17,7 +17,7 @@ use super::outage::{transient, Outage, CALL_RIDE_OUT};
 use super::parts::{error_part, iso_now, EventWriter};
 use super::run::{abort_part, RunStore};
 use super::state::{Decision, Phase, RunState, Status, ToolCall};
-use crate::cache::runs::{LeaseAction, LeaseClaim};
+use crate::cache::runs::LeaseAction;
 use crate::error::CacheError;
 use crate::wire::{
     join, raw, raw_text, ErrorInfo, LoopOptions, ModelReply, ModelRequest, ToolReply, ToolRequest, CHUNK, SUSPENDED,
@@ -141,21 +141,9 @@ impl Driver {
         if let (Some(ttl), Status::Running, None) = (self.lease_ttl, self.state.status, &self.lease) {
             let owner = new_lease_owner();
             let mut outage = self.outage();
-            let acquired = loop {
-                match self
-                    .run
-                    .store
-                    .lease_acquire(LeaseClaim {
-                        key: &self.run.lease_key,
-                        owner: &owner,
-                        ttl,
-                    })
-                    .await
-                {
-                    Ok(acquired) => break acquired,
-                    Err(e) if outage.again(&e).await => continue,
-                    Err(e) => return Err(self.gave_up(&outage, e)),
-                }
+            let acquired = match self.run.take_lease(&owner, ttl, &mut outage).await {
+                Ok(acquired) => acquired,
+                Err(e) => return Err(self.gave_up(&outage, e)),
             };
             if !acquired {
                 return Err(AgentError::RunActive(self.state.run_id.clone()));

@@ -24,7 +24,6 @@ use super::error::AgentError;
 use super::outage::Outage;
 use super::run::{self, NewRun, RunStore};
 use super::state::{Decision, RunState, Status};
-use crate::cache::runs::LeaseClaim;
 use crate::cache::store::Store;
 use crate::log::Retention;
 use crate::wire::{RunSummary, RUN_TOPIC_PREFIX};
@@ -210,23 +209,11 @@ impl Agent {
             return Ok(RunSummary::of(&state, None));
         }
         let owner = new_lease_owner();
-        let mut outage = Outage::new(self.inner.config.outage);
-        let taken = loop {
-            match run
-                .store
-                .lease_acquire(LeaseClaim {
-                    key: &run.lease_key,
-                    owner: &owner,
-                    ttl: self.inner.config.lease,
-                })
-                .await
-            {
-                Ok(taken) => break taken,
-                Err(e) if outage.again(&e).await => continue,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        if !taken {
+        let config = &self.inner.config;
+        if !run
+            .take_lease(&owner, config.lease, &mut Outage::new(config.outage))
+            .await?
+        {
             return Err(AgentError::RunActive(run_id.to_owned()));
         }
         let summary = RunSummary::of(&state, Some(Some(owner.clone())));

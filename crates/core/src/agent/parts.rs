@@ -10,7 +10,9 @@ use crate::wire::{event_text, CHUNK};
 /// Builds event texts for one run, with ids unique across its attempts.
 pub struct EventWriter {
     run_id_json: String,
-    id_prefix: String,
+    /// The JSON text of the ids' common start, without its closing quote
+    /// (a run id may hold characters JSON escapes): escaped once, not per event.
+    id_open: String,
     seq: u64,
 }
 
@@ -20,7 +22,11 @@ impl EventWriter {
     pub fn new(run_id: &str, attempt: u64) -> Self {
         EventWriter {
             run_id_json: serde_json::to_string(run_id).expect("strings serialise"),
-            id_prefix: format!("{run_id}:{attempt}:"),
+            id_open: {
+                let mut quoted = serde_json::to_string(&format!("{run_id}:{attempt}:")).expect("strings serialise");
+                quoted.pop();
+                quoted
+            },
             seq: 0,
         }
     }
@@ -28,7 +34,7 @@ impl EventWriter {
     /// An event whose `data` is `data_json` (trusted JSON text).
     pub fn event(&mut self, kind: &str, data_json: &str) -> String {
         self.seq += 1;
-        let id = serde_json::to_string(&format!("{}{}", self.id_prefix, self.seq)).expect("strings serialise");
+        let id = format!("{}{}\"", self.id_open, self.seq);
         let kind = serde_json::to_string(kind).expect("strings serialise");
         event_text(&id, &kind, &self.run_id_json, data_json, now_ms())
     }

@@ -11,8 +11,9 @@ use super::error::AgentError;
 use super::outage::{Outage, CALL_RIDE_OUT};
 use super::parts::{iso_now, EventWriter};
 use super::state::{Decision, Phase, RunState, Status, Usage};
-use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange, LeasedAppend, RunKeys};
+use crate::cache::runs::{Commit, CommitOutcome, LeaseAction, LeaseChange, LeaseClaim, LeasedAppend, RunKeys};
 use crate::cache::store::Store;
+use crate::error::CacheError;
 use crate::log::Retention;
 use crate::wire::run_topic;
 
@@ -139,6 +140,23 @@ impl RunStore {
                     }
                     tracing::warn!(run = %state.run_id, code = e.code(), "checkpoint failed; retrying");
                 }
+            }
+        }
+    }
+
+    /// Takes the run's lease for `owner` if nobody holds it, riding `outage`
+    /// out; false when a process holds it.
+    pub async fn take_lease(&self, owner: &str, ttl: Duration, outage: &mut Outage) -> Result<bool, CacheError> {
+        loop {
+            let claim = LeaseClaim {
+                key: &self.lease_key,
+                owner,
+                ttl,
+            };
+            match self.store.lease_acquire(claim).await {
+                Ok(taken) => return Ok(taken),
+                Err(e) if outage.again(&e).await => continue,
+                Err(e) => return Err(e),
             }
         }
     }

@@ -30,9 +30,10 @@ use redis::Value;
 /// run scripts of `runs.rs`). The body may call:
 ///
 /// - `announce_refused(key, announce)`: when `announce`, the error to return
-///   if the user may not `SPUBLISH` on the stream's channel; else nil. Checked before anything is
-///   written, since a script is not undone when a command fails halfway: an
-///   append that cannot be announced stores nothing.
+///   if the user may not `SPUBLISH` on the stream's channel; else nil.
+///   Checked before anything is written, since a script is not undone when a
+///   command fails halfway: an append that cannot be announced stores
+///   nothing.
 /// - `append(key, maxlen, first, ttl, announce)`: `XADD`s `ARGV[first..]`
 ///   (trimmed to `maxlen`, 0 = no limit), sets the stream's TTL (`ttl` ms,
 ///   0 = leaves it), and, when `announce`, publishes the last id on the

@@ -34,9 +34,12 @@
 //! reader) start only once every earlier call has its reply.
 //!
 //! The connection is the dispatcher's, and connects by itself (see
-//! `connection.rs`): pipelines that wait for a (re)connection were first
-//! polled in order by the one dispatcher task and none leaves before the
-//! connection is made, so they wake, and are sent, in that order. A failed
+//! `connection.rs`). Pipelines that wait together for a (re)connection are
+//! sent in the order the connection wakes them, which is not the order they
+//! were made (seen: the first 100 appends of a new cache stored in blocks
+//! out of order). So until the connection has answered, and again after it
+//! failed, a lane has one pipeline in flight: the next leaves once the
+//! connection is up and has taken the one before. A failed
 //! attempt fails the calls that waited for it (a Redis that is down answers
 //! each call at once, and a caller that wants to ride an outage out retries).
 //! A call whose caller gave up before it was sent is never sent.
@@ -436,6 +439,9 @@ async fn dispatch(shared: Arc<Shared>) {
     // Per lane, pipelines to send again (see `unsent`) once the lane has
     // nothing in flight, in the order they first left; the lane waits.
     let mut again: HashMap<Lane, Vec<Sent>> = HashMap::new();
+    // Whether the connection has answered since it was made or last failed
+    // (see the module docs): until then, one pipeline in flight per lane.
+    let mut connected = false;
     if let Some((host, port)) = wiring.tls_server.clone() {
         tokio::spawn(probe(Arc::downgrade(&shared), host, port, wiring.connect_timeout));
     }
@@ -477,6 +483,10 @@ async fn dispatch(shared: Arc<Shared>) {
                     for lane in ready {
                         let mut pipelines = again.remove(&lane).unwrap_or_default();
                         pipelines.sort_by_key(|sent| sent.seq);
+                        if !connected && pipelines.len() > 1 {
+                            // The first alone, until the connection is back.
+                            again.insert(lane.clone(), pipelines.split_off(1));
+                        }
                         *busy.entry(lane).or_default() += pipelines.len();
                         for mut sent in pipelines {
                             sent.again = true;
@@ -505,7 +515,7 @@ async fn dispatch(shared: Arc<Shared>) {
                                     let _ = done.send(());
                                 }
                             }
-                            if *busy_now >= in_flight_max {
+                            if *busy_now >= if connected { in_flight_max } else { 1 } {
                                 break;
                             }
                             let mut calls = Vec::new();
@@ -572,6 +582,10 @@ async fn dispatch(shared: Arc<Shared>) {
                 if let Some(n) = busy.get_mut(&sent.lane) {
                     *n = n.saturating_sub(1);
                 }
+                connected = match &replies {
+                    Ok(_) => true,
+                    Err(e) => connected && !(e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()),
+                };
                 match replies {
                     Err(error) if !sent.again && unsent(&error) => again.entry(sent.lane.clone()).or_default().push(sent),
                     replies => deliver(sent, replies, wiring),
